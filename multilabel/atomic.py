@@ -1,0 +1,45 @@
+"""Write files so that a reader never sees a partial one.
+
+Every output of the project (list files, bottlenecks, graphs, metrics) goes through
+here: the content is written to a temporary file in the same folder, flushed to disk,
+then renamed over the target. A crash or a SIGKILL leaves either the old file or the
+new one, never a mix, and two writers racing on one path each leave a whole file.
+"""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_output(path, mode="w", **open_kwargs):
+    """Open a temporary sibling of `path`; rename it onto `path` on success.
+
+    On an exception the temporary file is removed and `path` is left untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    """Atomically replace `path` with `text` (UTF-8)."""
+    with atomic_output(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+def write_bytes(path, data):
+    """Atomically replace `path` with `data`."""
+    with atomic_output(path, "wb") as f:
+        f.write(data)

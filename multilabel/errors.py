@@ -1,0 +1,28 @@
+"""The one error type that reaches the user.
+
+Library code raises `UserError` (or a subclass) for anything the user can fix: a bad
+list file, a missing image, a wrong flag value. The scripts' `main` catches it, prints
+`str(error)` as one line and exits with `EXIT_BAD_INPUT`. Anything else is a bug and
+keeps its traceback.
+"""
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1  # a batch where some items failed and the rest succeeded
+EXIT_BAD_INPUT = 2  # bad usage or bad input: nothing useful was done
+
+
+class UserError(Exception):
+    """An error caused by input, reported as `path:line: message` on one line."""
+
+    def __init__(self, message, path=None, line=None):
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.line = line
+
+    def __str__(self):
+        where = self.path or ""
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        text = " ".join(str(self.message).split())  # always one line
+        return f"{where}: {text}" if where else text

@@ -1,0 +1,74 @@
+"""Turn an image file into the float array a feature module expects.
+
+Training (retrain.py) and inference (label_image.py) both call `load_image`, so the
+decoding, the resize method and the scaling can never differ between them (the
+original project trained with bilinear resizing and labelled with AREA).
+
+Decoding goes by the file's content, not its extension, through Pillow: JPEG (also
+CMYK and progressive), PNG (also 16-bit, palette, alpha), GIF (first frame), BMP,
+TIFF and WebP all become 8-bit RGB.
+"""
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from multilabel.errors import UserError
+
+# Pillow warns past ~89 Mpx and raises past twice that; a photo this large is either
+# a decompression bomb or far more than a 224 x 224 model needs, so refuse it early.
+MAX_PIXELS = 89_478_485
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class ImageError(UserError):
+    """An image that cannot be decoded: missing, empty, truncated or not an image."""
+
+
+def decode_image(path):
+    """Decode `path` into an upright 8-bit RGB `PIL.Image`, or raise `ImageError`."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"image is {width} x {height} pixels, more than the {MAX_PIXELS} allowed "
+                    "(a decompression bomb?)", path)
+            img.load()  # first frame only for animations; raises on truncated data
+            return _to_rgb(ImageOps.exif_transpose(img))
+    except FileNotFoundError:
+        raise ImageError("image file not found", path) from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image file", path) from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"refused as a decompression bomb: {e}", path) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        # Pillow's UnidentifiedImageError is an OSError; truncated files raise OSError.
+        raise ImageError(f"cannot decode image: {e}", path) from e
+
+
+def _to_rgb(img):
+    """Convert any Pillow mode to RGB, compositing transparency onto white."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # Pillow's own I;16 -> L conversion clips at 255 instead of scaling.
+        values = np.asarray(img, dtype=np.float64)
+        scale = 65535.0 if values.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.round(values * (255.0 / scale)).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def resize_and_scale(img, height, width):
+    """Resize an RGB image to `height` x `width` (bilinear) as float32 in [0, 1]."""
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def load_image(path, height, width):
+    """The model input for one image file: float32 `[height, width, 3]` in [0, 1]."""
+    return resize_and_scale(decode_image(path), height, width)

@@ -39,9 +39,10 @@ def best_f1_threshold(labels, scores):
     """The threshold maximising F1 of `scores >= threshold` against 0/1 `labels` (1-D).
 
     Candidates are the midpoints between consecutive distinct scores, plus half the
-    smallest score (predict every instance; 0 when that score is 0). Midpoints rather than the scores themselves
-    keep a margin on both sides, so the frozen graph's probabilities, which differ from
-    the training process's in the last float digits, fall on the same side.
+    smallest score (predict every instance; 0 when that score is 0). Midpoints rather
+    than the scores themselves keep a margin on both sides, so the frozen graph's
+    probabilities, which differ from the training process's in the last float digits,
+    fall on the same side.
 
     "Predict nothing" is not a candidate: its F1 is 0, and predicting every instance has
     F1 > 0 whenever there is a positive.

@@ -22,12 +22,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5
 
 
-def _check_pair(y_true, probs):
-    """Return `(y_true, probs)` as int64 and float64 [N, C] arrays, or raise ValueError."""
+def check_labels_and_probs(y_true, probs):
+    """Return `(y_true, probs)` as int64 and float64 [N, C] arrays, or raise ValueError.
+
+    Bad shapes or values here are the caller's bug, not the user's input: ValueError.
+    """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     if y_true.ndim != 2 or y_true.shape != probs.shape:
-        raise ValueError(f"y_true {y_true.shape} and probs {probs.shape} must be equal [N, C] shapes")
+        raise ValueError(f"y_true {y_true.shape} and probs {probs.shape} must be equal [N, C]")
     if not np.isin(y_true, (0, 1)).all():
         raise ValueError("y_true must hold only 0 and 1")
     if not ((probs >= 0) & (probs <= 1)).all():  # also rejects NaN
@@ -87,7 +90,7 @@ def best_f1_thresholds(y_true, probs):
 
     See `best_f1_threshold` for the candidates, the tie-break and classes without positives.
     """
-    y_true, probs = _check_pair(y_true, probs)
+    y_true, probs = check_labels_and_probs(y_true, probs)
     thresholds = np.array(
         [best_f1_threshold(y_true[:, c], probs[:, c]) for c in range(probs.shape[1])],
         dtype=np.float64,

@@ -1,0 +1,104 @@
+"""The on-disk cache of bottleneck vectors, and filling it.
+
+A bottleneck is the feature module's output for one image. Computing it is the slow
+part of a run, so each is computed once and kept in `<bottleneck_dir>/<module key>/`,
+one `.npy` file per image named by the SHA-256 of the image's bytes. Keying on content
+(not on the path) means an edited image is never served a stale vector and a moved
+folder keeps its cache; the module key separates modules and preprocessing.
+
+Each entry is written atomically (temp file + rename), so an interrupted run or two
+runs sharing the folder never leave a broken file. An entry that does not read back
+as a finite vector of the right length is reported and recomputed.
+"""
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from multilabel import atomic
+
+logger = logging.getLogger(__name__)
+
+# Bump when the image preprocessing changes, so old vectors are not reused.
+PREPROCESSING_VERSION = "pil-bilinear-v1"
+
+
+def module_key(module_fingerprint, height, width):
+    """The cache sub-folder name for one module at one input size."""
+    text = f"{module_fingerprint}|{height}x{width}|{PREPROCESSING_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def content_hash(path):
+    """SHA-256 of a file's bytes: the cache key of its bottleneck."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BottleneckCache:
+    """Vectors of one module, stored one file per image content hash."""
+
+    def __init__(self, root, key, dim):
+        self.folder = os.path.join(root, key)
+        self.dim = dim
+
+    def _path(self, digest):
+        return os.path.join(self.folder, digest[:2], digest + ".npy")
+
+    def load(self, digest):
+        """The cached vector, or None when it is absent or corrupt."""
+        path = self._path(digest)
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError) as e:
+            logger.warning("Corrupt bottleneck %s (%s); recomputing it", path, e)
+            return None
+        if vector.shape != (self.dim,) or not np.all(np.isfinite(vector)):
+            logger.warning("Corrupt bottleneck %s (shape %s or non-finite values); recomputing it",
+                           path, vector.shape)
+            return None
+        return vector.astype(np.float32, copy=False)
+
+    def store(self, digest, vector):
+        with atomic.atomic_output(self._path(digest), "wb") as f:
+            np.save(f, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+
+
+def cached_bottlenecks(paths, cache, compute_batches):
+    """All bottlenecks for `paths` as one `[len(paths), dim]` float32 array.
+
+    Cached vectors are read; the rest are computed by `compute_batches(paths)`, which
+    yields arrays of vectors in the order of the paths it was given, and each is stored
+    as soon as it arrives so that an interrupted run keeps its progress. Identical
+    images (same content) are computed once.
+    """
+    digests = [content_hash(p) for p in paths]
+    result = np.empty((len(paths), cache.dim), dtype=np.float32)
+    missing = {}  # digest -> indices of paths with that content
+    for i, digest in enumerate(digests):
+        vector = cache.load(digest)
+        if vector is None:
+            missing.setdefault(digest, []).append(i)
+        else:
+            result[i] = vector
+    if missing:
+        logger.info("%d of %d bottlenecks cached; computing %d",
+                    len(paths) - sum(map(len, missing.values())), len(paths), len(missing))
+        todo = list(missing)
+        done = 0
+        for batch in compute_batches([paths[missing[d][0]] for d in todo]):
+            for vector in batch:
+                digest = todo[done]
+                cache.store(digest, vector)
+                result[missing[digest]] = vector
+                done += 1
+    else:
+        logger.info("All %d bottlenecks cached", len(paths))
+    return result

@@ -1,0 +1,181 @@
+"""Training the new layer on bottlenecks, keeping the step with the best validation mAP.
+
+Batches are drawn at random with a generator seeded by `(seed, step)`: step s sees the
+same images whether the run went straight through or resumed from a checkpoint.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from multilabel import head as head_lib
+from multilabel import metrics, summaries
+from multilabel.errors import UserError
+
+logger = logging.getLogger(__name__)
+v1 = tf.compat.v1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    learning_rate: float
+    batch_size: int  # -1: every training image at each step
+    optimizer: str
+    l2_regularization: float
+    pos_weight: object  # None, a float, or one float per class
+    eval_interval: int
+    validation_batch_size: int  # -1: the whole validation part
+    seed: int
+    final_tensor_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    weights: np.ndarray
+    biases: np.ndarray
+    step: int  # the step these weights come from
+    validation_map: float  # nan when there was no validation data
+
+
+def _batch(rng, count, size):
+    if size < 0 or size >= count:
+        return np.arange(count)
+    return rng.choice(count, size, replace=False)
+
+
+def train(train_inputs, train_labels, validation_x, validation_y, config,
+          summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None):
+    """Train the head; return the weights of the step with the best validation mAP.
+
+    `train_inputs(indices)` gives the bottlenecks of those training images: cached rows,
+    or vectors of freshly distorted images. Without validation data the last step wins.
+    `on_eval(step, weights, biases)` is called after each evaluation (for intermediate
+    graphs). With `resume`, training continues from the checkpoint at `checkpoint_path`.
+    """
+    num_train, num_classes = train_labels.shape
+    if num_train == 0:
+        raise UserError("the training part is empty")
+    dim = train_inputs(np.arange(1)).shape[1]
+    has_validation = len(validation_y) > 0
+    if not has_validation:
+        logger.warning("The validation part is empty: no early stopping, the last step is kept")
+
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(config.seed)
+        head = head_lib.build_training_head(
+            dim, num_classes, config.final_tensor_name, config.optimizer, config.learning_rate,
+            config.l2_regularization, config.pos_weight)
+        best = _BestTracker(head)
+        train_summaries = summaries.training_summaries(head)
+        saver = v1.train.Saver(max_to_keep=1)
+        writers = summaries.writers(summaries_dir, graph)
+        with v1.Session(graph=graph) as sess:
+            start = _start(sess, saver, checkpoint_path, resume)
+            for step in range(start, config.steps):
+                rng = np.random.default_rng([config.seed, step])
+                indices = _batch(rng, num_train, config.batch_size)
+                feed = {head.bottleneck: train_inputs(indices), head.labels: train_labels[indices]}
+                _, loss = sess.run([head.train_op, head.loss], feed)
+                if not math.isfinite(loss):
+                    raise UserError(f"the training loss became {loss} at step {step + 1}; "
+                                    "lower --learning_rate")
+                done = step + 1
+                if done % config.eval_interval == 0 or done == config.steps:
+                    if writers:
+                        writers.train.add_summary(sess.run(train_summaries, feed), done)
+                    if has_validation:
+                        _evaluate(sess, head, best, validation_x, validation_y, config, rng,
+                                  done, loss, writers)
+                    else:
+                        logger.info("Step %d: train loss %.4f", done, loss)
+                    if checkpoint_path:
+                        _save(sess, saver, checkpoint_path, done)
+                    if on_eval:
+                        on_eval(done, *sess.run([head.weights, head.biases]))
+            if not has_validation or best.step(sess) == 0:
+                best.update(sess, float("nan"), sess.run(head.global_step))
+            weights, biases, step, score = best.read(sess)
+        if writers:
+            writers.close()
+    if has_validation:
+        logger.info("Keeping step %d, best validation mAP %.4f", step, score)
+    return TrainResult(weights, biases, step, score)
+
+
+def _start(sess, saver, checkpoint_path, resume):
+    """The first step to run: 0, or the step after the checkpoint's when resuming."""
+    sess.run(v1.global_variables_initializer())
+    if not resume:
+        return 0
+    latest = v1.train.latest_checkpoint(os.path.dirname(checkpoint_path) or ".")
+    if latest is None:
+        logger.info("No checkpoint under %s: starting from step 0", checkpoint_path)
+        return 0
+    try:
+        saver.restore(sess, latest)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        raise UserError("the checkpoint does not match this run (another module or number of "
+                        "classes?); remove it or drop --resume", latest) from e
+    step = int(sess.run(v1.train.get_global_step()))
+    logger.info("Resuming from %s at step %d", latest, step)
+    return step
+
+
+def _save(sess, saver, checkpoint_path, step):
+    os.makedirs(os.path.dirname(checkpoint_path) or ".", exist_ok=True)
+    saver.save(sess, checkpoint_path, global_step=step)
+
+
+def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers):
+    indices = _batch(rng, len(y), config.validation_batch_size)
+    probs = sess.run(head.probs, {head.bottleneck: x[indices]})
+    result = metrics.evaluate(y[indices], probs)
+    score = result["mean_average_precision"]
+    score = float("nan") if score is None else score
+    improved = best.update(sess, score, step)
+    logger.info("Step %d: train loss %.4f, validation mAP %.4f, label accuracy %.4f%s",
+                step, loss, score, result["label_accuracy"], " (best)" if improved else "")
+    if writers:
+        summaries.write_validation(writers.validation, result, y[indices], probs, step)
+
+
+class _BestTracker:
+    """Copies of the head's variables from the best step so far, kept in the checkpoint."""
+
+    def __init__(self, head):
+        with v1.variable_scope("best"):
+            self._vars = [
+                v1.get_variable("weights", head.weights.shape, trainable=False,
+                                initializer=v1.zeros_initializer()),
+                v1.get_variable("biases", head.biases.shape, trainable=False,
+                                initializer=v1.zeros_initializer()),
+                v1.get_variable("score", [], trainable=False,
+                                initializer=v1.constant_initializer(-1.0)),
+                v1.get_variable("step", [], tf.int64, trainable=False,
+                                initializer=v1.zeros_initializer()),
+            ]
+        self._score = v1.placeholder(tf.float32, [])
+        self._step = v1.placeholder(tf.int64, [])
+        self._assign = tf.group(
+            self._vars[0].assign(head.weights), self._vars[1].assign(head.biases),
+            self._vars[2].assign(self._score), self._vars[3].assign(self._step))
+
+    def update(self, sess, score, step):
+        """Keep the current variables if `score` beats the best so far (nan always does)."""
+        if math.isnan(score) or score > sess.run(self._vars[2]):
+            sess.run(self._assign, {self._score: score, self._step: step})
+            return True
+        return False
+
+    def step(self, sess):
+        return int(sess.run(self._vars[3]))
+
+    def read(self, sess):
+        weights, biases, score, step = sess.run(self._vars)
+        return weights, biases, int(step), float(score)

@@ -1,0 +1,95 @@
+"""Training the head: it learns, keeps the best step, resumes, and stops on NaN."""
+
+import numpy as np
+import pytest
+
+from multilabel import training
+from multilabel.errors import UserError
+
+
+def _data(n, seed):
+    """Bottlenecks where class c is present exactly when feature c is positive."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (x[:, :3] > 0).astype(np.int64)
+    return x, y
+
+
+def _config(**changes):
+    base = dict(steps=200, learning_rate=0.05, batch_size=32, optimizer="adam",
+                l2_regularization=0.0, pos_weight=None, eval_interval=20,
+                validation_batch_size=-1, seed=3, final_tensor_name="final_result")
+    base.update(changes)
+    return training.TrainConfig(**base)
+
+
+def _train(config, tmp_path=None, resume=False, **kwargs):
+    x, y = _data(300, 0)
+    vx, vy = _data(100, 1)
+    checkpoint = str(tmp_path / "ckpt" / "retrain") if tmp_path else None
+    return training.train(lambda i: x[i], y, vx, vy, config, checkpoint_path=checkpoint,
+                          resume=resume, **kwargs)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_learns_separable_labels_and_keeps_its_best_validation_step():
+    result = _train(_config())
+    vx, vy = _data(100, 1)
+    probs = _sigmoid(vx @ result.weights + result.biases)
+    assert ((probs > 0.5) == vy).mean() > 0.95
+    assert result.validation_map > 0.98
+    assert result.step % 20 == 0 and 0 < result.step <= 200
+
+
+def test_same_seed_same_weights_and_sgd_also_learns():
+    a = _train(_config(steps=60))
+    b = _train(_config(steps=60))
+    np.testing.assert_array_equal(a.weights, b.weights)
+    sgd = _train(_config(optimizer="sgd", learning_rate=1.0))
+    assert sgd.validation_map > 0.95
+
+
+def test_without_validation_data_the_last_step_is_kept():
+    x, y = _data(100, 0)
+    empty = np.zeros((0, 6), np.float32), np.zeros((0, 3), np.int64)
+    result = training.train(lambda i: x[i], y, *empty, _config(steps=30))
+    assert result.step == 30
+    assert np.isnan(result.validation_map)
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    straight = _train(_config(steps=100))
+    _train(_config(steps=40), tmp_path)
+    resumed = _train(_config(steps=100), tmp_path, resume=True)
+    np.testing.assert_allclose(resumed.weights, straight.weights, rtol=1e-5, atol=1e-6)
+    assert resumed.step == straight.step
+
+
+def test_l2_regularization_shrinks_the_weights():
+    plain = _train(_config(steps=100))
+    shrunk = _train(_config(steps=100, l2_regularization=0.05))
+    assert np.abs(shrunk.weights).sum() < 0.7 * np.abs(plain.weights).sum()
+
+
+def test_pos_weight_raises_the_probability_of_positives():
+    plain = _train(_config(steps=100))
+    weighted = _train(_config(steps=100, pos_weight=5.0))
+    vx, _ = _data(100, 1)
+    assert (_sigmoid(vx @ weighted.weights + weighted.biases).mean()
+            > _sigmoid(vx @ plain.weights + plain.biases).mean())
+
+
+def test_a_diverging_loss_stops_with_the_step():
+    with pytest.raises(UserError, match=r"loss became nan at step \d+"):
+        x, y = _data(50, 0)
+        x[0, 0] = np.nan
+        training.train(lambda i: x[i], y, x[:0], y[:0], _config(batch_size=-1, steps=5))
+
+
+def test_every_evaluation_is_reported(tmp_path):
+    seen = []
+    _train(_config(steps=60), on_eval=lambda step, w, b: seen.append((step, w.shape, b.shape)))
+    assert seen == [(20, (6, 3), (3,)), (40, (6, 3), (3,)), (60, (6, 3), (3,))]

@@ -115,7 +115,8 @@ def average_precision(y_true, probs):
 def mean_average_precision(y_true, probs):
     """Mean AP over the classes with at least one positive; NaN if there are none."""
     ap = average_precision(y_true, probs)
-    return float(np.mean(ap[~np.isnan(ap)])) if not np.isnan(ap).all() else math.nan
+    defined = ap[~np.isnan(ap)]
+    return float(np.mean(defined)) if defined.size else math.nan
 
 
 def _ranks(y_true, probs):

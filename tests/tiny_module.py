@@ -1,0 +1,37 @@
+"""A tiny but informative stand-in feature module, saved like the real ones.
+
+Features of a [N, size, size, 3] image in [0, 1]: the mean of each colour channel in
+each quadrant of a 2 x 2 grid (12 values), each channel's mean and standard deviation
+over the whole image (6 values) and the mean of each channel's squared horizontal and
+vertical differences (6 values, texture): D = 24. Solid colours, halves and stripes all
+get different features, so a head trained on them learns something real, which
+random-weight conv nets (nearly constant features) would not allow.
+"""
+
+import tensorflow as tf
+
+from multilabel.module_builder import FeatureVectorModule, save_feature_module
+
+FEATURE_DIM = 24
+
+
+def make_tiny_module(path, size=32):
+    """Save the tiny module at `path` (a SavedModel folder) and return `path`."""
+    # One variable, so loading in a v1 graph and freezing handle a real one.
+    scale = tf.Variable(tf.ones([FEATURE_DIM]), trainable=False, name="feature_scale")
+
+    def features(images):
+        half = size // 2
+        quadrants = [images[:, :half, :half], images[:, :half, half:],
+                     images[:, half:, :half], images[:, half:, half:]]
+        parts = [tf.reduce_mean(q, axis=[1, 2]) for q in quadrants]
+        mean, variance = tf.nn.moments(images, axes=[1, 2])
+        dx = images[:, :, 1:] - images[:, :, :-1]
+        dy = images[:, 1:] - images[:, :-1]
+        parts += [mean, tf.sqrt(variance + 1e-12),
+                  tf.reduce_mean(tf.square(dx), axis=[1, 2]),
+                  tf.reduce_mean(tf.square(dy), axis=[1, 2])]
+        return tf.concat(parts, axis=1) * scale
+
+    save_feature_module(FeatureVectorModule(features, [scale], (size, size)), path)
+    return path

@@ -1,0 +1,56 @@
+import pytest
+
+from multilabel import labels_json
+from multilabel.errors import UserError
+
+
+def test_one_list_a_line_without_final_newline():
+    text = "[1, -1, -1]\n[-1, 1, 1]\n[0, 0, 1]"
+    assert labels_json.parse_labels(text, "l.json") == [
+        (1, (1, 0, 0)), (2, (0, 1, 1)), (3, (0, 0, 1))]
+
+
+def test_accepts_crlf_bom_and_blank_lines_at_the_end():
+    text = "\ufeff[1, -1]\r\n[-1, 1]\r\n\r\n"
+    assert labels_json.parse_labels(text) == [(1, (1, 0)), (2, (0, 1))]
+
+
+def test_whole_file_one_array_keeps_line_numbers():
+    text = "[\n  [1, -1],\n  [-1, 1]\n]\n"
+    assert labels_json.parse_labels(text) == [(2, (1, 0)), (3, (0, 1))]
+    assert labels_json.parse_labels("[[1,-1],[0,1]]") == [(1, (1, 0)), (1, (0, 1))]
+
+
+@pytest.mark.parametrize("text, num_classes, line, words", [
+    ("[1, -1]\n[1, -1, 1]\n", None, 2, "3 flags, expected 2"),
+    ("[1, -1]\n", 3, 1, "2 flags, expected 3"),
+    ("[1, -1]\n[2, -1]", None, 2, "flag 2 is not 1 (present) or -1/0 (absent)"),
+    ("[1, -1]\n[true, -1]", None, 2, "flag true is not"),
+    ("[1, -1]\n[1.0, -1]", None, 2, "flag 1.0 is not"),
+    ("[1, -1]\n[1, -1\n", None, 2, "not a JSON list"),
+    ("[1, -1]\n{\"a\": 1}\n", None, 2, "expected a JSON list of flags"),
+    ("[1, -1]\n\n[1, -1]\n", None, 2, "blank line between label lines"),
+    ("[\n  [1, -1],\n  [1, 2]\n]", None, 3, "flag 2 is not"),
+    ("[\n  [1, -1],\n  [1, -1\n]", None, 4, "bad JSON"),
+    ("[\n  [1, -1]\n  [1, -1]\n]", None, 3, "expected ',' or ']'"),
+    ("[[1, -1]]\nx", None, 2, "extra text"),
+])
+def test_rejects_bad_labels_naming_file_and_line(text, num_classes, line, words):
+    with pytest.raises(UserError) as info:
+        labels_json.parse_labels(text, "l.json", num_classes)
+    assert (info.value.path, info.value.line) == ("l.json", line)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "[]"])
+def test_rejects_a_file_without_rows(text):
+    with pytest.raises(UserError, match="no label rows"):
+        labels_json.parse_labels(text, "l.json")
+
+
+def test_reads_a_file(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_bytes(b"[1, -1]\r\n[-1, 1]")
+    assert labels_json.read_labels_file(path) == [(1, (1, 0)), (2, (0, 1))]
+    with pytest.raises(UserError, match="labels file not found"):
+        labels_json.read_labels_file(tmp_path / "none.json")

@@ -131,15 +131,16 @@ def main(argv=None):
 def label(args):
     """Label every image the flags name; return the exit status."""
     paths = image_paths(args)
-    graph_folder = os.path.dirname(args.graph)
-    labels_path = args.labels or os.path.join(graph_folder, LABELS_NAME)
-    labels = tuple(read_class_names(labels_path))
     # Imported here so that --help and flag errors answer without TensorFlow's start-up.
     from multilabel.frozen_graph import load_frozen_graph
     from multilabel.labelling import label_images
 
+    # The graph first: the labels and thresholds are looked for next to it.
     model = load_frozen_graph(args.graph, args.input_layer, args.output_layer,
                               args.input_height, args.input_width)
+    graph_folder = os.path.dirname(args.graph)
+    labels_path = args.labels or os.path.join(graph_folder, LABELS_NAME)
+    labels = tuple(read_class_names(labels_path))
     if model.num_classes is not None:
         _check_width(model.num_classes, labels, labels_path, model)
     report = Report(args.output_format, labels, thresholds(args, graph_folder, len(labels)),

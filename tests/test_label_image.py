@@ -320,3 +320,21 @@ def test_command_line(tmp_path, model):
     assert json.loads(process.stdout)["predicted"] == ["red"]
     assert "missing.jpg: image file not found" in process.stderr.splitlines()
     assert "Traceback" not in process.stderr
+
+
+def test_graph_needing_another_input(tmp_path, capsys):
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.placeholder(tf.float32, [None, SIZE, SIZE, 3], name="Placeholder")
+        extra = tf.compat.v1.placeholder(tf.float32, [None, 3], name="extra")
+        tf.sigmoid(tf.reduce_mean(images, axis=[1, 2]) + extra, name="final_result")
+    path = tmp_path / "two_inputs.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    (tmp_path / "output_labels.txt").write_text("".join(f"{n}\n" for n in LABELS))
+    image = write_image(tmp_path / "red.png", RED)
+    status, out, err = run(["--graph", str(path), "--image", str(image), "--threshold", "0.5"],
+                           capsys)
+    assert status == 2
+    assert out == ""
+    assert err.startswith(f"{path}: running the graph failed")
+    assert len(err.splitlines()) == 1

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -126,6 +127,11 @@ def main(argv=None):
     except UserError as e:
         print(e, file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader stopped early (`label_image.py photos | head`): stop quietly. Point
+        # stdout at /dev/null so that Python's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SOME_FAILED
 
 
 def label(args):
@@ -148,6 +154,7 @@ def label(args):
     out = sys.stdout
     out.write(report.header())
     labelled = failed = 0
+    start = time.monotonic()
     for result in label_images(model, paths, args.batch_size, args.input_mean, args.input_std):
         if not result.ok:
             print(result.error, file=sys.stderr)
@@ -157,7 +164,8 @@ def label(args):
         out.write(report.record(result.image, result.probabilities))
         labelled += 1
     out.flush()
-    logger.info("Labelled %d of %d images", labelled, len(paths))
+    logger.info("Labelled %d of %d images in %.1f s", labelled, len(paths),
+                time.monotonic() - start)
     if not failed:
         return EXIT_OK
     return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT

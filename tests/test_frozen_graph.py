@@ -66,7 +66,8 @@ def test_not_a_graph(tmp_path, content, message):
 
 
 def test_missing_file_and_folder(tmp_path):
-    assert str(load_error(str(tmp_path / "nope.pb"))) == f"{tmp_path / 'nope.pb'}: graph file not found"
+    missing = str(tmp_path / "nope.pb")
+    assert str(load_error(missing)) == f"{missing}: graph file not found"
     assert "is a folder" in str(load_error(str(tmp_path)))
 
 

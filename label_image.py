@@ -172,7 +172,8 @@ def label(args):
 
 
 def image_paths(args):
-    """Every image the flags name, in flag order; test.jpeg when none is named."""
+    """Every image named: --image, positional paths, --image_dir, --image_list, in that
+    order; test.jpeg when none is named."""
     paths = list(args.image)
     for path in args.paths:
         paths.extend(images_in_folder(path) if os.path.isdir(path) else [path])

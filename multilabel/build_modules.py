@@ -20,7 +20,8 @@ def main(argv=None):
     parser.add_argument("--model_dir", default="MODEL",
                         help="folder that receives one SavedModel folder per module")
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"modules to build (default: all of {', '.join(module_builder.RECIPES)})")
+                        help=f"modules to build (default: all of "
+                             f"{', '.join(module_builder.RECIPES)})")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

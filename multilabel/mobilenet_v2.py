@@ -44,7 +44,8 @@ def feature_model(h5_bytes, source="<bytes>"):
         weights=None, include_top=False, pooling="avg", input_shape=(*IMAGE_SIZE, 3))
     try:
         with h5py.File(io.BytesIO(h5_bytes), "r") as f:
-            # Whole-model H5 files keep weights under "model_weights"; weight-only files at the root.
+            # Whole-model H5 files keep weights under "model_weights", weight-only files
+            # at the root.
             groups = f["model_weights"] if "model_weights" in f else f
             for layer in model.layers:
                 if layer.weights:

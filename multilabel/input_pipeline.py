@@ -1,0 +1,33 @@
+"""Feeding images to a feature module: parallel decoding ahead of the forward pass."""
+
+import tensorflow as tf
+from tqdm import tqdm
+
+from multilabel.images import load_image
+
+
+def image_batches(paths, height, width, batch_size):
+    """Yield float32 `[n, height, width, 3]` batches of `paths`, in order.
+
+    tf.data decodes several images at once on all cores and keeps the next batches
+    ready while the engine works on the current one, so the forward pass (the real
+    cost) never waits on JPEG decoding. Decoding is `images.load_image`, the same code
+    label_image.py uses.
+    """
+    def load(path):
+        return load_image(path.decode("utf-8"), height, width)
+
+    dataset = tf.data.Dataset.from_tensor_slices(list(paths))
+    dataset = dataset.map(
+        lambda p: tf.ensure_shape(tf.numpy_function(load, [p], tf.float32), [height, width, 3]),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    yield from dataset.as_numpy_iterator()
+
+
+def feature_batches(engine, paths, height, width, batch_size, description="Bottlenecks"):
+    """Yield the engine's vectors for `paths` batch by batch, with a progress bar."""
+    with tqdm(total=len(paths), unit="img", desc=description, dynamic_ncols=True) as bar:
+        for images in image_batches(paths, height, width, batch_size):
+            yield engine(images)
+            bar.update(len(images))

@@ -1,0 +1,242 @@
+"""One retraining run, start to finish: data, bottlenecks, training, evaluation, export."""
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from multilabel import (atomic, bottlenecks, dataset as dataset_lib, export, feature_modules,
+                        listfile, metrics, thresholds as thresholds_lib, training)
+from multilabel.distortions import Distortions, distorted_image
+from multilabel.engines import TensorFlowEngine
+from multilabel.images import load_image
+from multilabel.input_pipeline import feature_batches
+
+logger = logging.getLogger(__name__)
+
+# How many test images the exported graph is run on, in this process, to prove that it
+# reproduces the probabilities computed from cached bottlenecks.
+EXPORT_CHECK_IMAGES = 8
+EXPORT_TOLERANCE = 1e-5
+THRESHOLD_FOLDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    output_graph: str
+    output_labels: str
+    output_thresholds: str
+    metrics_file: str
+    test_predictions: str
+    intermediate_output_graphs_dir: str
+    intermediate_store_frequency: int
+    summaries_dir: str
+    saved_model_dir: str
+    tflite_output_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    image_dir: str
+    num_classes: object  # int, or None to read it from the lists
+    testing_percentage: int
+    validation_percentage: int
+    skip_invalid_images: bool
+    tfhub_module: str
+    model_dir: str
+    bottleneck_dir: str
+    bottleneck_batch_size: int
+    test_batch_size: int
+    checkpoint_path: str
+    resume: bool
+    print_misclassified_test_images: bool
+    distortions: Distortions
+    train: training.TrainConfig
+    outputs: Outputs
+
+
+def run(config):
+    """Train and export a classifier as `config` says; raise UserError on bad input."""
+    data = dataset_lib.load_dataset(config.image_dir, config.num_classes,
+                                    config.validation_percentage, config.testing_percentage)
+    data = dataset_lib.drop_invalid_images(data, config.skip_invalid_images)
+    _log_sizes(data)
+
+    module_path = feature_modules.resolve_module(config.tfhub_module, config.model_dir)
+    height, width = feature_modules.image_size(module_path)
+    engine = TensorFlowEngine(module_path)
+    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
+    logger.info("Module %s: %d x %d images -> %d features", module_path, height, width, dim)
+
+    cache = bottlenecks.BottleneckCache(
+        config.bottleneck_dir,
+        bottlenecks.module_key(feature_modules.module_fingerprint(module_path), height, width), dim)
+    parts = (data.train, data.validation, data.test)
+    every = bottlenecks.cached_bottlenecks(
+        [p for part in parts for p in part.paths], cache,
+        lambda paths: feature_batches(engine, paths, height, width, config.bottleneck_batch_size))
+    train_x, validation_x, test_x = np.split(every, np.cumsum([len(p) for p in parts])[:-1])
+
+    if not len(data.validation):
+        logger.warning("The validation part is empty: no early stopping, the last step is kept")
+    train_inputs = _train_inputs(config, data.train, train_x, engine, height, width)
+    on_eval = _intermediate_graph_writer(config, module_path, height, width)
+    result = training.train(
+        train_inputs, data.train.labels, validation_x, data.validation.labels, config.train,
+        config.outputs.summaries_dir, config.checkpoint_path, config.resume, on_eval)
+
+    report = {"module": config.tfhub_module, "best_step": result.step}
+    chosen = _thresholds(np.concatenate([train_x, validation_x]),
+                         np.concatenate([data.train.labels, data.validation.labels]),
+                         config.train, result.step)
+    if len(data.validation):
+        report["validation"] = metrics.evaluate(
+            data.validation.labels, _probs(validation_x, result), chosen)
+    report["thresholds"] = [float(t) for t in chosen]
+    test, test_x = _test_subset(data.test, test_x, config)
+    test_probs = _probs(test_x, result)
+    if len(test):
+        report["test"] = metrics.evaluate(test.labels, test_probs, chosen)
+        logger.info("Test report on %d images:\n%s", len(test),
+                    metrics.format_report(report["test"], data.class_names))
+        if config.print_misclassified_test_images:
+            _print_misclassified(test, test_probs, chosen, data.class_names)
+    else:
+        logger.warning("The test part is empty: no test report")
+
+    _export(config, module_path, height, width, result, data, chosen, test, test_probs, report)
+
+
+def _log_sizes(data):
+    logger.info("%d training, %d validation and %d test images, %d classes (%s)",
+                len(data.train), len(data.validation), len(data.test), data.num_classes,
+                ", ".join(data.class_names))
+
+
+def _train_inputs(config, part, train_x, engine, height, width):
+    """A function from training indices to bottlenecks: cached, or of distorted images."""
+    if not config.distortions.enabled:
+        return lambda indices: train_x[indices]
+    logger.info("Distortions on: training images go through the module at every step")
+    pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
+    calls = iter(range(1 << 62))
+
+    def distorted(indices):
+        rng = np.random.default_rng([config.train.seed, next(calls)])
+        seeds = rng.integers(0, 2**63, len(indices))
+        images = list(pool.map(
+            lambda i_s: distorted_image(part.paths[i_s[0]], height, width, config.distortions,
+                                        np.random.default_rng(i_s[1])),
+            zip(indices, seeds)))
+        return engine(np.stack(images))
+
+    return distorted
+
+
+def _intermediate_graph_writer(config, module_path, height, width):
+    out = config.outputs
+    if not out.intermediate_store_frequency:
+        return None
+
+    def write(step, weights, biases):
+        if step % out.intermediate_store_frequency == 0:
+            path = os.path.join(out.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
+            export.write_graph_def(path, export.frozen_graph_def(
+                module_path, height, width, weights, biases, config.train.final_tensor_name))
+
+    return write
+
+
+def _probs(x, result):
+    return training.sigmoid(x @ result.weights + result.biases)
+
+
+def _thresholds(x, labels, train_config, steps):
+    """Per-class thresholds maximising F1 on out-of-fold predictions of every training image."""
+    if len(labels) < THRESHOLD_FOLDS:
+        logger.warning("Too few images to choose thresholds on: using 0.5 for every class")
+        return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD)
+    logger.info("Choosing per-class thresholds on %d-fold out-of-fold predictions", THRESHOLD_FOLDS)
+    probs = training.out_of_fold_probs(x, labels, train_config, steps, THRESHOLD_FOLDS)
+    return thresholds_lib.best_f1_thresholds(labels, probs)
+
+
+def _test_subset(test, test_x, config):
+    if config.test_batch_size < 0 or config.test_batch_size >= len(test):
+        return test, test_x
+    keep = np.random.default_rng(config.train.seed).choice(len(test), config.test_batch_size,
+                                                            replace=False)
+    return test.subset(keep), test_x[keep]
+
+
+def _print_misclassified(test, probs, chosen, class_names):
+    predicted = probs >= chosen
+    wrong = np.flatnonzero((predicted != test.labels.astype(bool)).any(axis=1))
+    print(f"=== {len(wrong)} of {len(test)} test images with a wrong label set ===")
+    for i in wrong:
+        truth = [n for n, f in zip(class_names, test.labels[i]) if f]
+        guess = [n for n, f in zip(class_names, predicted[i]) if f]
+        print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
+
+
+def _export(config, module_path, height, width, result, data, chosen, test, test_probs, report):
+    out = config.outputs
+    name = config.train.final_tensor_name
+    graph_def = export.frozen_graph_def(module_path, height, width, result.weights, result.biases,
+                                        name)
+    if len(test):
+        report["export_check_max_difference"] = _check_export(
+            graph_def, name, test, test_probs, height, width)
+    export.write_graph_def(out.output_graph, graph_def)
+    listfile.write_class_names(out.output_labels, data.class_names)
+    thresholds_lib.write_thresholds(out.output_thresholds, chosen)
+    atomic.write_text(out.metrics_file, json.dumps(report, indent=2) + "\n")
+    if len(test):
+        _write_predictions(out.test_predictions, test, test_probs, chosen, data.class_names)
+    logger.info("Wrote %s, %s, %s and %s", out.output_labels, out.output_thresholds,
+                out.metrics_file, out.test_predictions)
+    if out.saved_model_dir or out.tflite_output_file:
+        _export_saved_and_tflite(out, module_path, height, width, result, graph_def, name, test)
+
+
+def _check_export(graph_def, name, test, test_probs, height, width):
+    """Run the frozen graph on a few test images; it must match the training process."""
+    n = min(EXPORT_CHECK_IMAGES, len(test))
+    images = np.stack([load_image(p, height, width) for p in test.paths[:n]])
+    difference = float(np.abs(export.run_graph_def(graph_def, images, name) - test_probs[:n]).max())
+    log = logger.info if difference < EXPORT_TOLERANCE else logger.warning
+    log("The exported graph reproduces the test probabilities of %d images within %.2g", n,
+        difference)
+    return difference
+
+
+def _write_predictions(path, test, probs, chosen, class_names):
+    lines = []
+    for image, row in zip(test.paths, probs):
+        lines.append(json.dumps({
+            "image": image,
+            "probabilities": [float(p) for p in row],
+            "labels": list(class_names),
+            "predicted": [n for n, p, t in zip(class_names, row, chosen) if p >= t],
+        }))
+    atomic.write_text(path, "\n".join(lines) + "\n")
+
+
+def _export_saved_and_tflite(out, module_path, height, width, result, graph_def, name, test):
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = out.saved_model_dir or os.path.join(scratch, "saved_model")
+        export.write_saved_model(saved, module_path, height, width, result.weights, result.biases)
+        if out.tflite_output_file:
+            content = export.tflite_model(saved)
+            probe = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
+            difference = np.abs(export.run_tflite(content, probe)
+                                - export.run_graph_def(graph_def, probe, name)).max()
+            if difference > 1e-4:
+                logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
+            atomic.write_bytes(out.tflite_output_file, content)
+            logger.info("Wrote %s (differs from the frozen graph by at most %.2g)",
+                        out.tflite_output_file, difference)

@@ -1,0 +1,224 @@
+"""Retrain a feature-vector module's last layer for multi-label image classification.
+
+A modern, multi-label version of TensorFlow Hub's retrain.py. It reads
+`dataset_train.lst` and `dataset_test.lst` from --image_dir (see data_generation.py),
+runs every image once through a frozen ImageNet feature module and caches the
+resulting "bottleneck" vectors, trains a new sigmoid layer on them, and exports a
+frozen graph that maps float images in [0, 1] to one probability per label:
+
+    python retrain.py --image_dir ./DATASET/ --tfhub_module mobilenet_v2_100_224 --num_classes=5
+
+Then label new images with label_image.py. Progress and results are logged;
+--summaries_dir holds TensorBoard summaries (a new sub-folder for each run).
+"""
+
+import argparse
+import logging
+import sys
+
+from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
+
+DETAILS = "MODEL_DETAILS"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--image_dir", default="./DATASET/",
+                      help="dataset folder holding dataset_train.lst, dataset_test.lst, "
+                           "class_names.txt and the images the lists name (default: %(default)s)")
+    data.add_argument("--num_classes", type=int,
+                      help="labels per image; read from the lists when omitted, an error when "
+                           "it disagrees with them")
+    data.add_argument("--testing_percentage", type=int, default=10,
+                      help="percent of the training list used for testing, ONLY when "
+                           "dataset_test.lst is missing; ignored otherwise (default: %(default)s)")
+    data.add_argument("--validation_percentage", type=int, default=10,
+                      help="percent of the training list held out for validation, chosen by a "
+                           "stable hash of each file name (default: %(default)s)")
+    data.add_argument("--skip_invalid_images", action="store_true",
+                      help="drop missing or undecodable images (with a count) instead of stopping")
+
+    module = p.add_argument_group("feature module and bottlenecks")
+    module.add_argument("--tfhub_module", default="mobilenet_v2_100_224",
+                        help="feature-vector module: a name (mobilenet_v2_100_224, "
+                             "efficientnet_lite0; built into --model_dir on first use), a "
+                             "SavedModel folder, a file:// path or a TF Hub URL "
+                             "(default: %(default)s)")
+    module.add_argument("--model_dir", default="MODEL",
+                        help="where named modules are built and kept (default: %(default)s)")
+    module.add_argument("--bottleneck_dir", default=f"{DETAILS}/bottlenecks",
+                        help="bottleneck cache, keyed by module and image content "
+                             "(default: %(default)s)")
+    module.add_argument("--bottleneck_batch_size", type=int, default=32,
+                        help="images per forward pass when computing bottlenecks "
+                             "(default: %(default)s)")
+
+    train = p.add_argument_group("training")
+    train.add_argument("--how_many_training_steps", type=int, default=1800,
+                       help="training steps (default: %(default)s)")
+    train.add_argument("--learning_rate", type=float, default=0.001,
+                       help="learning rate (default: %(default)s)")
+    train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                       help="optimizer (default: %(default)s)")
+    train.add_argument("--l2_regularization", type=float, default=1e-4,
+                       help="weight of the L2 penalty on the new layer's weights "
+                            "(default: %(default)s)")
+    train.add_argument("--pos_weight", type=_pos_weight,
+                       help="weight of positive labels in the loss, one value or one per class "
+                            "separated by commas, against class imbalance (default: 1)")
+    train.add_argument("--train_batch_size", type=int, default=100,
+                       help="images per training step; -1 for all (default: %(default)s)")
+    train.add_argument("--eval_step_interval", type=int, default=10,
+                       help="evaluate on validation every N steps; the step with the best "
+                            "validation mAP is kept (default: %(default)s)")
+    train.add_argument("--validation_batch_size", type=int, default=-1,
+                       help="validation images per evaluation; -1 for all, which keeps early "
+                            "stopping stable (default: %(default)s)")
+    train.add_argument("--test_batch_size", type=int, default=-1,
+                       help="test images to evaluate at the end; -1 for all (default: %(default)s)")
+    train.add_argument("--random_seed", type=int, default=0,
+                       help="seed for initialisation, batches and distortions: the same seed "
+                            "repeats a run (default: %(default)s)")
+    train.add_argument("--checkpoint_path", default=f"{DETAILS}/checkpoints/retrain",
+                       help="checkpoint prefix, saved at each evaluation (default: %(default)s)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the last checkpoint at --checkpoint_path")
+
+    distort = p.add_argument_group(
+        "distortions (slow: training images then go through the module at every step)")
+    distort.add_argument("--flip_left_right", action="store_true",
+                         help="randomly mirror half of the training images")
+    distort.add_argument("--random_crop", type=int, default=0,
+                         help="percent margin to crop training images randomly")
+    distort.add_argument("--random_scale", type=int, default=0,
+                         help="percent by which to scale training images up randomly")
+    distort.add_argument("--random_brightness", type=int, default=0,
+                         help="percent by which to scale pixel values randomly up or down")
+
+    out = p.add_argument_group("outputs")
+    out.add_argument("--output_graph", default=f"{DETAILS}/output_graph.pb",
+                     help="frozen graph: Placeholder [N,H,W,3] in [0,1] -> final_result "
+                          "[N,num_classes] (default: %(default)s)")
+    out.add_argument("--output_labels", default=f"{DETAILS}/output_labels.txt",
+                     help="class names in output order (default: %(default)s)")
+    out.add_argument("--output_thresholds", default=f"{DETAILS}/output_thresholds.txt",
+                     help="per-class decision thresholds chosen on validation "
+                          "(default: %(default)s)")
+    out.add_argument("--metrics_file", default=f"{DETAILS}/metrics.json",
+                     help="validation and test measures as JSON (default: %(default)s)")
+    out.add_argument("--test_predictions", default=f"{DETAILS}/test_predictions.jsonl",
+                     help="the test images' probabilities, one JSON object a line, as "
+                          "label_image.py --output_format json writes them (default: %(default)s)")
+    out.add_argument("--final_tensor_name", default="final_result",
+                     help="name of the output node in the exported graph (default: %(default)s)")
+    out.add_argument("--intermediate_output_graphs_dir", default=f"{DETAILS}/intermediate_graph",
+                     help="where intermediate graphs go (default: %(default)s)")
+    out.add_argument("--intermediate_store_frequency", type=int, default=0,
+                     help="write an intermediate graph every N steps; 0 for none "
+                          "(default: %(default)s)")
+    out.add_argument("--summaries_dir", default=f"{DETAILS}/retrain_logs",
+                     help="TensorBoard summaries; each run gets a new sub-folder "
+                          "(default: %(default)s)")
+    out.add_argument("--saved_model_dir", default="",
+                     help="also export a SavedModel (signature image -> prediction) here")
+    out.add_argument("--tflite_output_file", default="",
+                     help="also export a TFLite model here, checked against the frozen graph")
+    out.add_argument("--print_misclassified_test_images", action="store_true",
+                     help="list test images whose predicted label set differs from the truth")
+    p.add_argument("--logging_verbosity", default="INFO",
+                   choices=("DEBUG", "INFO", "WARN", "ERROR", "FATAL"),
+                   help="how much to log (default: %(default)s)")
+    args = p.parse_args(argv)
+    _check(p, args)
+    return args
+
+
+def _pos_weight(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or comma-separated numbers: {text!r}")
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("weights must be positive")
+    return values[0] if len(values) == 1 else values
+
+
+def _check(parser, args):
+    """Reject flag values that can't work, before any work is done."""
+    if args.num_classes is not None and args.num_classes < 1:
+        parser.error("--num_classes must be at least 1")
+    for name in ("testing_percentage", "validation_percentage"):
+        if not 0 <= getattr(args, name) < 100:
+            parser.error(f"--{name} must be in [0, 100)")
+    for name in ("how_many_training_steps", "eval_step_interval", "bottleneck_batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    for name in ("train_batch_size", "validation_batch_size", "test_batch_size"):
+        if getattr(args, name) == 0 or getattr(args, name) < -1:
+            parser.error(f"--{name} must be positive, or -1 for all")
+    if args.learning_rate <= 0:
+        parser.error("--learning_rate must be positive")
+    if args.l2_regularization < 0:
+        parser.error("--l2_regularization must not be negative")
+    if args.intermediate_store_frequency < 0:
+        parser.error("--intermediate_store_frequency must not be negative")
+    if args.random_crop < 0 or args.random_scale < 0 or not 0 <= args.random_brightness < 100:
+        parser.error("--random_crop and --random_scale must not be negative, "
+                     "--random_brightness must be in [0, 100)")
+    if isinstance(args.pos_weight, list) and args.num_classes not in (None, len(args.pos_weight)):
+        parser.error("--pos_weight needs one value, or one per class")
+
+
+def _config(args, retraining):
+    """The run's frozen configuration, from the parsed flags."""
+    from multilabel.distortions import Distortions
+    from multilabel.training import TrainConfig
+
+    return retraining.RetrainConfig(
+        image_dir=args.image_dir, num_classes=args.num_classes,
+        testing_percentage=args.testing_percentage,
+        validation_percentage=args.validation_percentage,
+        skip_invalid_images=args.skip_invalid_images, tfhub_module=args.tfhub_module,
+        model_dir=args.model_dir, bottleneck_dir=args.bottleneck_dir,
+        bottleneck_batch_size=args.bottleneck_batch_size, test_batch_size=args.test_batch_size,
+        checkpoint_path=args.checkpoint_path, resume=args.resume,
+        print_misclassified_test_images=args.print_misclassified_test_images,
+        distortions=Distortions(args.flip_left_right, args.random_crop, args.random_scale,
+                                args.random_brightness),
+        train=TrainConfig(
+            steps=args.how_many_training_steps, learning_rate=args.learning_rate,
+            batch_size=args.train_batch_size, optimizer=args.optimizer,
+            l2_regularization=args.l2_regularization, pos_weight=args.pos_weight,
+            eval_interval=args.eval_step_interval,
+            validation_batch_size=args.validation_batch_size, seed=args.random_seed,
+            final_tensor_name=args.final_tensor_name),
+        outputs=retraining.Outputs(
+            output_graph=args.output_graph, output_labels=args.output_labels,
+            output_thresholds=args.output_thresholds, metrics_file=args.metrics_file,
+            test_predictions=args.test_predictions,
+            intermediate_output_graphs_dir=args.intermediate_output_graphs_dir,
+            intermediate_store_frequency=args.intermediate_store_frequency,
+            summaries_dir=args.summaries_dir, saved_model_dir=args.saved_model_dir,
+            tflite_output_file=args.tflite_output_file))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.getLevelName(args.logging_verbosity.replace("FATAL", "CRITICAL")),
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # TensorFlow's own deprecation notices about the v1 API we use on purpose.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    from multilabel import retraining  # TensorFlow loads only once the flags are fine
+
+    try:
+        retraining.run(_config(args, retraining))
+    except UserError as e:
+        print(f"retrain.py: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

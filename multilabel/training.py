@@ -72,33 +72,41 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
         best = _BestTracker(head)
         train_summaries = summaries.training_summaries(head)
         saver = v1.train.Saver(max_to_keep=1)
+        initialize = v1.global_variables_initializer()
         writers = summaries.writers(summaries_dir, graph)
-        with v1.Session(graph=graph) as sess:
-            start = _start(sess, saver, checkpoint_path, resume)
-            for step in range(start, config.steps):
-                rng = np.random.default_rng([config.seed, step])
-                indices = _batch(rng, num_train, config.batch_size)
-                feed = {head.bottleneck: train_inputs(indices), head.labels: train_labels[indices]}
-                _, loss = sess.run([head.train_op, head.loss], feed)
-                if not math.isfinite(loss):
-                    raise UserError(f"the training loss became {loss} at step {step + 1}; "
-                                    "lower --learning_rate")
-                done = step + 1
-                if done % config.eval_interval == 0 or done == config.steps:
-                    if writers:
-                        writers.train.add_summary(sess.run(train_summaries, feed), done)
-                    if has_validation:
-                        _evaluate(sess, head, best, validation_x, validation_y, config, rng,
-                                  done, loss, writers)
-                    else:
-                        logger.info("Step %d: train loss %.4f", done, loss)
-                    if checkpoint_path:
-                        _save(sess, saver, checkpoint_path, done)
-                    if on_eval:
-                        on_eval(done, *sess.run([head.weights, head.biases]))
-            if not has_validation or best.step(sess) == 0:
-                best.update(sess, float("nan"), sess.run(head.global_step))
-            weights, biases, step, score = best.read(sess)
+    graph.finalize()
+    # The session runs outside `graph.as_default()` (so not as a context manager, which
+    # would make `graph` the default again): `train_inputs` may run eager TensorFlow.
+    sess = v1.Session(graph=graph)
+    try:
+        sess.run(initialize)
+        start = _restore(sess, saver, head.global_step, checkpoint_path) if resume else 0
+        for step in range(start, config.steps):
+            rng = np.random.default_rng([config.seed, step])
+            indices = _batch(rng, num_train, config.batch_size)
+            feed = {head.bottleneck: train_inputs(indices), head.labels: train_labels[indices]}
+            _, loss = sess.run([head.train_op, head.loss], feed)
+            if not math.isfinite(loss):
+                raise UserError(f"the training loss became {loss} at step {step + 1}; "
+                                "lower --learning_rate")
+            done = step + 1
+            if done % config.eval_interval == 0 or done == config.steps:
+                if writers:
+                    writers.train.add_summary(sess.run(train_summaries, feed), done)
+                if has_validation:
+                    _evaluate(sess, head, best, validation_x, validation_y, config, rng,
+                              done, loss, writers)
+                else:
+                    logger.info("Step %d: train loss %.4f", done, loss)
+                if checkpoint_path:
+                    _save(sess, saver, checkpoint_path, done)
+                if on_eval:
+                    on_eval(done, *sess.run([head.weights, head.biases]))
+        if not has_validation or best.step(sess) == 0:
+            best.update(sess, float("nan"), sess.run(head.global_step))
+        weights, biases, step, score = best.read(sess)
+    finally:
+        sess.close()
         if writers:
             writers.close()
     if has_validation:
@@ -106,28 +114,27 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
     return TrainResult(weights, biases, step, score)
 
 
-def _start(sess, saver, checkpoint_path, resume):
-    """The first step to run: 0, or the step after the checkpoint's when resuming."""
-    sess.run(v1.global_variables_initializer())
-    if not resume:
-        return 0
+def _restore(sess, saver, global_step, checkpoint_path):
+    """The first step to run when resuming: the one after the checkpoint's, or 0."""
     latest = v1.train.latest_checkpoint(os.path.dirname(checkpoint_path) or ".")
     if latest is None:
         logger.info("No checkpoint under %s: starting from step 0", checkpoint_path)
         return 0
     try:
-        saver.restore(sess, latest)
+        with sess.graph.as_default():  # as in `_save`
+            saver.restore(sess, latest)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
         raise UserError("the checkpoint does not match this run (another module or number of "
                         "classes?); remove it or drop --resume", latest) from e
-    step = int(sess.run(v1.train.get_global_step()))
+    step = int(sess.run(global_step))
     logger.info("Resuming from %s at step %d", latest, step)
     return step
 
 
 def _save(sess, saver, checkpoint_path, step):
     os.makedirs(os.path.dirname(checkpoint_path) or ".", exist_ok=True)
-    saver.save(sess, checkpoint_path, global_step=step)
+    with sess.graph.as_default():  # outside it the Saver takes the eager path and fails
+        saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
 
 
 def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers):

@@ -1,0 +1,179 @@
+"""retrain.py end to end on the tiny module: data_generation -> retrain -> label_image.
+
+The images are made here: each of three classes (red, green, blue) is present when its
+colour fills a vertical stripe of the image, so an image can carry one, two or three
+labels. The tiny module's quadrant means tell the stripes apart.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import data_generation
+import label_image
+import retrain
+from multilabel import listfile
+
+COLOURS = [(230, 20, 20), (20, 230, 20), (20, 20, 230)]
+LABEL_SETS = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
+NAMES = "red,green,blue"
+
+
+def make_dataset(folder, per_set=10, seed=0):
+    """Images with stripes of the present colours, plus labels.json, then the lists."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for n in range(per_set * len(LABEL_SETS)):
+        flags = LABEL_SETS[n % len(LABEL_SETS)]
+        colours = [c for c, f in zip(COLOURS, flags) if f]
+        width = 36
+        pixels = np.zeros((30, width, 3), np.uint8)
+        for s, colour in enumerate(colours):
+            pixels[:, s * width // len(colours):(s + 1) * width // len(colours)] = colour
+        noise = rng.integers(-15, 16, pixels.shape)
+        pixels = np.clip(pixels.astype(int) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / "images" / f"{n + 1}.jpg", quality=95)
+        rows.append(json.dumps([1 if f else -1 for f in flags]))
+    (folder / "labels.json").write_text("\n".join(rows))
+    assert data_generation.main(["--image_dir", str(folder), "--class_names", NAMES,
+                                 "--split", "0.75", "--seed", "1"]) == 0
+    return folder
+
+
+def retrain_flags(tmp_path, module, *extra):
+    out = tmp_path / "details"
+    return ["--image_dir", str(tmp_path / "data"), "--tfhub_module", module,
+            "--model_dir", str(tmp_path / "model"),
+            "--bottleneck_dir", str(out / "bottlenecks"),
+            "--output_graph", str(out / "output_graph.pb"),
+            "--output_labels", str(out / "output_labels.txt"),
+            "--output_thresholds", str(out / "output_thresholds.txt"),
+            "--metrics_file", str(out / "metrics.json"),
+            "--test_predictions", str(out / "test_predictions.jsonl"),
+            "--summaries_dir", str(out / "logs"),
+            "--checkpoint_path", str(out / "checkpoints" / "retrain"),
+            "--intermediate_output_graphs_dir", str(out / "intermediate"),
+            "--how_many_training_steps", "300", "--learning_rate", "0.05",
+            "--eval_step_interval", "50", "--validation_percentage", "20",
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_module):
+    """One full run, shared by the tests that only read its outputs."""
+    tmp_path = tmp_path_factory.mktemp("run")
+    make_dataset(tmp_path / "data")
+    assert retrain.main(retrain_flags(tmp_path, tiny_module, "--num_classes", "3")) == 0
+    return tmp_path
+
+
+def test_exports_a_graph_labels_thresholds_and_metrics(trained):
+    out = trained / "details"
+    assert (out / "output_labels.txt").read_text() == "red\ngreen\nblue\n"
+    thresholds = [float(t) for t in (out / "output_thresholds.txt").read_text().split()]
+    assert len(thresholds) == 3 and all(0 < t < 1 for t in thresholds)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["test"]["mean_average_precision"] > 0.95
+    assert report["test"]["label_accuracy"] > 0.9
+    assert report["validation"]["num_instances"] > 0
+    assert report["export_check_max_difference"] < 1e-5
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((out / "output_graph.pb").read_bytes())
+    names = {node.name for node in graph_def.node}
+    assert {"Placeholder", "final_result"} <= names
+    assert not any(node.op in ("VarHandleOp", "VariableV2") for node in graph_def.node)
+
+
+def test_label_image_reproduces_the_probabilities_retrain_reported(trained, capsys):
+    out = trained / "details"
+    predictions = [json.loads(line) for line in
+                   (out / "test_predictions.jsonl").read_text().splitlines()]
+    images = [p["image"] for p in predictions[:5]]
+    capsys.readouterr()
+    assert label_image.main(["--graph", str(out / "output_graph.pb"), "--output_format", "json",
+                             *[arg for image in images for arg in ("--image", image)]]) == 0
+    labelled = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["image"] for r in labelled] == images
+    for mine, theirs in zip(predictions, labelled):
+        np.testing.assert_allclose(theirs["probabilities"], mine["probabilities"], atol=1e-5)
+        assert theirs["predicted"] == mine["predicted"]
+
+
+def test_predicted_label_sets_follow_the_stripes(trained):
+    out = trained / "details"
+    predictions = [json.loads(line) for line in
+                   (out / "test_predictions.jsonl").read_text().splitlines()]
+    truth = {e.path: e.flags for e in listfile.read_list_file(trained / "data" / "dataset_test.lst")}
+    right = 0
+    for p in predictions:
+        flags = truth[os.path.relpath(p["image"], trained / "data").replace(os.sep, "/")]
+        right += p["predicted"] == [n for n, f in zip(NAMES.split(","), flags) if f]
+    assert right >= 0.8 * len(predictions)
+
+
+def test_a_second_run_computes_no_bottleneck(trained, tiny_module, caplog):
+    caplog.set_level("INFO")
+    assert retrain.main(retrain_flags(trained, tiny_module)) == 0
+    assert "All 70 bottlenecks cached" in caplog.text
+
+
+def test_each_run_writes_summaries_into_a_new_folder(trained):
+    runs = sorted(os.listdir(trained / "details" / "logs"))
+    assert len(runs) >= 1 and all(r.startswith("run-") for r in runs)
+    assert os.listdir(trained / "details" / "logs" / runs[0] / "validation")
+
+
+def test_num_classes_that_disagrees_with_the_lists_is_one_clear_error(trained, tiny_module, capsys):
+    assert retrain.main(retrain_flags(trained, tiny_module, "--num_classes", "4")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "dataset_train.lst:1: has 3 flags per line but --num_classes is 4" in err[0]
+
+
+def test_missing_lists_name_the_file(tmp_path, tiny_module, capsys):
+    (tmp_path / "data").mkdir()
+    assert retrain.main(retrain_flags(tmp_path, tiny_module)) == 2
+    assert "dataset_train.lst: no training list" in capsys.readouterr().err
+
+
+def test_bad_flag_values_are_refused_before_any_work(tmp_path, tiny_module, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        retrain.main(retrain_flags(tmp_path, tiny_module, "--validation_percentage", "100"))
+    assert exit_info.value.code == 2
+    assert "--validation_percentage must be in [0, 100)" in capsys.readouterr().err
+
+
+def test_saved_model_tflite_intermediate_graphs_and_misclassified_list(
+        tmp_path, tiny_module, capsys):
+    make_dataset(tmp_path / "data", per_set=4)
+    saved = tmp_path / "saved"
+    tflite = tmp_path / "model.tflite"
+    assert retrain.main(retrain_flags(
+        tmp_path, tiny_module, "--how_many_training_steps", "100",
+        "--intermediate_store_frequency", "50", "--saved_model_dir", str(saved),
+        "--tflite_output_file", str(tflite), "--print_misclassified_test_images")) == 0
+    assert sorted(os.listdir(tmp_path / "details" / "intermediate")) == [
+        "intermediate_100.pb", "intermediate_50.pb"]
+    assert "test images with a wrong label set" in capsys.readouterr().out
+    loaded = tf.saved_model.load(str(saved))
+    image = np.full((1, 32, 32, 3), 0.5, np.float32)
+    prediction = loaded.signatures["serving_default"](image=tf.constant(image))["prediction"]
+    assert prediction.shape == (1, 3)
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    runner = interpreter.get_signature_runner("serving_default")
+    np.testing.assert_allclose(runner(image=image)["prediction"], prediction.numpy(), atol=1e-5)
+
+
+def test_distortions_train_from_fresh_images(tmp_path, tiny_module):
+    make_dataset(tmp_path / "data", per_set=4)
+    assert retrain.main(retrain_flags(
+        tmp_path, tiny_module, "--how_many_training_steps", "20", "--eval_step_interval", "10",
+        "--train_batch_size", "8", "--flip_left_right", "--random_crop", "10",
+        "--random_scale", "10", "--random_brightness", "10")) == 0
+    report = json.loads((tmp_path / "details" / "metrics.json").read_text())
+    assert report["best_step"] in (10, 20)

@@ -26,3 +26,16 @@ class UserError(Exception):
             where = f"{where}:{self.line}"
         text = " ".join(str(self.message).split())  # always one line
         return f"{where}: {text}" if where else text
+
+
+def file_error(error, path, what="file"):
+    """The `UserError` for an `OSError` met opening or reading `path`, a `what` ("list file").
+
+    A folder where a file was expected, a path through a file, a file without read
+    permission: all are the user's to fix, so none may reach them as a traceback.
+    """
+    if isinstance(error, FileNotFoundError):
+        return UserError(f"{what} not found", path)
+    if isinstance(error, IsADirectoryError):
+        return UserError(f"is a folder, not a {what}", path)
+    return UserError(f"cannot read the {what}: {error.strerror or error}", path)

@@ -15,7 +15,7 @@ A flag is `1` (present) or `-1` / `0` (absent); flags come back as 0/1. Every er
 import json
 import logging
 
-from multilabel.errors import UserError
+from multilabel.errors import UserError, file_error
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ def read_labels_file(path, num_classes=None):
     try:
         with open(path, encoding="utf-8-sig") as f:
             text = f.read()
-    except FileNotFoundError:
-        raise UserError("labels file not found", path) from None
+    except OSError as e:
+        raise file_error(e, path, "labels file") from e
     except UnicodeDecodeError as e:
         raise UserError(f"not UTF-8 text: {e}", path) from e
     return parse_labels(text, source=path, num_classes=num_classes)

@@ -20,7 +20,7 @@ import posixpath
 import re
 
 from multilabel import atomic
-from multilabel.errors import UserError
+from multilabel.errors import UserError, file_error
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def read_list_file(path, num_classes=None):
     try:
         with open(path, encoding="utf-8", newline="") as f:
             return read_list(f, source=path, num_classes=num_classes)
-    except FileNotFoundError:
-        raise UserError("list file not found", path) from None
+    except OSError as e:
+        raise file_error(e, path, "list file") from e
     except UnicodeDecodeError as e:
         raise UserError(f"not UTF-8 text: {e}", path) from e
 
@@ -170,8 +170,8 @@ def read_class_names(path):
     try:
         with open(path, encoding="utf-8-sig") as f:
             names = [line.strip() for line in f]
-    except FileNotFoundError:
-        raise UserError("class names file not found", path) from None
+    except OSError as e:
+        raise file_error(e, path, "class names file") from e
     except UnicodeDecodeError as e:
         raise UserError(f"not UTF-8 text: {e}", path) from e
     names = [n for n in names if n]

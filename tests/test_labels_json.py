@@ -54,3 +54,5 @@ def test_reads_a_file(tmp_path):
     assert labels_json.read_labels_file(path) == [(1, (1, 0)), (2, (0, 1))]
     with pytest.raises(UserError, match="labels file not found"):
         labels_json.read_labels_file(tmp_path / "none.json")
+    with pytest.raises(UserError, match="is a folder, not a labels file"):
+        labels_json.read_labels_file(tmp_path)

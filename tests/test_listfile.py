@@ -68,6 +68,15 @@ def test_read_list_file_reports_a_missing_file(tmp_path):
         listfile.read_list_file(tmp_path / "none.lst")
 
 
+@pytest.mark.parametrize("read", [listfile.read_list_file, listfile.read_class_names])
+def test_a_folder_or_a_path_through_a_file_is_a_user_error(tmp_path, read):
+    with pytest.raises(UserError, match="is a folder, not a (list|class names) file"):
+        read(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot read the (list|class names) file: Not a directory"):
+        read(tmp_path / "file" / "x.lst")
+
+
 def test_image_path_joins_inside_the_dataset_folder(tmp_path):
     entry = Entry(1, (1,), "images/a.jpg", 1)
     assert listfile.image_path(tmp_path, entry) == str(tmp_path / "images" / "a.jpg")

@@ -9,6 +9,8 @@ CMYK and progressive), PNG (also 16-bit, palette, alpha), GIF (first frame), BMP
 TIFF and WebP all become 8-bit RGB.
 """
 
+import warnings
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -17,6 +19,9 @@ from multilabel.errors import UserError
 # Pillow warns past ~89 Mpx and raises past twice that; a photo this large is either
 # a decompression bomb or far more than a 224 x 224 model needs, so refuse it early.
 MAX_PIXELS = 89_478_485
+# Pillow's warning for the same images would print two lines of its own source on stderr
+# beside our one-line error; we refuse those images, so the warning says nothing more.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 

@@ -125,18 +125,20 @@ def find_invalid_images(part, max_workers=None):
 
 def drop_invalid_images(dataset, skip_invalid):
     """Check every image before any long work; stop on bad ones, or drop them."""
-    parts = {}
-    for part in (dataset.train, dataset.validation, dataset.test):
-        invalid = find_invalid_images(part)
-        if invalid and not skip_invalid:
-            first = invalid[0][1]
-            more = f" (and {len(invalid) - 1} more invalid images)" if len(invalid) > 1 else ""
-            raise UserError(f"{first}{more}; fix the list or pass --skip_invalid_images")
+    parts = (dataset.train, dataset.validation, dataset.test)
+    invalid_of = [find_invalid_images(part) for part in parts]
+    messages = [message for invalid in invalid_of for _, message in invalid]
+    if messages and not skip_invalid:
+        # Every part is checked first, so the count covers them all.
+        more = f" (and {len(messages) - 1} more invalid images)" if len(messages) > 1 else ""
+        raise UserError(f"{messages[0]}{more}; fix the list or pass --skip_invalid_images")
+    kept = {}
+    for part, invalid in zip(parts, invalid_of):
         if invalid:
             for _, message in invalid:
                 logger.warning("Skipping %s", message)
             logger.warning("Skipped %d invalid images of the %s part", len(invalid), part.name)
             bad = {i for i, _ in invalid}
             part = part.subset(i for i in range(len(part)) if i not in bad)
-        parts[part.name] = part
-    return dataclasses.replace(dataset, **parts)
+        kept[part.name] = part
+    return dataclasses.replace(dataset, **kept)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from multilabel import atomic
+from multilabel.errors import file_error
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,12 @@ def module_key(module_fingerprint, height, width):
 def content_hash(path):
     """SHA-256 of a file's bytes: the cache key of its bottleneck."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:  # e.g. removed since it was checked
+        raise file_error(e, path, "image file") from e
     return digest.hexdigest()
 
 

@@ -1,8 +1,10 @@
 """Feeding images to a feature module: parallel decoding ahead of the forward pass."""
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from multilabel.errors import UserError
 from multilabel.images import load_image
 
 
@@ -14,15 +16,26 @@ def image_batches(paths, height, width, batch_size):
     cost) never waits on JPEG decoding. Decoding is `images.load_image`, the same code
     label_image.py uses.
     """
+    failures = []
+
     def load(path):
-        return load_image(path.decode("utf-8"), height, width)
+        try:
+            return load_image(path.decode("utf-8"), height, width)
+        except UserError as e:
+            # Raised inside tf.data it would come out as an UnknownError with two
+            # tracebacks; keep it, and raise it as itself before the next batch.
+            failures.append(e)
+            return np.zeros([height, width, 3], np.float32)
 
     dataset = tf.data.Dataset.from_tensor_slices(list(paths))
     dataset = dataset.map(
         lambda p: tf.ensure_shape(tf.numpy_function(load, [p], tf.float32), [height, width, 3]),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    yield from dataset.as_numpy_iterator()
+    for batch in dataset.as_numpy_iterator():
+        if failures:
+            raise failures[0]
+        yield batch
 
 
 def feature_batches(engine, paths, height, width, batch_size, description="Bottlenecks"):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from multilabel import bottlenecks
+from multilabel.errors import UserError
 
 
 def _images(tmp_path, contents):
@@ -111,3 +112,8 @@ def test_module_key_separates_modules_and_sizes():
             bottlenecks.module_key("a", 192, 192)}
     assert len(keys) == 3
     assert bottlenecks.module_key("a", 224, 224) == bottlenecks.module_key("a", 224, 224)
+
+
+def test_an_image_removed_since_its_check_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="image file not found"):
+        bottlenecks.content_hash(str(tmp_path / "gone.jpg"))

@@ -22,7 +22,7 @@ import re
 import sys
 
 from multilabel import labels_json, listfile, splitting
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
+from multilabel.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
 
 logger = logging.getLogger("data_generation")
 
@@ -213,6 +213,9 @@ def main(argv=None):
     except UserError as e:
         print(str(e), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # nothing is half-written: every list is written atomically
+        print("data_generation.py: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print("\n".join(lines))
     return EXIT_OK
 

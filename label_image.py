@@ -10,7 +10,8 @@ probability, and the predicted label set (per-class thresholds saved at training
 that cannot be read is reported on stderr and the others are still labelled.
 
 Exit status: 0 every image labelled; 1 some images failed, the rest were labelled;
-2 bad usage, a bad graph, labels or thresholds file, or no image could be labelled.
+2 bad usage, a bad graph, labels or thresholds file, or no image could be labelled;
+130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -22,7 +23,8 @@ import time
 
 import numpy as np
 
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
+                               UserError)
 from multilabel.image_sources import images_in_folder, images_in_list
 from multilabel.label_report import FORMATS, Report
 from multilabel.listfile import read_class_names
@@ -132,6 +134,9 @@ def main(argv=None):
         # stdout at /dev/null so that Python's own flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_SOME_FAILED
+    except KeyboardInterrupt:
+        print("label_image.py: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def label(args):

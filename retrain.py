@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
+from multilabel.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
 
 DETAILS = "MODEL_DETAILS"
 
@@ -217,6 +217,11 @@ def main(argv=None):
     except UserError as e:
         print(f"retrain.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        # Every file is written atomically, so stopping anywhere is safe.
+        print("retrain.py: interrupted; finished bottlenecks are kept, and --resume continues "
+              "from the last checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ keeps its traceback.
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # a batch where some items failed and the rest succeeded
 EXIT_BAD_INPUT = 2  # bad usage or bad input: nothing useful was done
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT), the shell's 128 + 2
 
 
 class UserError(Exception):

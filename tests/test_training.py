@@ -68,6 +68,14 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     assert resumed.step == straight.step
 
 
+def test_a_damaged_checkpoint_is_a_user_error_naming_it(tmp_path):
+    _train(_config(steps=20), tmp_path)
+    (data,) = (tmp_path / "ckpt").glob("retrain-20.data-*")
+    data.write_bytes(data.read_bytes()[:50])
+    with pytest.raises(UserError, match=r"retrain-20: the checkpoint is damaged \(.+\); remove it"):
+        _train(_config(steps=40), tmp_path, resume=True)
+
+
 def test_l2_regularization_shrinks_the_weights():
     plain = _train(_config(steps=100))
     shrunk = _train(_config(steps=100, l2_regularization=0.05))

@@ -127,8 +127,11 @@ def _restore(sess, saver, global_step, checkpoint_path):
         raise UserError("the checkpoint does not match this run (another module or number of "
                         "classes?); remove it or drop --resume", latest) from e
     except tf.errors.OpError as e:  # DataLossError, OutOfRangeError: a truncated or bad file
-        raise UserError(f"the checkpoint is damaged ({e.message.splitlines()[0]}); remove it or "
-                        "drop --resume", latest) from e
+        # The reason is the message's last line, after the node's Python stack.
+        reason = [line.strip() for line in e.message.splitlines()
+                  if line.strip() and not line.strip().startswith("[[")][-1]
+        raise UserError(f"the checkpoint is damaged ({reason}); remove it or drop --resume",
+                        latest) from e
     step = int(sess.run(global_step))
     logger.info("Resuming from %s at step %d", latest, step)
     return step

@@ -145,8 +145,8 @@ def test_data_generation_labels_that_are_not_json(tmp_path):
 
 def test_data_generation_labels_file_that_is_a_folder(tmp_path):
     _scene(tmp_path / "data", "[1]\n[1]")
-    line = one_error_line(run("data_generation.py", "--image_dir", "data", "--labels", "data/images",
-                              cwd=tmp_path))
+    line = one_error_line(run("data_generation.py", "--image_dir", "data",
+                              "--labels", "data/images", cwd=tmp_path))
     assert line == "data/images: is a folder, not a labels file"
 
 
@@ -199,7 +199,8 @@ def label_runs(tmp_path_factory, retrain_runs):
         "absolute": [*model, "--image_list", "absolute.lst"],
         "duplicate": [*model, "--image_list", "duplicate.lst"],
     }
-    started = Started({name: start("label_image.py", *args, cwd=root) for name, args in cases.items()})
+    started = Started({name: start("label_image.py", *args, cwd=root)
+                       for name, args in cases.items()})
     yield started
     started.stop()
 

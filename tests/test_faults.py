@@ -56,9 +56,11 @@ class Run:
         self.log = out / f"stderr-{time.monotonic_ns()}.txt"
         flags = ["--image_dir", dataset, "--tfhub_module", module, "--model_dir", out / "model",
                  "--bottleneck_dir", self.bottlenecks, "--output_graph", self.graph,
-                 "--output_labels", out / "labels.txt", "--output_thresholds", out / "thresholds.txt",
-                 "--metrics_file", out / "metrics.json", "--test_predictions", out / "predictions.jsonl",
-                 "--summaries_dir", out / "logs", "--checkpoint_path", self.checkpoints / "retrain",
+                 "--output_labels", out / "labels.txt",
+                 "--output_thresholds", out / "thresholds.txt",
+                 "--metrics_file", out / "metrics.json",
+                 "--test_predictions", out / "predictions.jsonl", "--summaries_dir", out / "logs",
+                 "--checkpoint_path", self.checkpoints / "retrain",
                  "--intermediate_output_graphs_dir", out / "intermediate",
                  "--eval_step_interval", "20", *extra]
         with open(self.log, "w") as log:
@@ -70,7 +72,7 @@ class Run:
         """Send `sig` as soon as `ready()` is true; fail if the run ends first."""
         deadline = time.monotonic() + timeout
         while not ready():
-            assert self.process.poll() is None, f"the run ended before it was killed:\n{self.stderr()}"
+            assert self.process.poll() is None, f"it ended before the signal:\n{self.stderr()}"
             assert time.monotonic() < deadline, "the run never got there"
             time.sleep(0.02)
         self.process.send_signal(sig)

@@ -72,7 +72,7 @@ def test_a_damaged_checkpoint_is_a_user_error_naming_it(tmp_path):
     _train(_config(steps=20), tmp_path)
     (data,) = (tmp_path / "ckpt").glob("retrain-20.data-*")
     data.write_bytes(data.read_bytes()[:50])
-    with pytest.raises(UserError, match=r"retrain-20: the checkpoint is damaged \(Read less bytes.*\); remove"):
+    with pytest.raises(UserError, match=r"retrain-20: the checkpoint is damaged \(Read less"):
         _train(_config(steps=40), tmp_path, resume=True)
 
 

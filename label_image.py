@@ -72,7 +72,8 @@ def _probability(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Label images with a frozen multi-label graph (from retrain.py).",
-        epilog="Exit status: 0 all images labelled, 1 some failed, 2 bad usage or input.")
+        epilog="Exit status: 0 all images labelled, 1 some failed, 2 bad usage or input, "
+               "130 interrupted.")
     source = parser.add_argument_group("images (all given are labelled, in this order)")
     source.add_argument("--image", action="append", default=[],
                         help=f"an image file; repeat for several (default: {DEFAULT_IMAGE} "

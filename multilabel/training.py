@@ -97,7 +97,7 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
                     _evaluate(sess, head, best, validation_x, validation_y, config, rng,
                               done, loss, writers, class_names)
                 else:
-                    logger.info("Step %d: train loss %.4f", done, loss)
+                    logger.debug("Step %d: train loss %.4f", done, loss)
                 if checkpoint_path:
                     _save(sess, saver, checkpoint_path, done)
                 if on_eval:
@@ -144,8 +144,11 @@ def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers, class_na
     score = result["mean_average_precision"]
     score = float("nan") if score is None else score
     improved = best.update(sess, score, step)
-    logger.info("Step %d: train loss %.4f, validation mAP %.4f, label accuracy %.4f%s",
-                step, loss, score, result["label_accuracy"], " (best)" if improved else "")
+    # Every tenth evaluation and the last reach the log; all of them reach TensorBoard.
+    loud = step % (10 * config.eval_interval) == 0 or step == config.steps
+    logger.log(logging.INFO if loud else logging.DEBUG,
+               "Step %d: train loss %.4f, validation mAP %.4f, label accuracy %.4f%s",
+               step, loss, score, result["label_accuracy"], " (best so far)" if improved else "")
     if writers:
         summaries.write_validation(writers.validation, result, y[indices], probs, step,
                                    class_names)

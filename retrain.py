@@ -62,7 +62,7 @@ def parse_args(argv):
                        help="learning rate (default: %(default)s)")
     train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                        help="optimizer (default: %(default)s)")
-    train.add_argument("--l2_regularization", type=float, default=1e-4,
+    train.add_argument("--l2_regularization", type=float, default=1e-3,
                        help="weight of the L2 penalty on the new layer's weights "
                             "(default: %(default)s)")
     train.add_argument("--pos_weight", type=_pos_weight,

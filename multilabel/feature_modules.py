@@ -83,6 +83,9 @@ def _local_saved_model(path, handle):
 
 
 def _resolve_url(url, model_dir):
+    # tensorflow_hub caches downloads in a shared /tmp folder unless told otherwise; keep
+    # them beside the built modules instead, where the user's TFHUB_CACHE_DIR doesn't say.
+    os.environ.setdefault("TFHUB_CACHE_DIR", os.path.join(os.path.abspath(model_dir), "tfhub_modules"))
     try:
         return hub.resolve(url)
     except Exception as e:  # noqa: BLE001 - urllib, tarfile and tf.errors all surface here

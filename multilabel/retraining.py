@@ -87,7 +87,8 @@ def run(config):
     on_eval = _intermediate_graph_writer(config, module_path, height, width)
     result = training.train(
         train_inputs, data.train.labels, validation_x, data.validation.labels, config.train,
-        config.outputs.summaries_dir, config.checkpoint_path, config.resume, on_eval)
+        config.outputs.summaries_dir, config.checkpoint_path, config.resume, on_eval,
+        data.class_names)
 
     report = {"module": config.tfhub_module, "best_step": result.step}
     chosen = _thresholds(np.concatenate([train_x, validation_x]),

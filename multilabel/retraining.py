@@ -12,7 +12,7 @@ import numpy as np
 from multilabel import (atomic, bottlenecks, dataset as dataset_lib, export, feature_modules,
                         listfile, metrics, thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
-from multilabel.engines import TensorFlowEngine
+from multilabel.engines import make_engine
 from multilabel.images import load_image
 from multilabel.input_pipeline import feature_batches
 
@@ -50,6 +50,7 @@ class RetrainConfig:
     model_dir: str
     bottleneck_dir: str
     bottleneck_batch_size: int
+    bottleneck_engine: str  # engines.KINDS: auto, tflite or tensorflow
     test_batch_size: int
     checkpoint_path: str
     resume: bool
@@ -68,13 +69,14 @@ def run(config):
 
     module_path = feature_modules.resolve_module(config.tfhub_module, config.model_dir)
     height, width = feature_modules.image_size(module_path)
-    engine = TensorFlowEngine(module_path)
+    key = bottlenecks.module_key(feature_modules.module_fingerprint(module_path), height, width)
+    engine = make_engine(config.bottleneck_engine, module_path,
+                         os.path.join(config.bottleneck_dir, key))
     dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
-    logger.info("Module %s: %d x %d images -> %d features", module_path, height, width, dim)
+    logger.info("Module %s: %d x %d images -> %d features (%s engine)", module_path, height,
+                width, dim, engine.name)
 
-    cache = bottlenecks.BottleneckCache(
-        config.bottleneck_dir,
-        bottlenecks.module_key(feature_modules.module_fingerprint(module_path), height, width), dim)
+    cache = bottlenecks.BottleneckCache(config.bottleneck_dir, key, dim)
     parts = (data.train, data.validation, data.test)
     every = bottlenecks.cached_bottlenecks(
         [p for part in parts for p in part.paths], cache,

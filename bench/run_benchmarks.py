@@ -1,0 +1,340 @@
+"""Where a run's time goes, on the real scene images and the default module: one table.
+
+    python bench/run_benchmarks.py            # about 6 minutes on 2 cores
+    python bench/run_benchmarks.py --quick    # fewer images, about 2 minutes
+
+Every figure is measured in this one run, next to its reference, on the same images:
+
+1. the default bottleneck pipeline (parallel decoding, TFLite engine, cache writes),
+   cold cache, in images/s;
+2. the original retrain.py's flow on the same images: one `sess.run` to decode an image,
+   one to run the module on it (a v1 graph around `hub.load`);
+3. the TensorFlow and TFLite engines alone on images already decoded and resized, in
+   batches: the ceilings the pipeline can reach;
+4. a second retrain.py run over fully cached bottlenecks, split into its phases (the
+   head's training among them);
+5. label_image.py: process start to printed vector for one image, and a folder;
+6. cold retrain.py runs on 250 ... 2,000 images: time and peak memory.
+
+Scratch files go to a temporary folder, removed at the end; nothing in the project's
+own MODEL_DETAILS/ is touched. The default module is built into MODEL/ when missing.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would bury the table
+
+import numpy as np  # noqa: E402
+
+CLASS_NAMES = "desert,mountains,sea,sunset,trees"
+BATCH = 32
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenes", default=os.path.join(ROOT, "..", "shared", "datasets",
+                                                    "miml-scenes"),
+                   help="folder with images/1.jpg ... and labels.json (default: %(default)s)")
+    p.add_argument("--model_dir", default=os.path.join(ROOT, "MODEL"),
+                   help="where the default module is, or is built (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer images everywhere: a smoke test of the bench, not a measure")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    images_dir = os.path.join(args.scenes, "images")
+    if not os.path.isfile(os.path.join(args.scenes, "labels.json")):
+        print(f"run_benchmarks.py: no scene data in {args.scenes} (see README.md)",
+              file=sys.stderr)
+        return 2
+    engine_images = 96 if args.quick else 320
+    sizes = (100, 200) if args.quick else (250, 500, 1000, 2000)
+
+    scratch = tempfile.mkdtemp(prefix="multilabel-bench-")
+    try:
+        # Subprocesses first, while this process is small: a child's peak memory counts
+        # the memory of the process it was forked from.
+        runs = scaling_runs(args.scenes, sizes, args.model_dir, scratch)
+        rows = cached_run_rows(runs[-1], scratch)
+        rows += label_image_rows(runs[-1], runs[0].dataset, scratch)
+        rows += scaling_rows(runs)
+
+        from multilabel import feature_modules
+        module = feature_modules.resolve_module(feature_modules.DEFAULT_MODULE, args.model_dir)
+        paths = [os.path.join(images_dir, f"{i}.jpg") for i in range(1, engine_images + 1)]
+        rows = engine_rows(module, paths, scratch, rounds=1 if args.quick else 3) + rows
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print_table(rows, module)
+    return 0
+
+
+# --- 1 to 3: engines and the bottleneck pipeline, in this process -----------------------
+
+class TimedEngine:
+    """An engine that adds up the time spent inside it, to show whether it ever waits."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.busy = 0.0
+
+    def __call__(self, images):
+        start = time.perf_counter()
+        result = self.engine(images)
+        self.busy += time.perf_counter() - start
+        return result
+
+
+def engine_rows(module, paths, scratch, rounds):
+    """Figures 1 to 3, each the best of `rounds` rounds that take turns.
+
+    On a shared machine another process can slow down any one measure; taking turns
+    and keeping each one's best compares them at the same, quietest moments.
+    """
+    from multilabel import bottlenecks, engines, feature_modules
+    from multilabel.images import load_image
+    from multilabel.input_pipeline import feature_batches
+
+    n = len(paths)
+    height, width = feature_modules.image_size(module)
+    key = bottlenecks.module_key(feature_modules.module_fingerprint(module), height, width)
+    kept = os.path.join(scratch, "engine", key)
+    start = time.perf_counter()
+    engine = engines.make_engine("auto", module, kept)
+    conversion = time.perf_counter() - start
+    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
+    decoded = np.stack([load_image(p, height, width) for p in paths])
+    reference = engines.TensorFlowEngine(module)
+
+    best = {}
+    for r in range(rounds):
+        # 1. What retrain.py does on a cold cache: hash, decode in parallel, run, store.
+        cache = bottlenecks.BottleneckCache(os.path.join(scratch, f"pipeline_{r}"), key, dim)
+        timed = TimedEngine(engine)
+        start = time.perf_counter()
+        bottlenecks.cached_bottlenecks(
+            paths, cache, lambda todo: feature_batches(timed, todo, height, width, BATCH))
+        seconds = time.perf_counter() - start
+        if seconds < best.get("pipeline", (float("inf"),))[0]:
+            best["pipeline"] = (seconds, timed.busy / seconds)
+        # 3. The ceilings: the same images decoded beforehand, then only the engines.
+        for name, runner in (("tflite", engine), ("tensorflow", reference)):
+            seconds = batched_seconds(runner, decoded)
+            best[name] = min(best.get(name, float("inf")), seconds)
+        # 2. The original flow.
+        best["original"] = min(best.get("original", float("inf")),
+                               original_flow_seconds(module, paths, height, width))
+
+    pipeline, busy = n / best["pipeline"][0], best["pipeline"][1]
+    ceiling, original = n / best["tflite"], n / best["original"]
+    of = f"best of {rounds} rounds" if rounds > 1 else "one round"
+    return [
+        ("1", f"Default pipeline ({engine.name} engine), cold cache, decoding included",
+         f"{pipeline:.0f} img/s",
+         f"{n} images, {of}: {pipeline / original:.1f}x the original flow, "
+         f"{100 * pipeline / ceiling:.0f}% of the TFLite ceiling; engine busy "
+         f"{100 * busy:.0f}% of the time"),
+        ("1", "One-time TFLite conversion and check (kept for later runs)",
+         f"{conversion:.1f} s", "before the first bottleneck of a module"),
+        ("2", "Original flow: sess.run to decode + sess.run per image (v1 graph, hub.load)",
+         f"{original:.0f} img/s", f"same {n} images, same process, {of}"),
+        ("3", "Ceiling: TFLite engine alone (XNNPACK), decoded batches",
+         f"{ceiling:.0f} img/s", f"batches of {BATCH}, {of}"),
+        ("3", "Ceiling: TensorFlow engine alone, decoded batches",
+         f"{n / best['tensorflow']:.0f} img/s",
+         f"batches of {BATCH}, {of}; TFLite is {best['tensorflow'] / best['tflite']:.1f}x "
+         "faster"),
+    ]
+
+
+def batched_seconds(engine, images):
+    engine(images[:BATCH])  # first call: allocations, thread pools
+    start = time.perf_counter()
+    for i in range(0, len(images), BATCH):
+        engine(images[i:i + BATCH])
+    return time.perf_counter() - start
+
+
+def original_flow_seconds(module, paths, height, width):
+    """TF Hub's retrain.py `run_bottleneck_on_image`, image by image (without its text files)."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+    v1 = tf.compat.v1
+
+    graph = tf.Graph()
+    with graph.as_default():
+        jpeg = v1.placeholder(tf.string)
+        decoded = tf.image.convert_image_dtype(tf.image.decode_jpeg(jpeg, channels=3),
+                                               tf.float32)
+        resized = v1.image.resize_bilinear(tf.expand_dims(decoded, 0), [height, width])
+        resized_input = v1.placeholder(tf.float32, [None, height, width, 3])
+        bottleneck = hub.load(module)(resized_input)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+
+            def one(path):
+                with open(path, "rb") as f:
+                    values = sess.run(resized, {jpeg: f.read()})
+                return sess.run(bottleneck, {resized_input: values})
+
+            one(paths[0])
+            start = time.perf_counter()
+            for path in paths:
+                one(path)
+            return time.perf_counter() - start
+
+
+# --- 4 to 6: retrain.py and label_image.py as users run them -------------------------------
+
+class Run:
+    """One finished subprocess: wall time, peak memory, log stamped by timed_retrain.py."""
+
+    def __init__(self, argv, log_path, cwd=ROOT):
+        self.argv = argv
+        start = time.perf_counter()
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(process.pid, 0)
+        self.seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        self.peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+        self.log = open(log_path).read()
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({process.returncode}):\n"
+                               f"{self.log[-3000:]}")
+
+    def stamp(self, pattern):
+        """Seconds from process start to the first log line matching `pattern`, or None."""
+        match = re.search(r"^@(\d+) \S+ .*" + pattern, self.log, re.MULTILINE)
+        return int(match.group(1)) / 1000 if match else None
+
+
+def make_dataset(scenes, n, folder):
+    """The first `n` scene images with their labels, split 80/20 by data_generation.py."""
+    os.makedirs(os.path.join(folder, "images"))
+    for i in range(1, n + 1):
+        os.symlink(os.path.abspath(os.path.join(scenes, "images", f"{i}.jpg")),
+                   os.path.join(folder, "images", f"{i}.jpg"))
+    with open(os.path.join(scenes, "labels.json")) as f:
+        lines = f.read().splitlines()[:n]
+    with open(os.path.join(folder, "labels.json"), "w") as f:
+        f.write("\n".join(lines))
+    subprocess.run([sys.executable, os.path.join(ROOT, "data_generation.py"), "--image_dir",
+                    folder, "--class_names", CLASS_NAMES, "--split", "0.8", "--seed", "1"],
+                   check=True, capture_output=True)
+
+
+def retrain(dataset, model_dir, details, log_path):
+    return Run([sys.executable, os.path.join(ROOT, "bench", "timed_retrain.py"),
+                "--image_dir", dataset, "--model_dir", model_dir,
+                "--bottleneck_dir", os.path.join(details, "bottlenecks"),
+                "--output_graph", os.path.join(details, "output_graph.pb"),
+                "--output_labels", os.path.join(details, "output_labels.txt"),
+                "--output_thresholds", os.path.join(details, "output_thresholds.txt"),
+                "--metrics_file", os.path.join(details, "metrics.json"),
+                "--test_predictions", os.path.join(details, "test_predictions.jsonl"),
+                "--summaries_dir", os.path.join(details, "retrain_logs"),
+                "--checkpoint_path", os.path.join(details, "checkpoints", "retrain"),
+                "--intermediate_output_graphs_dir", os.path.join(details, "intermediate")],
+               log_path)
+
+
+def scaling_runs(scenes, sizes, model_dir, scratch):
+    """One cold retrain.py run per size, each with its own empty bottleneck cache."""
+    runs = []
+    for n in sizes:
+        dataset = os.path.join(scratch, f"dataset_{n}")
+        make_dataset(scenes, n, dataset)
+        run = retrain(dataset, model_dir, os.path.join(scratch, f"details_{n}"),
+                      os.path.join(scratch, f"retrain_{n}.log"))
+        run.images, run.dataset = n, dataset
+        run.model_dir, run.details = model_dir, os.path.join(scratch, f"details_{n}")
+        runs.append(run)
+    return runs
+
+
+def scaling_rows(runs):
+    rows = []
+    for run in runs:
+        start, end = run.stamp(r"bottlenecks cached; computing"), run.stamp(r"Step \d+:")
+        bottleneck = f"bottlenecks {end - start:.1f} s ({run.images / (end - start):.0f} img/s)" \
+            if start is not None and end is not None else "bottleneck phase not found in log"
+        rows.append(("6", f"Cold retrain.py run, {run.images} images",
+                     f"{run.seconds:.1f} s, {run.peak_mb:.0f} MB peak", bottleneck))
+    return rows
+
+
+def cached_run_rows(cold, scratch):
+    """Run retrain.py again on the largest data set: every bottleneck is now cached."""
+    run = retrain(cold.dataset, cold.model_dir, cold.details,
+                  os.path.join(scratch, "retrain_cached.log"))
+    marks = [("start-up, image checks, module", r"Module .* features"),
+             ("read bottlenecks", r"bottlenecks cached"),
+             ("train head", r"Keeping step"),
+             ("thresholds, test report", r"Test report on"),
+             ("export", r"Wrote .*output_graph")]
+    parts, previous = [], 0.0
+    for name, pattern in marks:
+        at = run.stamp(pattern)
+        if at is None:
+            parts.append(f"{name} ?")
+            continue
+        parts.append(f"{name} {at - previous:.1f}")
+        previous = at
+    parts.append(f"rest {run.seconds - previous:.1f}")
+    read, trained = run.stamp(r"bottlenecks cached"), run.stamp(r"Keeping step")
+    steps = re.findall(r"Step (\d+):", run.log)
+    rows = []
+    if read is not None and trained is not None and steps:
+        rows.append(("4", f"Head training, {max(map(int, steps))} steps (retrain.py defaults: "
+                          "checkpoints and summaries on)",
+                     f"{trained - read:.1f} s", f"{cold.images} images' cached bottlenecks"))
+    rows.append(("4", f"Second retrain.py run, {cold.images} images, all bottlenecks cached",
+                 f"{run.seconds:.1f} s", "; ".join(parts) + " (s)"))
+    return rows
+
+
+def label_image_rows(cold, small_dataset, scratch):
+    graph = os.path.join(cold.details, "output_graph.pb")
+    script = os.path.join(ROOT, "label_image.py")
+    one = Run([sys.executable, script, "--graph", graph,
+               os.path.join(cold.dataset, "images", "1.jpg")],
+              os.path.join(scratch, "label_one.log"))
+    folder = os.path.join(small_dataset, "images")
+    count = len(os.listdir(folder))
+    many = Run([sys.executable, script, "--graph", graph, "--output_format", "csv", folder],
+               os.path.join(scratch, "label_folder.log"))
+    inner = re.search(r"Labelled (\d+) of \d+ images in ([\d.]+) s", many.log)
+    steady = f"; {int(inner.group(1)) / float(inner.group(2)):.0f} img/s once loaded" \
+        if inner else ""
+    return [
+        ("5", "label_image.py, one image: process start to printed vector",
+         f"{one.seconds:.1f} s", "frozen graph, TensorFlow"),
+        ("5", f"label_image.py, a folder of {count} images",
+         f"{count / many.seconds:.0f} img/s", f"{many.seconds:.1f} s in all{steady}"),
+    ]
+
+
+def print_table(rows, module):
+    print(f"\nModule {os.path.relpath(module, ROOT)}, {os.cpu_count()} CPU cores\n")
+    header = ("#", "Measure", "Result", "Notes")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    for row in [header, tuple("-" * w for w in widths)] + rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

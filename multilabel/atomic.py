@@ -11,11 +11,23 @@ import os
 import tempfile
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: reading it means setting it, which is not thread-safe
+
+
 @contextlib.contextmanager
-def atomic_output(path, mode="w", **open_kwargs):
+def atomic_output(path, mode="w", durable=True, **open_kwargs):
     """Open a temporary sibling of `path`; rename it onto `path` on success.
 
-    On an exception the temporary file is removed and `path` is left untouched.
+    On an exception the temporary file is removed and `path` is left untouched. The
+    rename alone protects against a killed process; `durable` also syncs the data to
+    disk first, so that a power cut can't leave an empty file behind the new name. A
+    cache whose entries are checked on reading can skip that cost.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -23,11 +35,12 @@ def atomic_output(path, mode="w", **open_kwargs):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -35,10 +48,6 @@ def atomic_output(path, mode="w", **open_kwargs):
         raise
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_text(path, text):

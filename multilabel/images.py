@@ -86,13 +86,32 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def resize_and_scale(img, height, width):
-    """Resize an RGB image to `height` x `width` (bilinear) as float32 in [0, 1]."""
+def resize(img, height, width):
+    """An RGB image resized to `height` x `width` (bilinear), as uint8 `[h, w, 3]`."""
     if img.size != (width, height):
         img = img.resize((width, height), Image.BILINEAR)
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return np.asarray(img, dtype=np.uint8)
+
+
+def scale(pixels):
+    """uint8 pixels (one image or a batch) as the float32 values in [0, 1] models take."""
+    return np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+
+
+def resize_and_scale(img, height, width):
+    """Resize an RGB image to `height` x `width` (bilinear) as float32 in [0, 1]."""
+    return scale(resize(img, height, width))
+
+
+def load_pixels(path, height, width):
+    """One image file decoded and resized, as uint8 `[height, width, 3]`.
+
+    Bulk work keeps images as uint8 until a whole batch is scaled at once: a quarter of
+    the memory, and one vectorised conversion instead of one per image.
+    """
+    return resize(decode_image(path), height, width)
 
 
 def load_image(path, height, width):
     """The model input for one image file: float32 `[height, width, 3]` in [0, 1]."""
-    return resize_and_scale(decode_image(path), height, width)
+    return scale(load_pixels(path, height, width))

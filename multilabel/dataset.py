@@ -67,7 +67,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
     train_list = os.path.join(dataset_dir, listfile.TRAIN_LIST)
     test_list = os.path.join(dataset_dir, listfile.TEST_LIST)
     if not os.path.isfile(train_list):
-        raise UserError(f"no training list; run data_generation.py to write it", train_list)
+        raise UserError("no training list; run data_generation.py to write it", train_list)
     train_entries = listfile.read_list_file(train_list)
     found = len(train_entries[0].flags)
     if num_classes is not None and num_classes != found:

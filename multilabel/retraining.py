@@ -1,5 +1,6 @@
 """One retraining run, start to finish: data, bottlenecks, training, evaluation, export."""
 
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -10,7 +11,7 @@ import tempfile
 import numpy as np
 
 from multilabel import (atomic, bottlenecks, dataset as dataset_lib, export, feature_modules,
-                        listfile, metrics, thresholds as thresholds_lib, training)
+                        label_report, listfile, metrics, thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
 from multilabel.engines import make_engine
 from multilabel.images import load_image
@@ -60,46 +61,35 @@ class RetrainConfig:
     outputs: Outputs
 
 
+class _Module(collections.namedtuple("_Module", "path height width key engine dim")):
+    """The feature module as a run uses it: where it is, its input size, its engine."""
+
+
 def run(config):
     """Train and export a classifier as `config` says; raise UserError on bad input."""
     data = dataset_lib.load_dataset(config.image_dir, config.num_classes,
                                     config.validation_percentage, config.testing_percentage)
     data = dataset_lib.drop_invalid_images(data, config.skip_invalid_images)
     _log_sizes(data)
-
-    module_path = feature_modules.resolve_module(config.tfhub_module, config.model_dir)
-    height, width = feature_modules.image_size(module_path)
-    key = bottlenecks.module_key(feature_modules.module_fingerprint(module_path), height, width)
-    engine = make_engine(config.bottleneck_engine, module_path,
-                         os.path.join(config.bottleneck_dir, key))
-    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
-    logger.info("Module %s: %d x %d images -> %d features (%s engine)", module_path, height,
-                width, dim, engine.name)
-
-    cache = bottlenecks.BottleneckCache(config.bottleneck_dir, key, dim)
-    parts = (data.train, data.validation, data.test)
-    every = bottlenecks.cached_bottlenecks(
-        [p for part in parts for p in part.paths], cache,
-        lambda paths: feature_batches(engine, paths, height, width, config.bottleneck_batch_size))
-    train_x, validation_x, test_x = np.split(every, np.cumsum([len(p) for p in parts])[:-1])
+    module = _load_module(config)
+    train_x, validation_x, test_x = _bottlenecks(config, module, data)
 
     if not len(data.validation):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
-    train_inputs = _train_inputs(config, data.train, train_x, engine, height, width)
-    on_eval = _intermediate_graph_writer(config, module_path, height, width)
     result = training.train(
-        train_inputs, data.train.labels, validation_x, data.validation.labels, config.train,
-        config.outputs.summaries_dir, config.checkpoint_path, config.resume, on_eval,
+        _train_inputs(config, module, data.train, train_x), data.train.labels, validation_x,
+        data.validation.labels, config.train, config.outputs.summaries_dir,
+        config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
         data.class_names)
-
-    report = {"module": config.tfhub_module, "best_step": result.step}
     chosen = _thresholds(np.concatenate([train_x, validation_x]),
                          np.concatenate([data.train.labels, data.validation.labels]),
                          config.train, result.step)
+
+    report = {"module": config.tfhub_module, "best_step": result.step,
+              "thresholds": [float(t) for t in chosen]}
     if len(data.validation):
         report["validation"] = metrics.evaluate(
             data.validation.labels, _probs(validation_x, result), chosen)
-    report["thresholds"] = [float(t) for t in chosen]
     test, test_x = _test_subset(data.test, test_x, config)
     test_probs = _probs(test_x, result)
     if len(test):
@@ -111,7 +101,29 @@ def run(config):
     else:
         logger.warning("The test part is empty: no test report")
 
-    _export(config, module_path, height, width, result, data, chosen, test, test_probs, report)
+    _export(config, module, result, data, chosen, test, test_probs, report)
+
+
+def _load_module(config):
+    path = feature_modules.resolve_module(config.tfhub_module, config.model_dir)
+    height, width = feature_modules.image_size(path)
+    key = bottlenecks.module_key(feature_modules.module_fingerprint(path), height, width)
+    engine = make_engine(config.bottleneck_engine, path, os.path.join(config.bottleneck_dir, key))
+    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
+    logger.info("Module %s: %d x %d images -> %d features (%s engine)", path, height, width, dim,
+                engine.name)
+    return _Module(path, height, width, key, engine, dim)
+
+
+def _bottlenecks(config, module, data):
+    """The bottlenecks of the train, validation and test parts, computed where not cached."""
+    cache = bottlenecks.BottleneckCache(config.bottleneck_dir, module.key, module.dim)
+    parts = (data.train, data.validation, data.test)
+    every = bottlenecks.cached_bottlenecks(
+        [p for part in parts for p in part.paths], cache,
+        lambda paths: feature_batches(module.engine, paths, module.height, module.width,
+                                      config.bottleneck_batch_size))
+    return np.split(every, np.cumsum([len(p) for p in parts])[:-1])
 
 
 def _log_sizes(data):
@@ -120,7 +132,7 @@ def _log_sizes(data):
                 ", ".join(data.class_names))
 
 
-def _train_inputs(config, part, train_x, engine, height, width):
+def _train_inputs(config, module, part, train_x):
     """A function from training indices to bottlenecks: cached, or of distorted images."""
     if not config.distortions.enabled:
         return lambda indices: train_x[indices]
@@ -132,15 +144,15 @@ def _train_inputs(config, part, train_x, engine, height, width):
         rng = np.random.default_rng([config.train.seed, next(calls)])
         seeds = rng.integers(0, 2**63, len(indices))
         images = list(pool.map(
-            lambda i_s: distorted_image(part.paths[i_s[0]], height, width, config.distortions,
-                                        np.random.default_rng(i_s[1])),
+            lambda i_s: distorted_image(part.paths[i_s[0]], module.height, module.width,
+                                        config.distortions, np.random.default_rng(i_s[1])),
             zip(indices, seeds)))
-        return engine(np.stack(images))
+        return module.engine(np.stack(images))
 
     return distorted
 
 
-def _intermediate_graph_writer(config, module_path, height, width):
+def _intermediate_graph_writer(config, module):
     out = config.outputs
     if not out.intermediate_store_frequency:
         return None
@@ -149,7 +161,8 @@ def _intermediate_graph_writer(config, module_path, height, width):
         if step % out.intermediate_store_frequency == 0:
             path = os.path.join(out.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
             export.write_graph_def(path, export.frozen_graph_def(
-                module_path, height, width, weights, biases, config.train.final_tensor_name))
+                module.path, module.height, module.width, weights, biases,
+                config.train.final_tensor_name))
 
     return write
 
@@ -186,14 +199,14 @@ def _print_misclassified(test, probs, chosen, class_names):
         print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
 
 
-def _export(config, module_path, height, width, result, data, chosen, test, test_probs, report):
+def _export(config, module, result, data, chosen, test, test_probs, report):
     out = config.outputs
     name = config.train.final_tensor_name
-    graph_def = export.frozen_graph_def(module_path, height, width, result.weights, result.biases,
-                                        name)
+    graph_def = export.frozen_graph_def(module.path, module.height, module.width, result.weights,
+                                        result.biases, name)
     if len(test):
         report["export_check_max_difference"] = _check_export(
-            graph_def, name, test, test_probs, height, width)
+            graph_def, name, test, test_probs, module.height, module.width)
     export.write_graph_def(out.output_graph, graph_def)
     listfile.write_class_names(out.output_labels, data.class_names)
     thresholds_lib.write_thresholds(out.output_thresholds, chosen)
@@ -203,7 +216,7 @@ def _export(config, module_path, height, width, result, data, chosen, test, test
     logger.info("Wrote %s, %s, %s and %s", out.output_labels, out.output_thresholds,
                 out.metrics_file, out.test_predictions)
     if out.saved_model_dir or out.tflite_output_file:
-        _export_saved_and_tflite(out, module_path, height, width, result, graph_def, name, test)
+        _export_saved_and_tflite(out, module, result, graph_def, name)
 
 
 def _check_export(graph_def, name, test, test_probs, height, width):
@@ -218,24 +231,21 @@ def _check_export(graph_def, name, test, test_probs, height, width):
 
 
 def _write_predictions(path, test, probs, chosen, class_names):
-    lines = []
-    for image, row in zip(test.paths, probs):
-        lines.append(json.dumps({
-            "image": image,
-            "probabilities": [float(p) for p in row],
-            "labels": list(class_names),
-            "predicted": [n for n, p, t in zip(class_names, row, chosen) if p >= t],
-        }))
-    atomic.write_text(path, "\n".join(lines) + "\n")
+    """The test images' probabilities, in label_image.py's JSON lines, for comparison."""
+    report = label_report.Report("json", tuple(class_names), np.asarray(chosen))
+    atomic.write_text(path, "".join(report.record(image, row)
+                                    for image, row in zip(test.paths, probs)))
 
 
-def _export_saved_and_tflite(out, module_path, height, width, result, graph_def, name, test):
+def _export_saved_and_tflite(out, module, result, graph_def, name):
     with tempfile.TemporaryDirectory() as scratch:
         saved = out.saved_model_dir or os.path.join(scratch, "saved_model")
-        export.write_saved_model(saved, module_path, height, width, result.weights, result.biases)
+        export.write_saved_model(saved, module.path, module.height, module.width, result.weights,
+                                 result.biases)
         if out.tflite_output_file:
             content = export.tflite_model(saved)
-            probe = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
+            probe = np.random.default_rng(0).random((2, module.height, module.width, 3),
+                                                    dtype=np.float32)
             difference = np.abs(export.run_tflite(content, probe)
                                 - export.run_graph_def(graph_def, probe, name)).max()
             if difference > 1e-4:

@@ -14,9 +14,13 @@ Then label new images with label_image.py. Progress and results are logged;
 
 import argparse
 import logging
+import os
 import sys
 
 from multilabel.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+
+# TensorFlow's C++ start-up chatter would bury the one line an error prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DETAILS = "MODEL_DETAILS"
 
@@ -213,13 +217,14 @@ def _config(args, retraining):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.getLevelName(args.logging_verbosity.replace("FATAL", "CRITICAL")),
+    level = "CRITICAL" if args.logging_verbosity == "FATAL" else args.logging_verbosity
+    logging.basicConfig(level=logging.getLevelName(level),
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     # TensorFlow's own deprecation notices about the v1 API we use on purpose.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from multilabel import retraining  # TensorFlow loads only once the flags are fine
-
     try:
+        from multilabel import retraining  # TensorFlow loads only once the flags are fine
+
         retraining.run(_config(args, retraining))
     except UserError as e:
         print(f"retrain.py: error: {e}", file=sys.stderr)

@@ -11,10 +11,8 @@ import io
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from PIL import Image
 from multilabel import listfile
 from multilabel.errors import UserError
 from multilabel.input_pipeline import image_batches
+from tests.fake_images import png_header
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TensorFlow's C++ start-up lines are not ours to control; everything else counts.
@@ -46,8 +45,8 @@ BAD = {
     "zero.jpg": (lambda: b"", "cannot identify image file"),
     "truncated.jpg": (lambda: _truncated_jpeg(), "truncated"),
     "text.jpg": (lambda: b"hello, I am not an image\n", "cannot identify image file"),
-    "bomb.png": (lambda: _png_header(10_000, 10_000), "decompression bomb"),
-    "hugebomb.png": (lambda: _png_header(100_000, 100_000), "decompression bomb"),
+    "bomb.png": (lambda: png_header(10_000, 10_000), "decompression bomb"),
+    "hugebomb.png": (lambda: png_header(100_000, 100_000), "decompression bomb"),
 }
 
 
@@ -68,16 +67,6 @@ def _truncated_jpeg():
     pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     data = _save(Image.fromarray(pixels), "JPEG")
     return data[: len(data) // 2]
-
-
-def _png_header(width, height):
-    """A small PNG that declares `width` x `height` pixels: a decompression bomb."""
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
 
 
 def write_images(folder, names):

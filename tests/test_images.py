@@ -1,8 +1,6 @@
 """Decoding by content: odd but valid formats decode, bombs and non-images are refused."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -10,16 +8,7 @@ from PIL import Image
 
 from multilabel import images
 from multilabel.images import ImageError
-
-
-def png_header(width, height):
-    """A PNG that declares `width` x `height` RGB pixels but holds almost no data."""
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+from tests.fake_images import png_header
 
 
 @pytest.mark.parametrize("side", [10_000, 100_000])  # past Pillow's warning, past its error

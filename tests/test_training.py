@@ -101,3 +101,28 @@ def test_every_evaluation_is_reported(tmp_path):
     seen = []
     _train(_config(steps=60), on_eval=lambda step, w, b: seen.append((step, w.shape, b.shape)))
     assert seen == [(20, (6, 3), (3,)), (40, (6, 3), (3,)), (60, (6, 3), (3,))]
+
+
+def test_out_of_fold_heads_never_see_the_rows_they_predict():
+    x, y = _data(200, 0)
+    probs = training.out_of_fold_probs(x, y, _config(steps=150), steps=150, folds=4)
+    assert probs.shape == y.shape
+    assert ((probs > 0.5) == y).mean() > 0.9  # learnable labels, predicted out of fold
+    # A row that contradicts the rest is predicted by heads that never saw it.
+    x_odd, y_odd = x.copy(), y.copy()
+    y_odd[0] = 1 - y_odd[0]
+    odd = training.out_of_fold_probs(x_odd, y_odd, _config(steps=150), steps=150, folds=4)
+    np.testing.assert_array_equal((odd[0] > 0.5), y[0].astype(bool))
+
+
+def test_heads_trained_side_by_side_match_heads_trained_alone():
+    x, y = _data(120, 0)
+    config = _config(steps=40, batch_size=-1)
+    together = training.out_of_fold_probs(x, y, config, steps=40, folds=2)
+    fold_of = np.arange(len(y)) % 2
+    for k in range(2):
+        fit = fold_of != k
+        alone = training.train(lambda i: x[fit][i], y[fit], x[:0], y[:0], config)
+        np.testing.assert_allclose(together[fold_of == k],
+                                   _sigmoid(x[fold_of == k] @ alone.weights + alone.biases),
+                                   atol=0.02)

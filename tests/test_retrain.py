@@ -7,6 +7,8 @@ labels. The tiny module's quadrant means tell the stripes apart.
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -188,3 +190,37 @@ def test_distortions_train_from_fresh_images(tmp_path, tiny_module):
         "--random_scale", "10", "--random_brightness", "10")) == 0
     report = json.loads((tmp_path / "details" / "metrics.json").read_text())
     assert report["best_step"] in (10, 20)
+
+
+FRESH_PROCESS_LOAD = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+graph_path, predictions_path = sys.argv[1:]
+graph_def = tf.compat.v1.GraphDef()
+graph_def.ParseFromString(open(graph_path, "rb").read())
+graph = tf.Graph()
+with graph.as_default():
+    tf.compat.v1.import_graph_def(graph_def, name="")
+size = graph.get_tensor_by_name("Placeholder:0").shape[1]
+predictions = [json.loads(line) for line in open(predictions_path)]
+images = np.stack([np.asarray(Image.open(p["image"]).convert("RGB").resize(
+    (size, size), Image.BILINEAR), np.float32) / 255 for p in predictions])
+with tf.compat.v1.Session(graph=graph) as sess:
+    probs = sess.run("final_result:0", {"Placeholder:0": images})
+print(np.abs(probs - [p["probabilities"] for p in predictions]).max())
+"""
+
+
+def test_the_graph_loads_in_a_fresh_process_without_project_code(trained, tmp_path):
+    out = trained / "details"
+    script = tmp_path / "load.py"
+    script.write_text(FRESH_PROCESS_LOAD)
+    result = subprocess.run(
+        [sys.executable, str(script), str(out / "output_graph.pb"),
+         str(out / "test_predictions.jsonl")],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert float(result.stdout.strip().splitlines()[-1]) < 1e-5

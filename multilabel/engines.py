@@ -16,11 +16,10 @@ import warnings
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_hub as hub
 
 from multilabel import atomic
 from multilabel.errors import UserError
-from multilabel.feature_modules import image_size
+from multilabel.feature_modules import image_size, load_module
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class TensorFlowEngine:
     name = "tensorflow"
 
     def __init__(self, module_path):
-        self._module = hub.load(module_path)
+        self._module = load_module(module_path)
 
     def __call__(self, images):
         return np.asarray(self._module(tf.convert_to_tensor(images, tf.float32)))

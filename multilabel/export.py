@@ -13,9 +13,9 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_hub as hub
 
 from multilabel import atomic
+from multilabel.feature_modules import load_module
 from multilabel.head import add_final_layer
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def frozen_graph_def(module_path, height, width, weights, biases, final_tensor_n
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.float32, [None, height, width, 3], name=INPUT_NAME)
-        bottleneck = hub.load(module_path)(images)
+        bottleneck = load_module(module_path)(images)
         add_final_layer(bottleneck, weights.shape[1], final_tensor_name, weights, biases)
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
@@ -57,7 +57,7 @@ class _Classifier(tf.Module):
 
     def __init__(self, module_path, height, width, weights, biases):
         super().__init__()
-        self.module = hub.load(module_path)
+        self.module = load_module(module_path)
         self.weights = tf.Variable(weights, trainable=False, name="final_weights")
         self.biases = tf.Variable(biases, trainable=False, name="final_biases")
         self.serve = tf.function(

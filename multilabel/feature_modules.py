@@ -19,6 +19,7 @@ import re
 import urllib.parse
 import urllib.request
 
+import tensorflow as tf
 import tensorflow_hub as hub
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -96,6 +97,36 @@ def _resolve_url(url, model_dir):
                                "(same architecture and ImageNet weights)", url, reason, name)
                 return module_builder.build_module(name, model_dir)
         raise UserError(f"cannot fetch module {url}: {reason}") from e
+
+
+def load_module(module_path):
+    """The module at `module_path` as a callable: images `[N, H, W, 3]` -> features `[N, D]`.
+
+    TF2 SavedModels (the modules built here, TF Hub's TF2 format) are called directly.
+    TF1 Hub format modules, such as the original project's
+    `.../mobilenet_v2_100_224/feature_vector/2`, load as an object that cannot be
+    called; `_DefaultSignature` calls their `default` signature instead. Either works
+    eagerly, inside a `tf.compat.v1` graph, and as part of a model being saved.
+    """
+    module = hub.load(module_path)
+    if callable(module):
+        return module
+    if "default" not in getattr(module, "signatures", {}):
+        raise UserError("the module can't be called and has no 'default' signature", module_path)
+    return _DefaultSignature(module)
+
+
+class _DefaultSignature(tf.Module):
+    """A TF1 Hub format image module: its `default` signature maps images to features."""
+
+    def __init__(self, loaded):
+        super().__init__(name="default_signature")
+        self.loaded = loaded  # tracked, so that a model saved around this keeps its weights
+        signature = loaded.signatures["default"]
+        (self._input_name,) = signature.structured_input_signature[1]
+
+    def __call__(self, images):
+        return self.loaded.signatures["default"](**{self._input_name: images})["default"]
 
 
 def image_size(module_path):

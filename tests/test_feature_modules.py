@@ -172,3 +172,42 @@ def test_module_loads_in_a_v1_graph_and_freezes(tiny_module):
         with tf.compat.v1.Session() as sess:
             result = sess.run("final_result:0", {"Placeholder:0": images})
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+
+
+def _tf1_hub_format_module(path):
+    """A SavedModel shaped like a TF1 Hub format image module: no __call__, a `default`
+    signature from `images` to `default`, as the original project's MobileNetV2 URL has."""
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        images = v1.placeholder(tf.float32, [None, 32, 32, 3], name="images")
+        weights = v1.get_variable("w", [3, 4], initializer=v1.random_normal_initializer(seed=1))
+        features = tf.matmul(tf.reduce_mean(images, [1, 2]), weights)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, [], signature_def_map={
+                "default": v1.saved_model.predict_signature_def({"images": images},
+                                                               {"default": features})})
+            builder.save()
+            return sess.run(features, {images: np.full([1, 32, 32, 3], 0.5, np.float32)})
+
+
+def test_a_tf1_hub_format_module_is_used_through_its_default_signature(tmp_path):
+    from multilabel import export
+
+    expected = _tf1_hub_format_module(tmp_path / "tf1")
+    path = feature_modules.resolve_module(str(tmp_path / "tf1"), str(tmp_path / "MODEL"))
+    assert feature_modules.image_size(path) == (32, 32)
+    image = np.full([1, 32, 32, 3], 0.5, np.float32)
+    np.testing.assert_allclose(feature_modules.load_module(path)(tf.constant(image)), expected,
+                               rtol=1e-6)
+    graph_def = export.frozen_graph_def(path, 32, 32, np.eye(4, 2, dtype=np.float32),
+                                        np.zeros(2, np.float32), "final_result")
+    logits = expected @ np.eye(4, 2)
+    np.testing.assert_allclose(export.run_graph_def(graph_def, image, "final_result"),
+                               1 / (1 + np.exp(-logits)), rtol=1e-5)
+    export.write_saved_model(str(tmp_path / "saved"), path, 32, 32,
+                             np.eye(4, 2, dtype=np.float32), np.zeros(2, np.float32))
+    served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    np.testing.assert_allclose(served(image=tf.constant(image))["prediction"],
+                               1 / (1 + np.exp(-logits)), rtol=1e-5)

@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
 from multilabel import atomic
@@ -99,9 +98,3 @@ def tflite_model(saved_model_path):
     """The SavedModel converted to a float32 TFLite flatbuffer."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_path)
     return converter.convert()
-
-
-def run_tflite(model_content, images):
-    interpreter = tf.lite.Interpreter(model_content=model_content)
-    runner = interpreter.get_signature_runner("serving_default")
-    return runner(image=np.asarray(images, np.float32))["prediction"]

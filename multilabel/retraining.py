@@ -13,7 +13,7 @@ import numpy as np
 from multilabel import (atomic, bottlenecks, dataset as dataset_lib, export, feature_modules,
                         label_report, listfile, metrics, thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
-from multilabel.engines import make_engine
+from multilabel.engines import TFLiteEngine, make_engine
 from multilabel.images import load_image
 from multilabel.input_pipeline import feature_batches
 
@@ -246,7 +246,7 @@ def _export_saved_and_tflite(out, module, result, graph_def, name):
             content = export.tflite_model(saved)
             probe = np.random.default_rng(0).random((2, module.height, module.width, 3),
                                                     dtype=np.float32)
-            difference = np.abs(export.run_tflite(content, probe)
+            difference = np.abs(TFLiteEngine(content)(probe)
                                 - export.run_graph_def(graph_def, probe, name)).max()
             if difference > 1e-4:
                 logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)

@@ -3,6 +3,7 @@
 import collections
 import concurrent.futures
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -138,7 +139,7 @@ def _train_inputs(config, module, part, train_x):
         return lambda indices: train_x[indices]
     logger.info("Distortions on: training images go through the module at every step")
     pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
-    calls = iter(range(1 << 62))
+    calls = itertools.count()
 
     def distorted(indices):
         rng = np.random.default_rng([config.train.seed, next(calls)])

@@ -43,8 +43,7 @@ BATCH = 32
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenes", default=os.path.join(ROOT, "..", "shared", "datasets",
-                                                    "miml-scenes"),
+    p.add_argument("--scenes", default=os.path.join(ROOT, "DATASET"),
                    help="folder with images/1.jpg ... and labels.json (default: %(default)s)")
     p.add_argument("--model_dir", default=os.path.join(ROOT, "MODEL"),
                    help="where the default module is, or is built (default: %(default)s)")

@@ -10,7 +10,7 @@ from multilabel import feature_modules  # noqa: E402
 from tests.tiny_module import make_tiny_module  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENES = os.path.join(os.path.dirname(REPO), "shared", "datasets", "miml-scenes")
+SCENES = os.path.join(REPO, "DATASET")  # the scene set that ships with the project
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,5 @@ def mobilenet_v2(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def scenes():
-    """The real scene set beside the repository, or a skip where it is missing."""
-    if not os.path.isdir(os.path.join(SCENES, "images")):
-        pytest.skip(f"scene images not found at {SCENES}")
+    """The real scene set shipped in DATASET/ (images/ and labels.json); read it, never write."""
     return SCENES

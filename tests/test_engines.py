@@ -10,8 +10,7 @@ from multilabel import engines, feature_modules
 from multilabel.errors import UserError
 from multilabel.images import load_image
 
-SCENES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
-                      "miml-scenes", "images")
+SCENES = os.path.join(os.path.dirname(__file__), "..", "DATASET", "images")
 
 
 def _images(n, size=32):
@@ -106,8 +105,6 @@ def test_auto_falls_back_to_tensorflow_when_the_vectors_differ(tiny_module, tmp_
 @pytest.mark.slow
 def test_tflite_matches_tensorflow_on_real_images_with_mobilenet_v2(tmp_path):
     """Builds the default module (a few seconds when pip's cache holds its wheel)."""
-    if not os.path.isdir(SCENES):
-        pytest.skip(f"scene images not found at {SCENES}")
     module = feature_modules.resolve_module("mobilenet_v2_100_224", str(tmp_path / "model"))
     size = feature_modules.image_size(module)
     images = np.stack([load_image(os.path.join(SCENES, f"{i}.jpg"), *size)

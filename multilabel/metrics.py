@@ -90,18 +90,30 @@ def precision_recall_f1(y_true, probs, thresholds=0.5, average=None):
     return float(np.mean(precision)), float(np.mean(recall)), float(np.mean(f1))
 
 
-def _average_precision_one(labels, scores):
-    """sklearn's AP of one class: sum of (R_n - R_{n-1}) P_n over distinct scores."""
+def precision_recall_curve(labels, scores):
+    """`(precision, recall, thresholds)` of one class, one point per distinct score.
+
+    Point n predicts the instances scored `>= thresholds[n]`; thresholds descend, so
+    recall rises. Tied instances enter together. `labels` (0/1) and `scores` are 1-D and
+    `labels` has at least one positive (recall needs one).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
     positives = labels.sum()
     if positives == 0:
-        return math.nan
+        raise ValueError("a precision-recall curve needs at least one positive")
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
-    # One step per distinct score: tied instances are counted together.
     group_ends = np.append(np.flatnonzero(np.diff(sorted_scores) != 0), len(scores) - 1)
     tp = np.cumsum(labels[order])[group_ends]
-    precision = tp / (group_ends + 1)
-    recall = tp / positives
+    return tp / (group_ends + 1), tp / positives, sorted_scores[group_ends]
+
+
+def _average_precision_one(labels, scores):
+    """sklearn's AP of one class: sum of (R_n - R_{n-1}) P_n over distinct scores."""
+    if labels.sum() == 0:
+        return math.nan
+    precision, recall, _ = precision_recall_curve(labels, scores)
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 

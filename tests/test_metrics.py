@@ -17,6 +17,7 @@ from multilabel.metrics import (
     label_ranking_average_precision,
     mean_average_precision,
     one_error,
+    precision_recall_curve,
     precision_recall_f1,
     ranking_loss,
 )
@@ -140,6 +141,20 @@ def test_average_precision_counts_tied_scores_together():
     # Taking the tied instances one at a time in input order would give 5/6 instead.
     ap = average_precision([[1], [0], [1], [0]], [[0.5], [0.5], [0.5], [0.1]])
     assert ap[0] == pytest.approx(2 / 3)
+
+
+def test_precision_recall_curve_example_b_class_1_with_a_tie():
+    # class 1 by descending score: 0.8 (-) 0.6 (-) 0.5 (+) 0.3 (+)
+    precision, recall, thresholds = precision_recall_curve(B_TRUE[:, 1], B_PROBS[:, 1])
+    np.testing.assert_allclose(precision, [0, 0, 1 / 3, 2 / 4])
+    np.testing.assert_allclose(recall, [0, 0, 1 / 2, 1])
+    np.testing.assert_allclose(thresholds, [0.8, 0.6, 0.5, 0.3])
+    # Three instances tied at 0.5 are one point, P 2/3 and R 1.
+    precision, recall, thresholds = precision_recall_curve([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.1])
+    np.testing.assert_allclose(precision, [2 / 3, 2 / 4])
+    np.testing.assert_allclose(thresholds, [0.5, 0.1])
+    with pytest.raises(ValueError, match="positive"):
+        precision_recall_curve([0, 0], [0.3, 0.6])
 
 
 def test_a_one_error_tie_at_the_top_is_an_error():

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -34,12 +35,21 @@ class TrainConfig:
     final_tensor_name: str
 
 
+class Evaluation(NamedTuple):
+    """One point of the training curve."""
+
+    step: int
+    train_loss: float  # mean over the steps since the previous evaluation
+    validation_map: float  # nan without validation data
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     weights: np.ndarray
     biases: np.ndarray
     step: int  # the step these weights come from
     validation_map: float  # nan when there was no validation data
+    history: tuple = ()  # an Evaluation for each evaluation of this process, in step order
 
 
 def _batch(rng, count, size):
@@ -83,6 +93,7 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
     try:
         sess.run(initialize)
         start = _restore(sess, saver, head.global_step, checkpoint_path) if resume else 0
+        history, losses = [], []
         for step in range(start, config.steps):
             rng = np.random.default_rng([config.seed, step])
             indices = _batch(rng, num_train, config.batch_size)
@@ -91,15 +102,19 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
             if not math.isfinite(loss):
                 raise UserError(f"the training loss became {loss} at step {step + 1}; "
                                 "lower --learning_rate")
+            losses.append(loss)
             done = step + 1
             if done % config.eval_interval == 0 or done == config.steps:
                 if writers:
                     writers.train.add_summary(sess.run(train_summaries, feed), done)
+                score = float("nan")
                 if has_validation:
-                    _evaluate(sess, head, best, validation_x, validation_y, config, rng,
-                              done, loss, writers, class_names)
+                    score = _evaluate(sess, head, best, validation_x, validation_y, config, rng,
+                                      done, loss, writers, class_names)
                 else:
                     logger.debug("Step %d: train loss %.4f", done, loss)
+                history.append(Evaluation(done, float(np.mean(losses)), score))
+                losses = []
                 if checkpoint_path:
                     _save(sess, saver, checkpoint_path, done)
                 if on_eval:
@@ -113,7 +128,7 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
             writers.close()
     if has_validation:
         logger.info("Keeping step %d, best validation mAP %.4f", step, score)
-    return TrainResult(weights, biases, step, score)
+    return TrainResult(weights, biases, step, score, tuple(history))
 
 
 def _restore(sess, saver, global_step, checkpoint_path):
@@ -160,6 +175,7 @@ def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers, class_na
     if writers:
         summaries.write_validation(writers.validation, result, y[indices], probs, step,
                                    class_names)
+    return score
 
 
 class _BestTracker:

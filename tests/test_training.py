@@ -42,6 +42,12 @@ def test_learns_separable_labels_and_keeps_its_best_validation_step():
     assert ((probs > 0.5) == vy).mean() > 0.95
     assert result.validation_map > 0.98
     assert result.step % 20 == 0 and 0 < result.step <= 200
+    # The training curve: one point per evaluation; the kept step has the best mAP.
+    assert [e.step for e in result.history] == list(range(20, 201, 20))
+    kept = {e.step: e for e in result.history}[result.step]
+    assert kept.validation_map == pytest.approx(result.validation_map)
+    assert kept.validation_map == max(e.validation_map for e in result.history)
+    assert result.history[-1].train_loss < result.history[0].train_loss
 
 
 def test_same_seed_same_weights_and_sgd_also_learns():
@@ -58,6 +64,8 @@ def test_without_validation_data_the_last_step_is_kept():
     result = training.train(lambda i: x[i], y, *empty, _config(steps=30))
     assert result.step == 30
     assert np.isnan(result.validation_map)
+    assert [e.step for e in result.history] == [20, 30]
+    assert all(np.isnan(e.validation_map) for e in result.history)
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):

@@ -137,6 +137,13 @@ def parse_args(argv):
                      help="also export a TFLite model here, checked against the frozen graph")
     out.add_argument("--print_misclassified_test_images", action="store_true",
                      help="list test images whose predicted label set differs from the truth")
+    out.add_argument("--report_page", default=f"{DETAILS}/report.html",
+                     help="one self-contained HTML page of the run: measures, precision-recall "
+                          "and training curves, the test images it got wrong; '' for none "
+                          "(default: %(default)s)")
+    out.add_argument("--report_wrong_images", type=int, default=100,
+                     help="wrong test images the page shows at most, the worst by loss first; "
+                          "-1 for all (default: %(default)s)")
     p.add_argument("--logging_verbosity", default="INFO",
                    choices=("DEBUG", "INFO", "WARN", "ERROR", "FATAL"),
                    help="how much to log (default: %(default)s)")
@@ -174,6 +181,8 @@ def _check(parser, args):
         parser.error("--l2_regularization must not be negative")
     if args.intermediate_store_frequency < 0:
         parser.error("--intermediate_store_frequency must not be negative")
+    if args.report_wrong_images < -1:
+        parser.error("--report_wrong_images must not be negative, or -1 for all")
     if args.random_crop < 0 or args.random_scale < 0 or not 0 <= args.random_brightness < 100:
         parser.error("--random_crop and --random_scale must not be negative, "
                      "--random_brightness must be in [0, 100)")
@@ -212,7 +221,15 @@ def _config(args, retraining):
             intermediate_output_graphs_dir=args.intermediate_output_graphs_dir,
             intermediate_store_frequency=args.intermediate_store_frequency,
             summaries_dir=args.summaries_dir, saved_model_dir=args.saved_model_dir,
-            tflite_output_file=args.tflite_output_file))
+            tflite_output_file=args.tflite_output_file, report_page=args.report_page,
+            report_wrong_images=args.report_wrong_images),
+        changed_flags=_changed_flags(args))
+
+
+def _changed_flags(args):
+    """(flag, value) pairs of the flags whose values differ from the defaults."""
+    defaults = vars(parse_args([]))  # every flag has a default, so no argument is needed
+    return tuple((name, value) for name, value in vars(args).items() if value != defaults[name])
 
 
 def main(argv=None):

@@ -247,7 +247,8 @@ def retrain(dataset, model_dir, details, log_path):
                 "--test_predictions", os.path.join(details, "test_predictions.jsonl"),
                 "--summaries_dir", os.path.join(details, "retrain_logs"),
                 "--checkpoint_path", os.path.join(details, "checkpoints", "retrain"),
-                "--intermediate_output_graphs_dir", os.path.join(details, "intermediate")],
+                "--intermediate_output_graphs_dir", os.path.join(details, "intermediate"),
+                "--report_page", os.path.join(details, "report.html")],
                log_path)
 
 

@@ -17,6 +17,7 @@ from multilabel.distortions import Distortions, distorted_image
 from multilabel.engines import TFLiteEngine, make_engine
 from multilabel.images import load_image
 from multilabel.input_pipeline import feature_batches
+from multilabel.stage_clock import StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Outputs:
     summaries_dir: str
     saved_model_dir: str
     tflite_output_file: str
+    report_page: str = ""  # the HTML report page; "" for none
+    report_wrong_images: int = 100  # wrong test images it shows at most; -1 for all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +63,7 @@ class RetrainConfig:
     distortions: Distortions
     train: training.TrainConfig
     outputs: Outputs
+    changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
 
 
 class _Module(collections.namedtuple("_Module", "path height width key engine dim")):
@@ -68,12 +72,16 @@ class _Module(collections.namedtuple("_Module", "path height width key engine di
 
 def run(config):
     """Train and export a classifier as `config` says; raise UserError on bad input."""
+    clock = StageClock()
     data = dataset_lib.load_dataset(config.image_dir, config.num_classes,
                                     config.validation_percentage, config.testing_percentage)
     data = dataset_lib.drop_invalid_images(data, config.skip_invalid_images)
     _log_sizes(data)
+    clock.lap("data")
     module = _load_module(config)
+    clock.lap("module")
     train_x, validation_x, test_x = _bottlenecks(config, module, data)
+    clock.lap("bottlenecks")
 
     if not len(data.validation):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
@@ -82,9 +90,11 @@ def run(config):
         data.validation.labels, config.train, config.outputs.summaries_dir,
         config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
         data.class_names)
+    clock.lap("training")
     chosen = _thresholds(np.concatenate([train_x, validation_x]),
                          np.concatenate([data.train.labels, data.validation.labels]),
                          config.train, result.step)
+    clock.lap("thresholds")
 
     report = {"module": config.tfhub_module, "best_step": result.step,
               "thresholds": [float(t) for t in chosen]}
@@ -101,8 +111,13 @@ def run(config):
             _print_misclassified(test, test_probs, chosen, data.class_names)
     else:
         logger.warning("The test part is empty: no test report")
+    clock.lap("evaluation")
 
     _export(config, module, result, data, chosen, test, test_probs, report)
+    clock.lap("export")
+    if config.outputs.report_page:
+        _write_report_page(config, module, data, result, report, test, test_probs, chosen,
+                           clock.seconds)
 
 
 def _load_module(config):
@@ -218,6 +233,33 @@ def _export(config, module, result, data, chosen, test, test_probs, report):
                 out.metrics_file, out.test_predictions)
     if out.saved_model_dir or out.tflite_output_file:
         _export_saved_and_tflite(out, module, result, graph_def, name)
+
+
+def _write_report_page(config, module, data, result, report, test, test_probs, chosen,
+                       stage_seconds):
+    """Write the HTML report page last; a failure is one warning, never a failed run."""
+    path = config.outputs.report_page
+    try:
+        # Imported here, not at the top: a broken plotting install must not stop training.
+        from multilabel import report_page
+
+        run_facts = report_page.RunFacts(
+            module=config.tfhub_module,
+            module_details=f"{module.path}, {module.height} x {module.width} images -> "
+                           f"{module.dim} features, bottlenecks by the {module.engine.name} "
+                           "engine",
+            sizes={part.name: len(part) for part in (data.train, data.validation, data.test)},
+            class_names=data.class_names, changed_flags=config.changed_flags,
+            stage_seconds=dict(stage_seconds), history=result.history)
+        report_page.write_page(
+            path, run_facts, report,
+            report_page.TestImages(test.paths, test.labels, test_probs, np.asarray(chosen)),
+            config.outputs.report_wrong_images)
+    except Exception as e:  # any error at all: the page only shows outputs already written
+        logger.warning("Could not write the report page %s (%s: %s); the other outputs are "
+                       "written", path, type(e).__name__, e)
+    else:
+        logger.info("Wrote %s", path)
 
 
 def _check_export(graph_def, name, test, test_probs, height, width):

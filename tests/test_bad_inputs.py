@@ -261,6 +261,7 @@ def retrain_runs(tmp_path_factory, tiny_module):
                 "--metrics_file", o / "metrics.json", "--test_predictions", o / "predictions.jsonl",
                 "--summaries_dir", o / "logs", "--checkpoint_path", o / "checkpoints" / "retrain",
                 "--intermediate_output_graphs_dir", o / "intermediate",
+                "--report_page", o / "report.html",
                 "--how_many_training_steps", "20", "--eval_step_interval", "10", *extra]
 
     # One bad list line: the others (duplicate index, absolute path) go through the same

@@ -62,6 +62,7 @@ class Run:
                  "--test_predictions", out / "predictions.jsonl", "--summaries_dir", out / "logs",
                  "--checkpoint_path", self.checkpoints / "retrain",
                  "--intermediate_output_graphs_dir", out / "intermediate",
+                 "--report_page", out / "report.html",
                  "--eval_step_interval", "20", *extra]
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(

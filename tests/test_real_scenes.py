@@ -39,6 +39,7 @@ def test_retrain_on_real_photos_learns_and_exports_what_it_measured(
         "--output_labels", str(out / "labels.txt"), "--output_thresholds", str(out / "thr.txt"),
         "--metrics_file", str(out / "metrics.json"), "--test_predictions", str(out / "test.jsonl"),
         "--summaries_dir", str(out / "logs"), "--checkpoint_path", str(out / "ckpt" / "retrain"),
+        "--report_page", str(out / "report.html"),
         "--how_many_training_steps", "300", "--eval_step_interval", "50",
         "--validation_percentage", "15"]) == 0
     report = json.loads((out / "metrics.json").read_text())

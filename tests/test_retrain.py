@@ -18,7 +18,8 @@ from PIL import Image
 import data_generation
 import label_image
 import retrain
-from multilabel import listfile
+from multilabel import listfile, report_plots
+from tests.report_html import assert_self_contained, decode_data_uri
 
 COLOURS = [(230, 20, 20), (20, 230, 20), (20, 20, 230)]
 LABEL_SETS = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
@@ -60,6 +61,7 @@ def retrain_flags(tmp_path, module, *extra):
             "--summaries_dir", str(out / "logs"),
             "--checkpoint_path", str(out / "checkpoints" / "retrain"),
             "--intermediate_output_graphs_dir", str(out / "intermediate"),
+            "--report_page", str(out / "report.html"),
             "--how_many_training_steps", "300", "--learning_rate", "0.05",
             "--eval_step_interval", "50", "--validation_percentage", "20",
             *extra]
@@ -116,6 +118,51 @@ def test_predicted_label_sets_follow_the_stripes(trained):
         flags = truth[os.path.relpath(p["image"], trained / "data").replace(os.sep, "/")]
         right += p["predicted"] == [n for n, f in zip(NAMES.split(","), flags) if f]
     assert right >= 0.8 * len(predictions)
+
+
+def test_the_report_page_shows_the_run_and_embeds_everything(trained):
+    out = trained / "details"
+    text = (out / "report.html").read_text(encoding="utf-8")
+    page = assert_self_contained(text)
+    assert page.sections == ["run", "measures", "curves", "wrong", "correct"]
+    images = [decode_data_uri(src) for srcs in page.images.values() for src in srcs]
+    assert len(images) == sum(len(srcs) for srcs in page.images.values())
+    assert [i.format for i in images[:4]] == ["PNG"] * 4  # training curve, 3 PR curves
+    assert len(page.images["curves"]) == 4
+    # The cards are the test images whose label set test_predictions.jsonl calls wrong.
+    predictions = [json.loads(line) for line in
+                   (out / "test_predictions.jsonl").read_text().splitlines()]
+    entries = listfile.read_list_file(trained / "data" / "dataset_test.lst")
+    truth = {e.path: [n for n, f in zip(NAMES.split(","), e.flags) if f] for e in entries}
+    wrong = sum(p["predicted"] != truth[os.path.relpath(p["image"], trained / "data")]
+                for p in predictions)
+    assert page.cards.get("wrong", 0) == min(wrong, 100)
+    assert page.cards["correct"] == min(8, len(predictions) - wrong)
+    assert len(page.images["wrong"] if wrong else []) == page.cards.get("wrong", 0)
+    report = json.loads((out / "metrics.json").read_text())
+    assert f"kept step {report['best_step']}" in text
+    for stage in ("data", "module", "bottlenecks", "training", "thresholds", "evaluation",
+                  "export"):
+        assert f"<td>{stage}</td>" in text
+
+
+def test_a_report_page_that_fails_is_one_warning_and_the_run_still_succeeds(
+        tmp_path, tiny_module, caplog, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no plots today")
+
+    monkeypatch.setattr(report_plots, "training_curve", broken)
+    make_dataset(tmp_path / "data", per_set=4)
+    assert retrain.main(retrain_flags(tmp_path, tiny_module, "--how_many_training_steps", "20",
+                                      "--eval_step_interval", "10")) == 0
+    out = tmp_path / "details"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warnings if "report page" in r.getMessage()] == [
+        f"Could not write the report page {out / 'report.html'} (RuntimeError: no plots "
+        "today); the other outputs are written"]
+    assert (out / "metrics.json").is_file() and (out / "output_graph.pb").is_file()
+    assert not any(name.startswith(".report.html") for name in os.listdir(out))
+    assert not (out / "report.html").exists()
 
 
 def test_a_second_run_computes_no_bottleneck(trained, tiny_module, caplog):

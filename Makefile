@@ -15,7 +15,7 @@ DEMO_IMAGE ?= $(firstword $(wildcard ../shared/datasets/extra-photos/sunset.jpg)
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench
+.PHONY: demo test bench tensorboard
 .NOTPARALLEL:
 
 demo: $(STAMP)
@@ -29,6 +29,18 @@ test: $(STAMP)
 # The Performance table of README.md (about 7 minutes on 2 cores).
 bench: $(STAMP)
 	$(PY) bench/run_benchmarks.py
+
+# TensorBoard on the summaries of every retrain.py run, at http://localhost:6006 (Ctrl-C stops
+# it). TensorBoard is installed on first use (requirements-tensorboard.txt).
+SUMMARIES ?= MODEL_DETAILS/retrain_logs
+TENSORBOARD_STAMP := $(VENV)/.tensorboard-installed
+
+tensorboard: $(TENSORBOARD_STAMP)
+	$(PY) -m tensorboard.main --logdir $(SUMMARIES) --host localhost --port 6006
+
+$(TENSORBOARD_STAMP): $(STAMP) requirements-tensorboard.txt
+	$(PY) -m pip install --quiet -r requirements-tensorboard.txt
+	touch $@
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

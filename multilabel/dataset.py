@@ -50,11 +50,12 @@ class Dataset:
         return len(self.class_names)
 
 
-def _part(name, entries, dataset_dir, list_path):
+def _part(name, entries, dataset_dir, list_path, num_classes):
     return Part(
         name=name,
         paths=tuple(listfile.image_path(dataset_dir, e) for e in entries),
-        labels=np.array([e.flags for e in entries], dtype=np.int64),
+        # Shaped [N, num_classes] even when empty, so parts always concatenate.
+        labels=np.array([e.flags for e in entries], dtype=np.int64).reshape(-1, num_classes),
         sources=tuple(f"{list_path}:{e.line}" for e in entries),
     )
 
@@ -77,7 +78,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
 
     if os.path.isfile(test_list):
         test_entries = listfile.read_list_file(test_list, num_classes=num_classes)
-        test = _part("test", test_entries, dataset_dir, test_list)
+        test = _part("test", test_entries, dataset_dir, test_list, num_classes)
         train_entries, validation_entries = splitting.validation_split(
             train_entries, validation_percentage)
     else:
@@ -88,12 +89,13 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
             train_entries, validation_percentage + testing_percentage)
         test_entries, validation_entries = splitting.validation_split(
             held_out, validation_percentage)
-        test = _part("test", test_entries, dataset_dir, train_list)
+        test = _part("test", test_entries, dataset_dir, train_list, num_classes)
 
     class_names = _class_names(dataset_dir, num_classes)
     return Dataset(
-        train=_part("train", train_entries, dataset_dir, train_list),
-        validation=_part("validation", validation_entries, dataset_dir, train_list),
+        train=_part("train", train_entries, dataset_dir, train_list, num_classes),
+        validation=_part("validation", validation_entries, dataset_dir, train_list,
+                         num_classes),
         test=test,
         class_names=class_names,
     )

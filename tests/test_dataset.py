@@ -2,6 +2,7 @@
 
 import logging
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -31,6 +32,13 @@ def test_validation_comes_from_the_training_list_and_test_from_the_test_list(tmp
     assert not set(data.train.paths) & set(data.validation.paths)
     assert data.class_names == ("a", "b")
     assert data.validation.sources[0].startswith(str(tmp_path / listfile.TRAIN_LIST) + ":")
+
+
+def test_an_empty_validation_part_keeps_its_label_columns(tmp_path):
+    data = dataset.load_dataset(write_dataset(tmp_path, train_count=3), validation_percentage=0)
+    assert len(data.validation) == 0
+    assert data.validation.labels.shape == (0, 2)
+    assert np.concatenate([data.train.labels, data.validation.labels]).shape == (3, 2)
 
 
 def test_the_split_survives_moving_the_folder(tmp_path):

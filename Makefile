@@ -30,7 +30,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_benchmarks.py
 
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): requirements.txt requirements-beam.txt requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@

@@ -18,12 +18,13 @@ def add_bottlenecks(pipeline, paths, module, bottleneck_dir, shard_prefix, batch
     """Compute the bottleneck of every image of `paths` not in the cache yet.
 
     `module` is an object with `path`, `height`, `width`, `key`, `dim` and `engine` (the
-    name of the engine to run); its cache folder is `<bottleneck_dir>/<key>`. The cache is checked by content: the images' digests are
-    joined with the digests of the shards already written (so a cache of a million
-    vectors is never loaded into one process), then each remaining one is looked up
-    as a per-image file. Identical images are computed once. The vectors are written
-    as new shard files `<shard_prefix>-SSSSS-of-NNNNN.txt`. Returns the dead-letter
-    PCollection of (path, message).
+    name of the engine to run); its cache folder is `<bottleneck_dir>/<key>`. The cache
+    is checked by content: the images' digests are joined with the digests of the
+    shards already written (so a cache of a million vectors is never loaded into one
+    process), then each remaining one is looked up as a per-image file. Identical
+    images are computed once. The vectors are written as new shard files
+    `<shard_prefix>-SSSSS-of-NNNNN.txt`. Returns the dead-letter PCollection of
+    (path, message).
     """
     hashed = (pipeline
               | "Paths" >> beam.Create(sorted(set(paths)))

@@ -37,8 +37,10 @@ logger = logging.getLogger(__name__)
 
 FAILED = "failed"  # the tag of the dead-letter output: (path, message) of a bad image
 METRICS = "multilabel"  # namespace of the counters the commands print at the end
+# Runners that run every worker on this machine (FnApiRunner is what DirectRunner runs
+# these pipelines on when it does not hand them to Prism).
 _DIRECT_RUNNERS = {"direct", "directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
-                   "prismrunner", "prism"}
+                   "fnapirunner", "prismrunner", "prism"}
 
 
 def pipeline_options(beam_argv):

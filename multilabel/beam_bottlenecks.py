@@ -99,11 +99,12 @@ def run(args, beam_argv):
                     args.bottleneck_batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()
-    computed = beam_transforms.counter(result, "computed")
-    failed = beam_transforms.counter(result, "failed")
-    logger.info("Computed %d bottlenecks (%d were cached as per-image files, the rest of the "
-                "%d images in shards or identical to another); %d images failed", computed,
-                beam_transforms.counter(result, "cached_files"), len(set(paths)), failed)
+    counts = {name: beam_transforms.counter(result, name)
+              for name in ("computed", "in_shards", "cached_files", "identical", "failed")}
+    logger.info("%d images: computed %d bottlenecks; %d were in shards, %d cached as files, %d "
+                "identical to another image; %d images failed", len(set(paths)),
+                *counts.values())
+    failed = counts["failed"]
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 

@@ -22,7 +22,8 @@ def add_bottlenecks(pipeline, paths, module, bottleneck_dir, shard_prefix, batch
     is checked by content: the images' digests are joined with the digests of the
     shards already written (so a cache of a million vectors is never loaded into one
     process), then each remaining one is looked up as a per-image file. Identical
-    images are computed once. The vectors are written as new shard files
+    images are computed once. Only digests and paths are shuffled, never image bytes:
+    a file is read once to hash it and again to decode it if it is still missing. The vectors are written as new shard files
     `<shard_prefix>-SSSSS-of-NNNNN.txt`. Returns the dead-letter PCollection of
     (path, message).
     """
@@ -68,7 +69,12 @@ def _record_digest(line, dim):
 def _first_uncached_path(joined):
     digest, groups = joined
     paths = list(groups["image"])
-    if paths and not list(groups["cached"]):
+    if not paths:
+        return
+    beam.metrics.Metrics.counter(METRICS, "identical").inc(len(paths) - 1)
+    if list(groups["cached"]):
+        beam.metrics.Metrics.counter(METRICS, "in_shards").inc()
+    else:
         yield digest, min(paths)  # identical images: one path computes them all
 
 

@@ -69,7 +69,8 @@ def test_bottlenecks_fill_the_cache_that_retrain_then_reads(dataset, tiny_module
     with caplog.at_level(logging.INFO):
         assert beam_bottlenecks.main(argv) == EXIT_OK
     # Nine images, one a copy, one cached as a file: seven computed.
-    assert "Computed 7 bottlenecks (1 were cached as per-image files" in caplog.text
+    assert ("9 images: computed 7 bottlenecks; 0 were in shards, 1 cached as files, 1 identical "
+            "to another image; 0 images failed") in caplog.text
     written = bottleneck_shards.read_shards(str(cache_dir / key), 24)
     assert set(written) == set(expected) - {first}
     for digest, vector in written.items():
@@ -78,7 +79,7 @@ def test_bottlenecks_fill_the_cache_that_retrain_then_reads(dataset, tiny_module
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert beam_bottlenecks.main(argv) == EXIT_OK
-    assert "Computed 0 bottlenecks" in caplog.text
+    assert "computed 0 bottlenecks; 7 were in shards, 1 cached as files, 1 identical" in caplog.text
 
     caplog.clear()
     out = tmp_path / "details"
@@ -126,3 +127,26 @@ def test_labels_every_good_image_as_label_image_does_and_reports_the_broken_one(
         np.testing.assert_allclose(record["probabilities"], wanted["probabilities"], atol=1e-5)
         assert (record["labels"], record["predicted"]) == (wanted["labels"], wanted["predicted"])
     assert os.path.basename(min(r["image"] for r in records)) == "0.png"
+
+
+@pytest.mark.parametrize("flags, threads", [
+    ([], 4),
+    (["--runner", "DirectRunner", "--direct_running_mode", "multi_threading"], 4),
+    (["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], 2),
+    (["--direct_num_workers", "0", "--direct_running_mode", "multi_processing"], 1),
+    (["--runner", "DataflowRunner"], 1),
+])
+def test_one_thread_per_model_when_there_is_a_process_per_core(flags, threads):
+    from multilabel import beam_transforms
+
+    options = beam_transforms.pipeline_options(flags)
+    assert beam_transforms.inference_threads(options, cores=4) == threads
+
+
+def test_flags_left_over_go_to_beam_and_an_image_source_is_required(capsys):
+    args, beam_argv = beam_label.parse_args(["--image_dir", "x", "--output", "o",
+                                             "--runner", "DirectRunner", "--batch_size", "4"])
+    assert (args.image_dir, args.batch_size, beam_argv) == ("x", 4, ["--runner", "DirectRunner"])
+    with pytest.raises(SystemExit) as stop:
+        beam_label.parse_args(["--output", "o"])
+    assert stop.value.code == 2 and "--image_dir or --image_list" in capsys.readouterr().err

@@ -28,15 +28,28 @@ def join(folder, *names):
     return os.path.join(folder, *names)
 
 
-def open_file(path, mode="r"):
-    """A file object for `path`, local or remote; FileNotFoundError when it is absent."""
+def open_file(path, mode="r", **open_kwargs):
+    """A file object for `path`, local or remote; FileNotFoundError when it is absent.
+
+    `open_kwargs` (encoding, newline) apply to local files; a remote one is read as
+    UTF-8 with its line ends kept.
+    """
     if not is_remote(path):
-        return open(path, mode)
+        return open(path, mode, **open_kwargs)
     import tensorflow as tf
 
     if "r" in mode and not tf.io.gfile.exists(path):
         raise FileNotFoundError(path)
     return tf.io.gfile.GFile(path, mode)
+
+
+def isfile(path):
+    """Whether `path` is an existing file (not a folder), local or remote."""
+    if not is_remote(path):
+        return os.path.isfile(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
 def glob(pattern):

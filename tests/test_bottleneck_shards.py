@@ -101,3 +101,22 @@ def test_the_cache_works_in_a_remote_folder():
     assert again.load(_digest("a")).tolist() == [1, 2, 3, 4]
     assert again.load(_digest("b")).tolist() == [5, 6, 7, 8]
     assert again.load(_digest("c")) is None
+
+
+def test_a_dataset_in_a_remote_folder_is_listed():
+    """beam_bottlenecks reads a gs:// dataset's lists like a local one's (ram:// stands in)."""
+    import tensorflow as tf
+
+    from multilabel import dataset
+
+    root = "ram://dataset-test"
+    lines = {"dataset_train.lst": "".join(f"{i}\t1\t0\timages/{i}.jpg\n" for i in range(1, 11)),
+             "dataset_test.lst": "11\t0\t1\timages/11.jpg\n",
+             "class_names.txt": "cat\ndog\n"}
+    for name, text in lines.items():
+        with tf.io.gfile.GFile(f"{root}/{name}", "w") as f:
+            f.write(text)
+    data = dataset.load_dataset(root)
+    assert data.class_names == ("cat", "dog")
+    assert data.test.paths == (f"{root}/images/11.jpg",)
+    assert len(data.train) + len(data.validation) == 10

@@ -82,17 +82,34 @@ def test_bottlenecks_fill_the_cache_that_retrain_then_reads(dataset, tiny_module
     assert "computed 0 bottlenecks; 7 were in shards, 1 cached as files, 1 identical" in caplog.text
 
     caplog.clear()
-    out = tmp_path / "details"
     with caplog.at_level(logging.INFO):
-        assert retrain.main([
-            "--image_dir", str(dataset), "--tfhub_module", tiny_module,
+        assert retrain.main(_retrain_argv(dataset, tiny_module, cache_dir, tmp_path)) == 0
+    assert f"All {NUM_IMAGES + 1} bottlenecks cached" in caplog.text
+
+
+def _retrain_argv(dataset, module, cache_dir, tmp_path):
+    out = tmp_path / "details"
+    return ["--image_dir", str(dataset), "--tfhub_module", module,
             "--bottleneck_dir", str(cache_dir), "--how_many_training_steps", "10",
             "--output_graph", str(out / "graph.pb"), "--output_labels", str(out / "labels.txt"),
             "--output_thresholds", str(out / "thr.txt"), "--metrics_file", str(out / "m.json"),
             "--test_predictions", str(out / "test.jsonl"), "--summaries_dir", str(out / "logs"),
             "--checkpoint_path", str(out / "ckpt" / "retrain"),
-            "--intermediate_output_graphs_dir", str(out / "intermediate")]) == 0
+            "--intermediate_output_graphs_dir", str(out / "intermediate")]
+
+
+def test_retrain_keeps_its_cache_in_a_remote_folder(dataset, tiny_module, tmp_path, caplog):
+    """A gs:// --bottleneck_dir goes through tf.io.gfile; TensorFlow's ram:// stands in."""
+    cache_dir = "ram://retrain-bottlenecks"
+    with caplog.at_level(logging.INFO):
+        assert retrain.main(_retrain_argv(dataset, tiny_module, cache_dir, tmp_path)) == 0
+    assert f"0 of {NUM_IMAGES + 1} bottlenecks cached" in caplog.text
+    assert "kept in ram://retrain-bottlenecks/" in caplog.text  # the TFLite conversion
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert retrain.main(_retrain_argv(dataset, tiny_module, cache_dir, tmp_path)) == 0
     assert f"All {NUM_IMAGES + 1} bottlenecks cached" in caplog.text
+    assert "TFLite engine: reusing ram://retrain-bottlenecks/" in caplog.text
 
 
 def test_labels_every_good_image_as_label_image_does_and_reports_the_broken_one(

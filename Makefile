@@ -42,7 +42,7 @@ $(TENSORBOARD_STAMP): $(STAMP) requirements-tensorboard.txt
 	$(PY) -m pip install --quiet -r requirements-tensorboard.txt
 	touch $@
 
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): requirements.txt requirements-beam.txt requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@

@@ -14,13 +14,18 @@ Every figure is measured in this one run, next to its reference, on the same ima
 4. a second retrain.py run over fully cached bottlenecks, split into its phases (the
    head's training among them);
 5. label_image.py: process start to printed vector for one image, and a folder;
-6. cold retrain.py runs on 250 ... 2,000 images: time and peak memory.
+6. cold retrain.py runs on 250 ... 2,000 images: time and peak memory;
+7. where Apache Beam is installed (requirements-beam.txt): beam_bottlenecks on the
+   DirectRunner with 2 worker processes on the largest set, cold cache, start-up
+   included, against the cold retrain.py run's time to its last bottleneck, with the
+   largest relative difference between their vectors.
 
 Scratch files go to a temporary folder, removed at the end; nothing in the project's
 own MODEL_DETAILS/ is touched. The default module is built into MODEL/ when missing.
 """
 
 import argparse
+import glob
 import os
 import re
 import shutil
@@ -70,6 +75,7 @@ def main(argv=None):
         rows = cached_run_rows(runs[-1], scratch)
         rows += label_image_rows(runs[-1], runs[0].dataset, scratch)
         rows += scaling_rows(runs)
+        rows += beam_rows(runs[-1], scratch)
 
         from multilabel import feature_modules
         module = feature_modules.resolve_module(feature_modules.DEFAULT_MODULE, args.model_dir)
@@ -326,6 +332,45 @@ def label_image_rows(cold, small_dataset, scratch):
         ("5", f"label_image.py, a folder of {count} images",
          f"{count / many.seconds:.0f} img/s", f"{many.seconds:.1f} s in all{steady}"),
     ]
+
+
+# --- 7: the Beam pipeline against the in-process one -----------------------------------------
+
+def beam_rows(cold, scratch, workers=2):
+    """beam_bottlenecks on `cold`'s data set with a fresh cache; none without Beam."""
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        return []
+    cache = os.path.join(scratch, "beam_bottlenecks")
+    run = Run([sys.executable, "-m", "multilabel.beam_bottlenecks", "--image_dir", cold.dataset,
+               "--model_dir", cold.model_dir, "--bottleneck_dir", cache,
+               "--runner", "DirectRunner", "--direct_num_workers", str(workers),
+               "--direct_running_mode", "multi_processing"],
+              os.path.join(scratch, "beam_bottlenecks.log"))
+    in_process = cold.stamp(r"Step \d+:")
+    vs = f"; the in-process retrain.py took {in_process:.1f} s to its last bottleneck" \
+        if in_process is not None else ""
+    return [("7", f"Beam bottlenecks, DirectRunner, {workers} worker processes, "
+                  f"{cold.images} images, cold cache",
+             f"{run.seconds:.1f} s",
+             f"process start to last shard ({cold.images / run.seconds:.0f} img/s){vs}; "
+             f"vectors differ from retrain.py's by {beam_difference(cache, cold.details):.1g} "
+             "at most (relative)")]
+
+
+def beam_difference(beam_cache, details):
+    """Largest relative difference between the Beam shards and retrain.py's own cache."""
+    from multilabel import bottleneck_shards, engines
+
+    worst = 0.0
+    for folder in glob.glob(os.path.join(beam_cache, "*", "")):
+        own = os.path.join(details, "bottlenecks", os.path.basename(os.path.dirname(folder)))
+        dim = len(np.load(glob.glob(os.path.join(own, "*", "*.npy"))[0]))
+        for digest, vector in bottleneck_shards.read_shards(folder, dim).items():
+            reference = np.load(os.path.join(own, digest[:2], digest + ".npy"))
+            worst = max(worst, engines.relative_difference([vector], [reference]))
+    return worst
 
 
 def print_table(rows, module):

@@ -2,7 +2,9 @@
 
 A bottleneck is the feature module's output for one image. Computing it is the slow
 part of a run, so each is computed once and kept in `<bottleneck_dir>/<module key>/`,
-one `.npy` file per image named by the SHA-256 of the image's bytes. Keying on content
+one `.npy` file per image named by the SHA-256 of the image's bytes, or as records in
+the sharded files the Beam pipeline writes there (see bottleneck_shards; both are read,
+and the folder may be a gs:// or other URL, see storage). Keying on content
 (not on the path) means an edited image is never served a stale vector and a moved
 folder keeps its cache; the module key separates modules and preprocessing.
 
@@ -12,12 +14,12 @@ as a finite vector of the right length is reported and recomputed.
 """
 
 import hashlib
+import io
 import logging
-import os
 
 import numpy as np
 
-from multilabel import atomic
+from multilabel import bottleneck_shards, storage
 from multilabel.errors import file_error
 
 logger = logging.getLogger(__name__)
@@ -44,21 +46,40 @@ def content_hash(path):
     return digest.hexdigest()
 
 
+def bytes_hash(data):
+    """SHA-256 of an image's bytes already in memory: the same key as `content_hash`."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class BottleneckCache:
-    """Vectors of one module, stored one file per image content hash."""
+    """Vectors of one module, stored one file per image content hash (and read from shards)."""
 
     def __init__(self, root, key, dim):
-        self.folder = os.path.join(root, key)
+        self.folder = storage.join(root, key)
         self.dim = dim
+        self._sharded = None  # digest -> vector of the shard files, read on first use
 
     def _path(self, digest):
-        return os.path.join(self.folder, digest[:2], digest + ".npy")
+        return storage.join(self.folder, digest[:2], digest + ".npy")
 
     def load(self, digest):
         """The cached vector, or None when it is absent or corrupt."""
+        if self._sharded is None:
+            self._sharded = bottleneck_shards.read_shards(self.folder, self.dim)
+        vector = self._sharded.get(digest)
+        return vector if vector is not None else self.load_file(digest)
+
+    def load_file(self, digest):
+        """The vector of the image's own file, or None when it is absent or corrupt."""
         path = self._path(digest)
         try:
-            vector = np.load(path, allow_pickle=False)
+            if storage.is_remote(path):
+                data = storage.read_bytes(path)
+                if data is None:
+                    return None
+                vector = np.load(io.BytesIO(data), allow_pickle=False)
+            else:
+                vector = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError) as e:
@@ -73,8 +94,9 @@ class BottleneckCache:
     def store(self, digest, vector):
         # Not synced to disk: an entry torn by a power cut fails `load`'s checks and
         # is recomputed, and syncing each one cost a tenth of the pipeline's time.
-        with atomic.atomic_output(self._path(digest), "wb", durable=False) as f:
-            np.save(f, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+        storage.write_bytes(self._path(digest), buffer.getvalue(), durable=False)
 
 
 def cached_bottlenecks(paths, cache, compute_batches):

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from multilabel import listfile, splitting
+from multilabel import listfile, splitting, storage
 from multilabel.errors import UserError
 from multilabel.images import ImageError, verify_image
 
@@ -67,7 +67,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
     """
     train_list = os.path.join(dataset_dir, listfile.TRAIN_LIST)
     test_list = os.path.join(dataset_dir, listfile.TEST_LIST)
-    if not os.path.isfile(train_list):
+    if not storage.isfile(train_list):
         raise UserError("no training list; run data_generation.py to write it", train_list)
     train_entries = listfile.read_list_file(train_list)
     found = len(train_entries[0].flags)
@@ -76,7 +76,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
                         train_list, train_entries[0].line)
     num_classes = found
 
-    if os.path.isfile(test_list):
+    if storage.isfile(test_list):
         test_entries = listfile.read_list_file(test_list, num_classes=num_classes)
         test = _part("test", test_entries, dataset_dir, test_list, num_classes)
         train_entries, validation_entries = splitting.validation_split(
@@ -103,7 +103,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
 
 def _class_names(dataset_dir, num_classes):
     path = os.path.join(dataset_dir, listfile.CLASS_NAMES_FILE)
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         logger.info("No %s: naming the classes label_0 ... label_%d", path, num_classes - 1)
         return tuple(f"label_{i}" for i in range(num_classes))
     names = listfile.read_class_names(path)

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from multilabel import atomic
+from multilabel import storage
 from multilabel.errors import UserError
 from multilabel.feature_modules import image_size, load_module
 
@@ -44,18 +44,20 @@ class TensorFlowEngine:
 
 
 class TFLiteEngine:
-    """A TFLite model run by XNNPACK on every core, one batch per call."""
+    """A TFLite model run by XNNPACK on every core (or `num_threads`), one batch per call.
+
+    Not thread-safe: one interpreter runs one batch at a time."""
 
     name = "tflite"
 
-    def __init__(self, model_content):
+    def __init__(self, model_content, num_threads=None):
         with warnings.catch_warnings():
             # tf.lite.Interpreter warns it will move to the ai_edge_litert package; it
             # still ships with and works in the pinned TensorFlow.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             # The default op resolver applies the XNNPACK delegate to every float op it can.
             self._interpreter = tf.lite.Interpreter(model_content=model_content,
-                                                    num_threads=_cores())
+                                                    num_threads=num_threads or _cores())
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._shape = None
@@ -85,11 +87,7 @@ def convert(module_path):
 
 def cached_tflite_model(path):
     """The bytes of a kept TFLite model, or None when there is none."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    return storage.read_bytes(path)
 
 
 def relative_difference(vectors, reference):
@@ -106,7 +104,7 @@ def tflite_model_path(cache_folder):
     """Where the converted module is kept: meant to be the bottleneck cache's folder for
     the module, whose name already depends on the module's content, so a module is
     converted once and another module never reuses its conversion."""
-    return os.path.join(cache_folder, TFLITE_FILE)
+    return storage.join(cache_folder, TFLITE_FILE)
 
 
 def make_engine(kind, module_path, cache_folder):
@@ -140,7 +138,7 @@ def make_engine(kind, module_path, cache_folder):
     reference = TensorFlowEngine(module_path)
     difference = _probe_difference(engine, reference, module_path)
     if difference <= TOLERANCE:
-        atomic.write_bytes(path, content)
+        storage.write_bytes(path, content)
         logger.info("TFLite engine matches TensorFlow (relative difference %.2g); kept in %s",
                     difference, path)
         return engine

@@ -9,6 +9,7 @@ CMYK and progressive), PNG (also 16-bit, palette, alpha), GIF (first frame), BMP
 TIFF and WebP all become 8-bit RGB.
 """
 
+import io
 import warnings
 
 import numpy as np
@@ -29,12 +30,16 @@ class ImageError(UserError):
     """An image that cannot be decoded: missing, empty, truncated or not an image."""
 
 
-def decode_image(path):
-    """Decode `path` into an upright 8-bit RGB `PIL.Image`, or raise `ImageError`."""
+def decode_image(path, data=None):
+    """Decode `path` into an upright 8-bit RGB `PIL.Image`, or raise `ImageError`.
+
+    `data`, when given, is the file's content already read (from an object store, say);
+    `path` then only names it in errors.
+    """
     def finish(img):
         img.load()  # first frame only for animations; raises on truncated data
         return _to_rgb(ImageOps.exif_transpose(img))
-    return _decode(path, finish)
+    return _decode(path, finish, data)
 
 
 def verify_image(path):
@@ -49,10 +54,10 @@ def verify_image(path):
     _decode(path, check)
 
 
-def _decode(path, finish):
-    """Open `path`, refuse bombs, hand it to `finish`; errors become `ImageError`."""
+def _decode(path, finish, data=None):
+    """Open `path` (or `data`), refuse bombs, hand it to `finish`; errors become `ImageError`."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise ImageError(
@@ -103,13 +108,13 @@ def resize_and_scale(img, height, width):
     return scale(resize(img, height, width))
 
 
-def load_pixels(path, height, width):
-    """One image file decoded and resized, as uint8 `[height, width, 3]`.
+def load_pixels(path, height, width, data=None):
+    """One image file (or its content, `data`) decoded and resized, as uint8 `[height, width, 3]`.
 
     Bulk work keeps images as uint8 until a whole batch is scaled at once: a quarter of
     the memory, and one vectorised conversion instead of one per image.
     """
-    return resize(decode_image(path), height, width)
+    return resize(decode_image(path, data), height, width)
 
 
 def load_image(path, height, width):

@@ -61,10 +61,10 @@ def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, wor
             pending.append((path, prepared))
             ready += isinstance(prepared, np.ndarray)
             if ready == batch_size:
-                yield from _run_batch(session, model, pending, batch_size)
+                yield from run_batch(session, model, pending, batch_size)
                 pending, ready = [], 0
         if pending:
-            yield from _run_batch(session, model, pending, batch_size)
+            yield from run_batch(session, model, pending, batch_size)
 
 
 def _prepare_ahead(paths, prepare, workers, ahead):
@@ -91,7 +91,12 @@ def _outcome(path, future):
         return path, e
 
 
-def _run_batch(session, model, pending, batch_size):
+def run_batch(session, model, pending, batch_size):
+    """One `Result` per `(name, pixels or UserError)` of `pending`, the pixels run at once.
+
+    A graph with a fixed batch size gets the images padded up to `batch_size`. Also
+    the inference step of the Beam pipeline (beam_transforms).
+    """
     images = [p for _, p in pending if isinstance(p, np.ndarray)]
     rows = iter(())
     if images:

@@ -19,7 +19,7 @@ import os
 import posixpath
 import re
 
-from multilabel import atomic
+from multilabel import atomic, storage
 from multilabel.errors import UserError, file_error
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _parse_line(text, source, number, num_classes):
 def read_list_file(path, num_classes=None):
     """Read and validate the list file at `path` (see `read_list`)."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with storage.open_file(path, "r", encoding="utf-8", newline="") as f:
             return read_list(f, source=path, num_classes=num_classes)
     except OSError as e:
         raise file_error(e, path, "list file") from e
@@ -168,7 +168,7 @@ def check_class_names(names, source=None, num_classes=None):
 def read_class_names(path):
     """The class names in `path`, one a line, in output order (blank lines ignored)."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with storage.open_file(path, "r", encoding="utf-8-sig") as f:
             names = [line.strip() for line in f]
     except OSError as e:
         raise file_error(e, path, "class names file") from e

@@ -1,0 +1,140 @@
+"""Label many images with retrain.py's exported graph on Apache Beam.
+
+    python -m multilabel.beam_label --image_dir photos/ --output labels/part \\
+        --runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
+
+Takes label_image.py's model flags (--graph, --labels, --thresholds) and image flags
+(--image_dir, --image_list), writes one JSON record per image, as label_image.py
+--output_format json prints it, into the files `PREFIX-SSSSS-of-NNNNN` that Beam
+shards, and hands every other flag to Beam. An image that cannot be read goes to
+`errors-PREFIX-...` beside them (--errors) with its reason, is counted, and never
+stops the job.
+
+Exit status: 0 every image labelled; 1 some images failed, the rest were labelled;
+2 bad usage or input, or no image could be labelled; 130 interrupted.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import numpy as np
+
+from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
+                               UserError)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
+
+logger = logging.getLogger("beam_label")
+
+LABELS_NAME = "output_labels.txt"
+THRESHOLDS_NAME = "output_thresholds.txt"
+DEFAULT_THRESHOLD = 0.5
+
+
+def parse_args(argv):
+    """(this command's flags, the flags left for Beam)."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
+               "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
+    p.add_argument("--graph", default=os.path.join("MODEL_DETAILS", "output_graph.pb"),
+                   help="frozen graph from retrain.py (default: %(default)s)")
+    p.add_argument("--labels", help=f"class names (default: {LABELS_NAME} next to --graph)")
+    p.add_argument("--thresholds",
+                   help=f"per-class thresholds (default: {THRESHOLDS_NAME} next to --graph; "
+                        f"{DEFAULT_THRESHOLD} for all when that is missing)")
+    p.add_argument("--image_dir", help="a folder (local, or gs:// and the like): its image files")
+    p.add_argument("--image_list", help="a list file; its paths are relative to its folder")
+    p.add_argument("--output", required=True, metavar="PREFIX",
+                   help="where the JSON records go: files PREFIX-00000-of-0000N")
+    p.add_argument("--errors", metavar="PREFIX",
+                   help="where the images that failed go, one JSON object each "
+                        "(default: errors-PREFIX next to the records)")
+    p.add_argument("--batch_size", type=_positive, default=32,
+                   help="images per run of the graph (default: %(default)s)")
+    p.add_argument("--inference_threads", type=_positive,
+                   help="threads per worker process for the graph (default: the cores, "
+                        "shared among local worker processes; 1 on a cluster runner)")
+    args, beam_argv = p.parse_known_args(argv)
+    if not (args.image_dir or args.image_list):
+        p.error("give --image_dir or --image_list (or both)")
+    return args, beam_argv
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def main(argv=None):
+    args, beam_argv = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        return run(args, beam_argv)
+    except UserError as e:
+        print(f"beam_label: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("beam_label: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run(args, beam_argv):
+    """Check the model files and list the images here, then label; return the exit status."""
+    import apache_beam as beam
+
+    from multilabel import beam_transforms
+    from multilabel.beam_pipelines import add_labels
+    from multilabel.frozen_graph import load_frozen_graph
+    from multilabel.image_sources import images_in_list
+    from multilabel.listfile import read_class_names
+    from multilabel.thresholds import read_thresholds
+
+    model = load_frozen_graph(args.graph)  # a bad graph fails here, not in every worker
+    folder = os.path.dirname(args.graph)
+    labels_path = args.labels or os.path.join(folder, LABELS_NAME)
+    labels = read_class_names(labels_path)
+    if model.num_classes is not None and model.num_classes != len(labels):
+        raise UserError(f"{len(labels)} class names, but the graph {args.graph} gives "
+                        f"{model.num_classes} probabilities per image", labels_path)
+    thresholds_path = args.thresholds or os.path.join(folder, THRESHOLDS_NAME)
+    if args.thresholds is None and not os.path.exists(thresholds_path):
+        logger.warning("%s not found: using threshold %s for every class", thresholds_path,
+                       DEFAULT_THRESHOLD)
+        thresholds = np.full(len(labels), DEFAULT_THRESHOLD)
+    else:
+        thresholds = read_thresholds(thresholds_path, len(labels))
+
+    paths = []
+    if args.image_dir:
+        paths += beam_transforms.images_in_folder(args.image_dir)
+    if args.image_list:
+        paths += images_in_list(args.image_list)
+    errors = args.errors or os.path.join(os.path.dirname(args.output),
+                                         "errors-" + os.path.basename(args.output))
+    options = beam_transforms.pipeline_options(beam_argv)
+    threads = args.inference_threads or beam_transforms.inference_threads(options)
+    logger.info("Labelling %d images into %s-*, failures into %s-* (%d threads a worker)",
+                len(paths), args.output, errors, threads)
+    pipeline = beam.Pipeline(options=options)
+    add_labels(pipeline, paths, args.graph, labels, thresholds, args.output, errors,
+               model.height, model.width, model.batch_size or args.batch_size, threads)
+    result = pipeline.run()
+    result.wait_until_finish()
+    labelled = beam_transforms.counter(result, "labelled")
+    failed = beam_transforms.counter(result, "failed")
+    logger.info("Labelled %d of %d images; %d failed%s", labelled, len(paths), failed,
+                f" (see {errors}-*)" if failed else "")
+    if not failed:
+        return EXIT_OK
+    return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,6 +28,7 @@ from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_S
 from multilabel.image_sources import images_in_folder, images_in_list
 from multilabel.label_report import FORMATS, Report
 from multilabel.listfile import read_class_names
+from multilabel.quiet_start import start_tensorflow
 from multilabel.thresholds import DEFAULT_THRESHOLD, read_thresholds
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
@@ -143,7 +144,8 @@ def main(argv=None):
 def label(args):
     """Label every image the flags name; return the exit status."""
     paths = image_paths(args)
-    # Imported here so that --help and flag errors answer without TensorFlow's start-up.
+    # Started here so that --help and flag errors answer without TensorFlow's start-up.
+    start_tensorflow()
     from multilabel.frozen_graph import load_frozen_graph
     from multilabel.labelling import label_images
 

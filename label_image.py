@@ -77,8 +77,9 @@ def parse_args(argv=None):
                "130 interrupted.")
     source = parser.add_argument_group("images (all given are labelled, in this order)")
     source.add_argument("--image", action="append", default=[],
-                        help=f"an image file; repeat for several (default: {DEFAULT_IMAGE} "
-                             "when no image is given any way)")
+                        help="an image file, or a folder whose image files are labelled; "
+                             f"repeat for several (default: {DEFAULT_IMAGE} when no image "
+                             "is given any way)")
     source.add_argument("paths", nargs="*", metavar="IMAGE_OR_FOLDER",
                         help="image files, or folders whose image files are labelled")
     source.add_argument("--image_dir", help="a folder: label its image files, sorted by name")
@@ -181,9 +182,10 @@ def label(args):
 
 def image_paths(args):
     """Every image named: --image, positional paths, --image_dir, --image_list, in that
-    order; test.jpeg when none is named."""
-    paths = list(args.image)
-    for path in args.paths:
+    order; test.jpeg when none is named. A folder given as --image or as a positional
+    path stands for its image files."""
+    paths = []
+    for path in args.image + args.paths:
         paths.extend(images_in_folder(path) if os.path.isdir(path) else [path])
     if args.image_dir:
         paths.extend(images_in_folder(args.image_dir))

@@ -230,6 +230,8 @@ def main(argv=None):
 
         retraining.run(_config(args, retraining))
     except UserError as e:
+        for line in e.details:
+            print(line, file=sys.stderr)
         print(f"retrain.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -284,16 +284,25 @@ def _line_of(list_path, name):
     raise AssertionError(f"{name} not in {list_path}")
 
 
-def test_retrain_stops_on_invalid_images_before_any_work(retrain_runs):
+def test_retrain_names_every_invalid_image_before_any_work(retrain_runs):
     root, results = retrain_runs
-    line = one_error_line(results["stop"])
-    match = re.fullmatch(r"retrain\.py: error: (data/dataset_\w+\.lst):(\d+): data/images/(.+?): "
-                         r"(.+) \(and (\d+) more invalid images\); fix the list or pass "
-                         r"--skip_invalid_images", line)
-    assert match, line
-    list_path, number, name, _, more = match.groups()
-    assert int(number) == _line_of(root / list_path, name)
-    assert int(more) == len(BAD)  # the others of BAD, plus the missing image
+    code, _, err = results["stop"]
+    assert code == 2, err
+    expected = {name: words for name, (_, words) in BAD.items()}
+    expected["missing.jpg"] = "image file not found"
+    *named, last = err
+    assert last == (f"retrain.py: error: {len(expected)} invalid images; fix the list or pass "
+                    "--skip_invalid_images")
+    places = []
+    for line in named:  # one line each: LIST:LINE: PATH: reason
+        match = re.fullmatch(r"(data/dataset_\w+\.lst):(\d+): data/images/(.+?): (.+)", line)
+        assert match, line
+        list_path, number, name, reason = match.groups()
+        assert int(number) == _line_of(root / list_path, name)
+        assert expected.pop(name) in reason
+        places.append((list_path != "data/dataset_train.lst", int(number)))
+    assert not expected  # every one named
+    assert places == sorted(places)  # in list order: the training list first
     assert not (root / "stop" / "bottlenecks").exists()
 
 

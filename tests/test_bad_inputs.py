@@ -23,10 +23,9 @@ from multilabel import listfile
 from multilabel.errors import UserError
 from multilabel.input_pipeline import image_batches
 from tests.fake_images import png_header
+from tests.tf_start_up import start_up_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# TensorFlow's C++ start-up lines are not ours to control; everything else counts.
-TF_NOISE = re.compile(r"^(I0000|E0000|WARNING: All log messages|To enable the following)")
 SPACED = "with space é.jpg"
 
 # Real images in odd formats: each must decode and be used.
@@ -82,10 +81,11 @@ def start(script, *args, cwd):
 
 
 def finish(process):
-    """`(exit status, stdout, stderr lines that are not TensorFlow's start-up noise)`."""
+    """`(exit status, stdout, stderr lines)`; stderr holds no TensorFlow start-up line."""
     out, err = process.communicate(timeout=120)
     assert "Traceback" not in err, err
-    return process.returncode, out, [line for line in err.splitlines() if not TF_NOISE.match(line)]
+    assert not start_up_lines(err), err
+    return process.returncode, out, err.splitlines()
 
 
 def run(script, *args, cwd):

@@ -63,6 +63,13 @@ def _nonzero_float(text):
     return value
 
 
+def _op_names(text):
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of op names: {text!r}")
+    return names
+
+
 def _probability(text):
     value = _finite_float(text)
     if not 0.0 <= value <= 1.0:
@@ -101,6 +108,10 @@ def parse_args(argv=None):
                        help="input operation or tensor name (default: %(default)s)")
     model.add_argument("--output_layer", default="final_result",
                        help="output operation or tensor name (default: %(default)s)")
+    model.add_argument("--allow_ops", type=_op_names, default=(), metavar="OP[,OP...]",
+                       help="run the graph even though it holds these operations, which an "
+                            "image classifier does not need and which may read or write files "
+                            "or run code; only for a graph you trust (default: refuse them)")
     model.add_argument("--input_height", type=_positive_int,
                        help="image height (default: from the graph's input shape)")
     model.add_argument("--input_width", type=_positive_int,
@@ -152,7 +163,7 @@ def label(args):
 
     # The graph first: the labels and thresholds are looked for next to it.
     model = load_frozen_graph(args.graph, args.input_layer, args.output_layer,
-                              args.input_height, args.input_width)
+                              args.input_height, args.input_width, args.allow_ops)
     graph_folder = os.path.dirname(args.graph)
     labels_path = args.labels or os.path.join(graph_folder, LABELS_NAME)
     labels = tuple(read_class_names(labels_path))

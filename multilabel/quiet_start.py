@@ -48,7 +48,7 @@ def start_tensorflow():
 @contextlib.contextmanager
 def captured_stderr():
     """Point file descriptor 2 at a temporary file for the block, and show what was
-    written there only if the block raises.
+    written there only if the block fails (raises an exception; not on Ctrl-C).
 
     Works on the descriptor, so it catches what native code writes too. Should the
     process die inside the block (a native library aborting), faulthandler writes the
@@ -65,7 +65,7 @@ def captured_stderr():
         os.dup2(log.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:
             failed = True
             raise
         finally:

@@ -48,6 +48,14 @@ def test_what_was_hidden_shows_when_the_block_fails(capfd):
     assert capfd.readouterr().err == "F0000 why it failed\nafter\n"
 
 
+def test_ctrl_c_during_start_up_shows_nothing_captured(capfd):
+    with pytest.raises(KeyboardInterrupt):
+        with captured_stderr():
+            os.write(2, b"I0000 native chatter\n")
+            raise KeyboardInterrupt
+    assert capfd.readouterr().err == ""
+
+
 def _python(*args, env=None):
     return subprocess.Popen([sys.executable, *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

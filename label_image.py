@@ -28,6 +28,7 @@ from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_S
 from multilabel.image_sources import images_in_folder, images_in_list
 from multilabel.label_report import FORMATS, Report
 from multilabel.listfile import read_class_names
+from multilabel.quiet_start import start_tensorflow
 from multilabel.thresholds import DEFAULT_THRESHOLD, read_thresholds
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
@@ -62,6 +63,13 @@ def _nonzero_float(text):
     return value
 
 
+def _op_names(text):
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of op names: {text!r}")
+    return names
+
+
 def _probability(text):
     value = _finite_float(text)
     if not 0.0 <= value <= 1.0:
@@ -76,8 +84,9 @@ def parse_args(argv=None):
                "130 interrupted.")
     source = parser.add_argument_group("images (all given are labelled, in this order)")
     source.add_argument("--image", action="append", default=[],
-                        help=f"an image file; repeat for several (default: {DEFAULT_IMAGE} "
-                             "when no image is given any way)")
+                        help="an image file, or a folder whose image files are labelled; "
+                             f"repeat for several (default: {DEFAULT_IMAGE} when no image "
+                             "is given any way)")
     source.add_argument("paths", nargs="*", metavar="IMAGE_OR_FOLDER",
                         help="image files, or folders whose image files are labelled")
     source.add_argument("--image_dir", help="a folder: label its image files, sorted by name")
@@ -99,6 +108,10 @@ def parse_args(argv=None):
                        help="input operation or tensor name (default: %(default)s)")
     model.add_argument("--output_layer", default="final_result",
                        help="output operation or tensor name (default: %(default)s)")
+    model.add_argument("--allow_ops", type=_op_names, default=(), metavar="OP[,OP...]",
+                       help="run the graph even though it holds these operations, which an "
+                            "image classifier does not need and which may read or write files "
+                            "or run code; only for a graph you trust (default: refuse them)")
     model.add_argument("--input_height", type=_positive_int,
                        help="image height (default: from the graph's input shape)")
     model.add_argument("--input_width", type=_positive_int,
@@ -143,13 +156,14 @@ def main(argv=None):
 def label(args):
     """Label every image the flags name; return the exit status."""
     paths = image_paths(args)
-    # Imported here so that --help and flag errors answer without TensorFlow's start-up.
+    # Started here so that --help and flag errors answer without TensorFlow's start-up.
+    start_tensorflow()
     from multilabel.frozen_graph import load_frozen_graph
     from multilabel.labelling import label_images
 
     # The graph first: the labels and thresholds are looked for next to it.
     model = load_frozen_graph(args.graph, args.input_layer, args.output_layer,
-                              args.input_height, args.input_width)
+                              args.input_height, args.input_width, args.allow_ops)
     graph_folder = os.path.dirname(args.graph)
     labels_path = args.labels or os.path.join(graph_folder, LABELS_NAME)
     labels = tuple(read_class_names(labels_path))
@@ -179,9 +193,10 @@ def label(args):
 
 def image_paths(args):
     """Every image named: --image, positional paths, --image_dir, --image_list, in that
-    order; test.jpeg when none is named."""
-    paths = list(args.image)
-    for path in args.paths:
+    order; test.jpeg when none is named. A folder given as --image or as a positional
+    path stands for its image files."""
+    paths = []
+    for path in args.image + args.paths:
         paths.extend(images_in_folder(path) if os.path.isdir(path) else [path])
     if args.image_dir:
         paths.extend(images_in_folder(args.image_dir))

@@ -18,6 +18,7 @@ import os
 import sys
 
 from multilabel.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from multilabel.quiet_start import start_tensorflow
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -240,10 +241,14 @@ def main(argv=None):
     # TensorFlow's own deprecation notices about the v1 API we use on purpose.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
-        from multilabel import retraining  # TensorFlow loads only once the flags are fine
+        # TensorFlow loads only once the flags are fine, without its C++ start-up lines.
+        start_tensorflow()
+        from multilabel import retraining
 
         retraining.run(_config(args, retraining))
     except UserError as e:
+        for line in e.details:
+            print(line, file=sys.stderr)
         print(f"retrain.py: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -19,6 +19,10 @@ from multilabel.images import ImageError, verify_image
 
 logger = logging.getLogger(__name__)
 
+# A run stopped by invalid images names each of them on its own line, up to this many; the
+# rest are counted. A list pointing at the wrong folder would otherwise flood the terminal.
+MAX_LISTED_INVALID = 50
+
 
 @dataclasses.dataclass(frozen=True)
 class Part:
@@ -112,6 +116,21 @@ def _class_names(dataset_dir, num_classes):
     return tuple(names)
 
 
+def _in_list_order(parts, invalid_of):
+    """The messages of `find_invalid_images` for `parts`, ordered by list file, then line.
+
+    Validation is carved out of the training list by hash, so part order alone would
+    jump back and forth through the list; list files rank in the order parts name them.
+    """
+    rank = {}
+    keyed = []
+    for part, invalid in zip(parts, invalid_of):
+        for i, message in invalid:
+            list_path, _, line = part.sources[i].rpartition(":")
+            keyed.append(((rank.setdefault(list_path, len(rank)), int(line)), message))
+    return [message for _, message in sorted(keyed)]
+
+
 def find_invalid_images(part, max_workers=None):
     """`(index, message)` for each image of `part` that is missing or does not decode."""
     def check(i):
@@ -125,15 +144,29 @@ def find_invalid_images(part, max_workers=None):
         return [r for r in pool.map(check, range(len(part))) if r is not None]
 
 
+def _invalid_images_error(messages):
+    """One image: its message is the error. Several: each is a detail line, and the
+    error counts them."""
+    hint = "fix the list or pass --skip_invalid_images"
+    if len(messages) == 1:
+        return UserError(f"{messages[0]}; {hint}")
+    unlisted = len(messages) - MAX_LISTED_INVALID
+    cut = f" ({MAX_LISTED_INVALID} listed, {unlisted} more not)" if unlisted > 0 else ""
+    return UserError(f"{len(messages)} invalid images{cut}; {hint}",
+                     details=messages[:MAX_LISTED_INVALID])
+
+
 def drop_invalid_images(dataset, skip_invalid):
-    """Check every image before any long work; stop on bad ones, or drop them."""
+    """Check every image before any long work; stop on bad ones, or drop them.
+
+    Stopping names every bad image of every part at once (up to `MAX_LISTED_INVALID`), in
+    list order, so that one run shows all there is to fix.
+    """
     parts = (dataset.train, dataset.validation, dataset.test)
     invalid_of = [find_invalid_images(part) for part in parts]
-    messages = [message for invalid in invalid_of for _, message in invalid]
+    messages = _in_list_order(parts, invalid_of)
     if messages and not skip_invalid:
-        # Every part is checked first, so the count covers them all.
-        more = f" (and {len(messages) - 1} more invalid images)" if len(messages) > 1 else ""
-        raise UserError(f"{messages[0]}{more}; fix the list or pass --skip_invalid_images")
+        raise _invalid_images_error(messages)
     kept = {}
     for part, invalid in zip(parts, invalid_of):
         if invalid:

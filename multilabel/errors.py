@@ -13,13 +13,19 @@ EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT), the shell's 128 + 2
 
 
 class UserError(Exception):
-    """An error caused by input, reported as `path:line: message` on one line."""
+    """An error caused by input, reported as `path:line: message` on one line.
 
-    def __init__(self, message, path=None, line=None):
+    `details` are one-line messages naming each of several problems found at once (every
+    broken image of a list); `main` prints them, one a line, before the error's own line,
+    so that one run shows the user everything to fix.
+    """
+
+    def __init__(self, message, path=None, line=None, details=()):
         super().__init__(message)
         self.message = message
         self.path = None if path is None else str(path)
         self.line = line
+        self.details = tuple(" ".join(str(d).split()) for d in details)
 
     def __str__(self):
         where = self.path or ""

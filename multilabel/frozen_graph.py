@@ -5,7 +5,8 @@ nothing specific to this project, so any frozen image classifier that takes floa
 images works (retrain.py exports one with input `Placeholder` float32
 [None, height, width, 3] in [0, 1] and output `final_result` [None, num_classes]).
 Everything that can be wrong with the file or the layer names becomes a `UserError`
-naming the graph file, before any image is read.
+naming the graph file, before any image is read; so does an operation outside what an
+image classifier needs (`multilabel.graph_ops`), before the graph can run.
 """
 
 import logging
@@ -15,6 +16,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from multilabel.errors import UserError
+from multilabel.graph_ops import check_classifier_ops
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +61,18 @@ def read_graph_def(path):
 
 
 def load_frozen_graph(path, input_layer=DEFAULT_INPUT_LAYER, output_layer=DEFAULT_OUTPUT_LAYER,
-                      height=None, width=None):
+                      height=None, width=None, allow_ops=()):
     """Import the graph at `path` into a fresh `tf.Graph` and find its two layers.
 
     `input_layer` and `output_layer` are operation names ("final_result") or tensor
     names ("final_result:0"). `height` and `width` are needed only when the graph's
     input leaves them open; when the graph fixes them, a different value is an error,
-    since feeding it would fail.
+    since feeding it would fail. A graph holding ops an image classifier does not need
+    is refused unless `allow_ops` names each of them.
     """
     path = str(path)
     graph_def = read_graph_def(path)
+    check_classifier_ops(graph_def, path, allow_ops)
     graph = tf.Graph()
     with graph.as_default():
         try:

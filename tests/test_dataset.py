@@ -74,16 +74,50 @@ def test_class_names_must_match_the_lists(tmp_path):
         dataset.load_dataset(write_dataset(tmp_path, names=("a", "b", "c")))
 
 
-def test_bad_images_stop_the_run_naming_list_and_line(tmp_path):
+def test_one_bad_image_stops_the_run_naming_list_and_line(tmp_path):
     folder = write_dataset(tmp_path)
     (folder / "images" / "3.jpg").write_bytes(b"not an image")
-    (folder / "images" / "7.jpg").unlink()
     data = dataset.load_dataset(folder, validation_percentage=0)
     with pytest.raises(UserError) as error:
         dataset.drop_invalid_images(data, skip_invalid=False)
-    message = str(error.value)
-    assert f"{folder / listfile.TRAIN_LIST}:4: " in message
-    assert "(and 1 more invalid images)" in message and "--skip_invalid_images" in message
+    image = folder / "images" / "3.jpg"
+    assert str(error.value) == (
+        f"{folder / listfile.TRAIN_LIST}:4: {image}: cannot decode image: cannot identify "
+        f"image file '{image}'; fix the list or pass --skip_invalid_images")
+    assert error.value.details == ()
+
+
+def test_every_bad_image_is_named_in_list_order_across_parts(tmp_path):
+    folder = write_dataset(tmp_path)
+    broken = (41, 3, 7, 20, 33)  # 41 is on line 2 of the test list
+    for i in broken:
+        (folder / "images" / f"{i}.jpg").write_bytes(b"not an image")
+    (folder / "images" / "12.jpg").unlink()
+    data = dataset.load_dataset(folder, validation_percentage=30)
+    assert str(folder / "images" / "20.jpg") in data.validation.paths  # between train lines
+    with pytest.raises(UserError) as error:
+        dataset.drop_invalid_images(data, skip_invalid=False)
+    assert str(error.value) == "6 invalid images; fix the list or pass --skip_invalid_images"
+    train, test = folder / listfile.TRAIN_LIST, folder / listfile.TEST_LIST
+    expected = [f"{train}:{i + 1}: {folder / 'images' / f'{i}.jpg'}: " for i in (3, 7, 12, 20, 33)]
+    expected.append(f"{test}:2: {folder / 'images' / '41.jpg'}: ")
+    assert [d[:len(e)] for d, e in zip(error.value.details, expected)] == expected
+    assert len(error.value.details) == 6
+    assert error.value.details[2].endswith("12.jpg: image file not found")
+
+
+def test_a_long_run_of_bad_images_is_cut_with_the_rest_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset, "MAX_LISTED_INVALID", 4)
+    folder = write_dataset(tmp_path)
+    for i in range(10):
+        (folder / "images" / f"{i}.jpg").unlink()
+    data = dataset.load_dataset(folder, validation_percentage=0)
+    with pytest.raises(UserError) as error:
+        dataset.drop_invalid_images(data, skip_invalid=False)
+    assert str(error.value) == ("10 invalid images (4 listed, 6 more not); fix the list or "
+                                "pass --skip_invalid_images")
+    assert [d.split(": ")[1] for d in error.value.details] == \
+        [str(folder / "images" / f"{i}.jpg") for i in range(4)]
 
 
 def test_skip_invalid_images_drops_them_with_a_count(tmp_path, caplog):

@@ -21,11 +21,11 @@ import tensorflow as tf
 from PIL import Image
 
 import data_generation
+from tests.tf_start_up import start_up_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_IMAGES = 600
 DIM = 24  # the tiny module's feature length
-TF_NOISE = re.compile(r"^(I0000|E0000|WARNING: All log messages|To enable the following)")
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +86,10 @@ class Run:
         return self.log.read_text()
 
     def lines(self):
-        """stderr without TensorFlow's start-up lines and the progress bar."""
+        """stderr without the progress bar; it holds no TensorFlow start-up line."""
+        assert not start_up_lines(self.stderr()), self.stderr()
         return [line for line in self.stderr().splitlines()
-                if not TF_NOISE.match(line) and not line.startswith("Bottlenecks:")]
+                if not line.startswith("Bottlenecks:")]
 
 
 def cache_entries(folder):

@@ -118,11 +118,31 @@ def test_folder_labels_image_files_sorted(tmp_path, model, capsys):
     write_image(folder / "a.jpg", GREY)
     (folder / "notes.txt").write_text("not an image")
     (folder / "._a.jpg").write_bytes(b"macOS resource fork")
-    for argv in ([str(folder)], ["--image_dir", str(folder)]):
+    for argv in ([str(folder)], ["--image_dir", str(folder)], ["--image", str(folder)]):
         status, out, _ = run(model + argv + ["--output_format", "csv"], capsys)
         assert status == 0
         rows = list(csv.reader(io.StringIO(out)))
         assert [row[0] for row in rows[1:]] == [str(folder / "a.jpg"), str(folder / "b.png")]
+
+
+def test_image_flag_mixes_files_and_folders_in_order(tmp_path, model, capsys):
+    folder = tmp_path / "photos"
+    write_image(folder / "b.png", RED)
+    write_image(folder / "a.jpg", GREY)
+    single = write_image(tmp_path / "magenta.png", MAGENTA)
+    status, out, err = run(model + ["--image", str(single), "--image", str(folder),
+                                    "--output_format", "json"], capsys)
+    assert status == 0, err
+    assert [json.loads(line)["image"] for line in out.splitlines()] == \
+        [str(single), str(folder / "a.jpg"), str(folder / "b.png")]
+
+
+def test_image_flag_with_a_folder_holding_no_image(tmp_path, model, capsys):
+    (tmp_path / "empty").mkdir()
+    status, out, err = run(model + ["--image", str(tmp_path / "empty")], capsys)
+    assert status == 2 and out == ""
+    assert err.startswith(f"{tmp_path / 'empty'}: no image files (")
+    assert len(err.splitlines()) == 1
 
 
 def test_list_file_paths_are_relative_to_its_folder(tmp_path, model, capsys):

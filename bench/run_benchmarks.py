@@ -1,16 +1,18 @@
 """Where a run's time goes, on the real scene images and the default module: one table.
 
-    python bench/run_benchmarks.py            # about 6 minutes on 2 cores
+    python bench/run_benchmarks.py            # about 8 minutes on 2 cores
     python bench/run_benchmarks.py --quick    # fewer images, about 2 minutes
 
 Every figure is measured in this one run, next to its reference, on the same images:
 
-1. the default bottleneck pipeline (parallel decoding, TFLite engine, cache writes),
-   cold cache, in images/s;
-2. the original retrain.py's flow on the same images: one `sess.run` to decode an image,
-   one to run the module on it (a v1 graph around `hub.load`);
-3. the TensorFlow and TFLite engines alone on images already decoded and resized, in
-   batches: the ceilings the pipeline can reach;
+1. the default bottleneck pipeline (hashing, decoding, TFLite engine, cache writes) on
+   all 2,000 images, cold cache, in images/s;
+2. the original retrain.py's flow: one `sess.run` to decode an image, one to run the
+   module on it (a v1 graph around `hub.load`);
+3. the engines alone on images already decoded and resized, in batches: the TFLite
+   engine in its default layout (one single-thread interpreter per core) and in the old
+   one (one interpreter on every core), and TensorFlow: the ceilings the pipeline can
+   reach;
 4. a second retrain.py run over fully cached bottlenecks, split into its phases (the
    head's training among them);
 5. label_image.py: process start to printed vector for one image, and a folder;
@@ -25,6 +27,7 @@ own MODEL_DETAILS/ is touched. The default module is built into MODEL/ when miss
 """
 
 import argparse
+import concurrent.futures
 import glob
 import os
 import re
@@ -43,6 +46,8 @@ import numpy as np  # noqa: E402
 
 CLASS_NAMES = "desert,mountains,sea,sunset,trees"
 BATCH = 32
+# Images for the engines alone and the original flow: decoded ahead, held in memory.
+CEILING_IMAGES = 320
 
 
 def parse_args(argv):
@@ -64,7 +69,7 @@ def main(argv=None):
         print(f"run_benchmarks.py: no scene data in {args.scenes} (see README.md)",
               file=sys.stderr)
         return 2
-    engine_images = 96 if args.quick else 320
+    pipeline_images = 200 if args.quick else 2000
     sizes = (100, 200) if args.quick else (250, 500, 1000, 2000)
 
     scratch = tempfile.mkdtemp(prefix="multilabel-bench-")
@@ -79,7 +84,7 @@ def main(argv=None):
 
         from multilabel import feature_modules
         module = feature_modules.resolve_module(feature_modules.DEFAULT_MODULE, args.model_dir)
-        paths = [os.path.join(images_dir, f"{i}.jpg") for i in range(1, engine_images + 1)]
+        paths = [os.path.join(images_dir, f"{i}.jpg") for i in range(1, pipeline_images + 1)]
         rows = engine_rows(module, paths, scratch, rounds=1 if args.quick else 3) + rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -89,25 +94,13 @@ def main(argv=None):
 
 # --- 1 to 3: engines and the bottleneck pipeline, in this process -----------------------
 
-class TimedEngine:
-    """An engine that adds up the time spent inside it, to show whether it ever waits."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.busy = 0.0
-
-    def __call__(self, images):
-        start = time.perf_counter()
-        result = self.engine(images)
-        self.busy += time.perf_counter() - start
-        return result
-
-
 def engine_rows(module, paths, scratch, rounds):
     """Figures 1 to 3, each the best of `rounds` rounds that take turns.
 
     On a shared machine another process can slow down any one measure; taking turns
-    and keeping each one's best compares them at the same, quietest moments.
+    and keeping each one's best compares them at the same, quietest moments. The
+    pipeline runs on every path, cold; the engines alone and the original flow on the
+    first CEILING_IMAGES (their rates do not depend on the number of images).
     """
     from multilabel import bottlenecks, engines, feature_modules
     from multilabel.images import load_image
@@ -121,56 +114,73 @@ def engine_rows(module, paths, scratch, rounds):
     engine = engines.make_engine("auto", module, kept)
     conversion = time.perf_counter() - start
     dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
-    decoded = np.stack([load_image(p, height, width) for p in paths])
+    few = paths[:CEILING_IMAGES]
+    decoded = np.stack([load_image(p, height, width) for p in few])
     reference = engines.TensorFlowEngine(module)
+    layouts = {"tensorflow": (reference, 1)}
+    if engine.name == "tflite":
+        content = engines.cached_tflite_model(engines.tflite_model_path(kept))
+        old = engines.TFLiteEngine(content, interpreters=1, threads=engines.cores(),
+                                   invoke_images=BATCH)
+        layouts.update(new=(engine, engine.parallelism), old=(old, 1))
 
     best = {}
     for r in range(rounds):
-        # 1. What retrain.py does on a cold cache: hash, decode in parallel, run, store.
+        # 1. What retrain.py does on a cold cache: hash, decode, run, store.
         cache = bottlenecks.BottleneckCache(os.path.join(scratch, f"pipeline_{r}"), key, dim)
-        timed = TimedEngine(engine)
         start = time.perf_counter()
         bottlenecks.cached_bottlenecks(
-            paths, cache, lambda todo: feature_batches(timed, todo, height, width, BATCH))
-        seconds = time.perf_counter() - start
-        if seconds < best.get("pipeline", (float("inf"),))[0]:
-            best["pipeline"] = (seconds, timed.busy / seconds)
+            paths, cache, lambda todo: feature_batches(engine, todo, height, width, BATCH))
+        best["pipeline"] = min(best.get("pipeline", float("inf")), time.perf_counter() - start)
+        shutil.rmtree(cache.folder)
         # 3. The ceilings: the same images decoded beforehand, then only the engines.
-        for name, runner in (("tflite", engine), ("tensorflow", reference)):
-            seconds = batched_seconds(runner, decoded)
-            best[name] = min(best.get(name, float("inf")), seconds)
+        for name, (runner, callers) in layouts.items():
+            best[name] = min(best.get(name, float("inf")),
+                             batched_seconds(runner, decoded, callers))
         # 2. The original flow.
         best["original"] = min(best.get("original", float("inf")),
-                               original_flow_seconds(module, paths, height, width))
+                               original_flow_seconds(module, few, height, width))
 
-    pipeline, busy = n / best["pipeline"][0], best["pipeline"][1]
-    ceiling, original = n / best["tflite"], n / best["original"]
+    rate = {name: (n if name == "pipeline" else len(few)) / seconds
+            for name, seconds in best.items()}
+    ceiling = max(rate.get("new", 0), rate.get("old", 0), rate["tensorflow"])
     of = f"best of {rounds} rounds" if rounds > 1 else "one round"
-    return [
-        ("1", f"Default pipeline ({engine.name} engine), cold cache, decoding included",
-         f"{pipeline:.0f} img/s",
-         f"{n} images, {of}: {pipeline / original:.1f}x the original flow, "
-         f"{100 * pipeline / ceiling:.0f}% of the TFLite ceiling; engine busy "
-         f"{100 * busy:.0f}% of the time"),
+    rows = [
+        ("1", f"Default pipeline ({engine.name} engine), cold cache, decoding and cache writes",
+         f"{rate['pipeline']:.0f} img/s",
+         f"{n} images, {of}: {rate['pipeline'] / rate['original']:.1f}x the original flow, "
+         f"{100 * rate['pipeline'] / ceiling:.0f}% of the best engine's ceiling"),
         ("1", "One-time TFLite conversion and check (kept for later runs)",
          f"{conversion:.1f} s", "before the first bottleneck of a module"),
         ("2", "Original flow: sess.run to decode + sess.run per image (v1 graph, hub.load)",
-         f"{original:.0f} img/s", f"same {n} images, same process, {of}"),
-        ("3", "Ceiling: TFLite engine alone (XNNPACK), decoded batches",
-         f"{ceiling:.0f} img/s", f"batches of {BATCH}, {of}"),
-        ("3", "Ceiling: TensorFlow engine alone, decoded batches",
-         f"{n / best['tensorflow']:.0f} img/s",
-         f"batches of {BATCH}, {of}; TFLite is {best['tensorflow'] / best['tflite']:.1f}x "
-         "faster"),
+         f"{rate['original']:.0f} img/s", f"first {len(few)} images, same process, {of}"),
     ]
+    if "new" in rate:
+        rows += [
+            ("3", f"Ceiling: TFLite engine alone, default layout ({engine.parallelism} "
+                  "single-thread interpreters)", f"{rate['new']:.0f} img/s",
+             f"{len(few)} decoded images, batches of {BATCH} from {engine.parallelism} "
+             f"threads, {engines.INVOKE_IMAGES} images an invoke, {of}"),
+            ("3", f"Ceiling: TFLite engine alone, old layout (one interpreter, "
+                  f"{engines.cores()} threads)", f"{rate['old']:.0f} img/s",
+             f"same images, batches of {BATCH} from one thread, {of}; the default layout is "
+             f"{rate['new'] / rate['old']:.2f}x faster"),
+        ]
+    rows.append(("3", "Ceiling: TensorFlow engine alone, decoded batches",
+                 f"{rate['tensorflow']:.0f} img/s",
+                 f"batches of {BATCH}, {of}" + (f"; TFLite is {ceiling / rate['tensorflow']:.1f}x "
+                                                "faster" if "new" in rate else "")))
+    return rows
 
 
-def batched_seconds(engine, images):
-    engine(images[:BATCH])  # first call: allocations, thread pools
-    start = time.perf_counter()
-    for i in range(0, len(images), BATCH):
-        engine(images[i:i + BATCH])
-    return time.perf_counter() - start
+def batched_seconds(engine, images, callers):
+    """Seconds for `engine` to run `images` in batches, called from `callers` threads."""
+    batches = [images[i:i + BATCH] for i in range(0, len(images), BATCH)]
+    with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+        list(pool.map(engine, batches[:callers]))  # first calls: allocations
+        start = time.perf_counter()
+        list(pool.map(engine, batches))
+        return time.perf_counter() - start
 
 
 def original_flow_seconds(module, paths, height, width):
@@ -273,13 +283,22 @@ def scaling_runs(scenes, sizes, model_dir, scratch):
 
 
 def scaling_rows(runs):
+    """The bottleneck stage of each cold run, from the module being ready (its TFLite
+    conversion done) to the last vector stored: hashing, decoding, engine, cache writes."""
     rows = []
     for run in runs:
-        start, end = run.stamp(r"bottlenecks cached; computing"), run.stamp(r"Step \d+:")
-        bottleneck = f"bottlenecks {end - start:.1f} s ({run.images / (end - start):.0f} img/s)" \
-            if start is not None and end is not None else "bottleneck phase not found in log"
+        start, end = run.stamp(r"Module .* features"), run.stamp(r"Bottlenecks: \d+ images in")
+        converted = run.stamp(r"TFLite engine matches")
+        notes = []
+        if start is not None and end is not None:
+            notes.append(f"bottleneck stage {end - start:.1f} s "
+                         f"({run.images / (end - start):.0f} img/s)")
+        else:
+            notes.append("bottleneck stage not found in log")
+        if converted is not None and run.stamp(r"Converting") is not None:
+            notes.append(f"first TFLite conversion and check {converted - run.stamp('Converting'):.1f} s")
         rows.append(("6", f"Cold retrain.py run, {run.images} images",
-                     f"{run.seconds:.1f} s, {run.peak_mb:.0f} MB peak", bottleneck))
+                     f"{run.seconds:.1f} s, {run.peak_mb:.0f} MB peak", "; ".join(notes)))
     return rows
 
 

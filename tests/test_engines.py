@@ -1,5 +1,6 @@
 """Bottleneck engines: TFLite matches TensorFlow, its conversion is kept, fallbacks work."""
 
+import concurrent.futures
 import logging
 import os
 
@@ -46,6 +47,20 @@ def test_batches_of_any_size_give_the_same_vectors(tiny_module, tmp_path):
     # The interpreter is resized between calls of different batch sizes.
     parts = np.concatenate([engine(images[:3]), engine(images[3:4]), engine(images[4:])])
     np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-7)
+
+
+def test_several_threads_calling_at_once_get_their_own_vectors(tiny_module, tmp_path):
+    # The bottleneck pipeline calls the engine from one worker per core; each call must
+    # come back with the vectors of its own batch, however the interpreters are shared.
+    engines.make_engine("tflite", tiny_module, str(tmp_path))
+    content = (tmp_path / engines.TFLITE_FILE).read_bytes()
+    engine = engines.TFLiteEngine(content, interpreters=3, invoke_images=2)
+    images = _images(24)
+    alone = engines.TFLiteEngine(content, interpreters=1)(images)
+    batches = [images[i:i + 5] for i in range(0, len(images), 5)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = np.concatenate(list(pool.map(engine, batches * 3)))
+    np.testing.assert_array_equal(together, np.concatenate([alone] * 3))
 
 
 def test_the_conversion_is_kept_and_reused_without_tensorflow(tiny_module, tmp_path,

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 import data_generation
@@ -224,7 +225,7 @@ def test_saved_model_tflite_intermediate_graphs_and_misclassified_list(
     image = np.full((1, 32, 32, 3), 0.5, np.float32)
     prediction = loaded.signatures["serving_default"](image=tf.constant(image))["prediction"]
     assert prediction.shape == (1, 3)
-    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    interpreter = Interpreter(model_path=str(tflite))
     runner = interpreter.get_signature_runner("serving_default")
     np.testing.assert_allclose(runner(image=image)["prediction"], prediction.numpy(), atol=1e-5)
 

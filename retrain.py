@@ -232,8 +232,10 @@ def main(argv=None):
     level = "CRITICAL" if args.logging_verbosity == "FATAL" else args.logging_verbosity
     logging.basicConfig(level=logging.getLevelName(level),
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    # TensorFlow's own deprecation notices about the v1 API we use on purpose.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # TensorFlow's own deprecation notices about the v1 API we use on purpose, and its
+    # notes (through absl) on renaming a saved module set's inputs.
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from multilabel import retraining  # TensorFlow loads only once the flags are fine
 

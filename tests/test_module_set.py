@@ -177,3 +177,14 @@ def test_a_second_run_reuses_every_members_bottlenecks(trained, modules, caplog)
     assert retrain.main(retrain_flags(trained, ",".join(modules))) == 0
     assert caplog.text.count("All 70 bottlenecks cached") == 2
     assert "decoded once" not in caplog.text
+
+
+def test_distortions_feed_the_set_at_its_size(tmp_path, modules):
+    make_dataset(tmp_path / "data", per_set=4)
+    assert retrain.main(retrain_flags(
+        tmp_path, ",".join(modules), "--how_many_training_steps", "20",
+        "--eval_step_interval", "10", "--train_batch_size", "8", "--flip_left_right",
+        "--random_crop", "10")) == 0
+    report = json.loads((tmp_path / "details" / "metrics.json").read_text())
+    assert report["module"] == ",".join(modules)
+    assert report["export_check_max_difference"] < 1e-5

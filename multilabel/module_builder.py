@@ -26,7 +26,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from multilabel import efficientnet_lite, mobilenet_v2, torch_state_dict
+from multilabel import efficientnet_lite, mobilenet_v2, places365_resnet, torch_state_dict
 from multilabel.errors import UserError
 from multilabel.weights_download import WeightSource, fetch_weight_file
 
@@ -81,8 +81,22 @@ class Recipe:
     description: str
 
 
-def _efficientnet_from_pth(data, source):
-    return efficientnet_lite.feature_model(torch_state_dict.read_state_dict(data, source), source)
+def _efficientnet_recipe(variant, title):
+    def read_model(data, source):
+        return efficientnet_lite.feature_model(torch_state_dict.read_state_dict(data, source),
+                                               variant, source)
+
+    return Recipe(
+        weights=variant.weights,
+        image_size=variant.image_size,
+        preprocess=efficientnet_lite.preprocess,
+        read_model=read_model,
+        description=f"{title}, average-pooled features [N, {efficientnet_lite.FEATURE_DIM}]",
+    )
+
+
+def _places365_from_pth(data, source):
+    return places365_resnet.feature_model(torch_state_dict.read_state_dict(data, source), source)
 
 
 RECIPES = {
@@ -94,12 +108,17 @@ RECIPES = {
         description="MobileNetV2 1.0 224, ImageNet (Keras Applications weights), "
                     "average-pooled features [N, 1280]",
     ),
-    "efficientnet_lite0": Recipe(
-        weights=efficientnet_lite.WEIGHTS,
-        image_size=efficientnet_lite.IMAGE_SIZE,
-        preprocess=efficientnet_lite.preprocess,
-        read_model=_efficientnet_from_pth,
-        description="EfficientNet-Lite0, ImageNet, average-pooled features [N, 1280]",
+    "efficientnet_lite0": _efficientnet_recipe(
+        efficientnet_lite.LITE0, "EfficientNet-Lite0, ImageNet"),
+    "efficientnet_lite2": _efficientnet_recipe(
+        efficientnet_lite.LITE2, "EfficientNet-Lite2, ImageNet (top-1 77.6 %), 260 x 260"),
+    "places365_resnet18": Recipe(
+        weights=places365_resnet.WEIGHTS,
+        image_size=places365_resnet.IMAGE_SIZE,
+        preprocess=places365_resnet.preprocess,
+        read_model=_places365_from_pth,
+        description="ResNet-18 of MIT CSAIL trained on Places365-Standard scenes "
+                    "(Zhou et al., IEEE TPAMI 2018), average-pooled features [N, 512]",
     ),
 }
 

@@ -1,10 +1,13 @@
 """Read a PyTorch state dict into numpy arrays without installing PyTorch.
 
-The EfficientNet-Lite0 weights ship as a `.pth` file in PyTorch's legacy format
-(before 1.6): a few small pickles (magic number, protocol, system info), the state
-dict pickled with tensors as `torch._utils._rebuild_tensor_v2(storage, offset, size,
-stride, ...)` and storages as persistent ids, the list of storage keys, then each
-storage's raw little-endian bytes after an 8-byte element count.
+The EfficientNet-Lite and Places365 weights ship as `.pth` files in PyTorch's legacy
+format (before 1.6): a few small pickles (magic number, protocol, system info), the
+state dict pickled with tensors as `torch._utils._rebuild_tensor_v2(storage, offset,
+size, stride, ...)` (`_rebuild_tensor(storage, offset, size, stride)` before PyTorch
+0.4) and storages as persistent ids, the list of storage keys, then each storage's raw
+little-endian bytes after an 8-byte element count. A training checkpoint, as PyTorch's
+ImageNet example saves it, pickles `{"state_dict": ..., "epoch": ..., ...}` instead of
+the bare state dict; its state dict is what is read.
 
 A pickle can run any code it names, so the unpickler here resolves only the handful
 of globals a state dict needs and refuses everything else.
@@ -44,7 +47,8 @@ _TensorRef = collections.namedtuple("_TensorRef", "storage offset size stride")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
-    """Stands in for `torch._utils._rebuild_tensor_v2`; resolved once storages are read."""
+    """Stands in for `torch._utils._rebuild_tensor_v2` and its predecessor
+    `_rebuild_tensor`; resolved once storages are read."""
     return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
@@ -56,7 +60,7 @@ class _StateDictUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
             return _rebuild_tensor
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
@@ -71,7 +75,8 @@ class _StateDictUnpickler(pickle.Unpickler):
 
 
 def read_state_dict(data, source="<bytes>"):
-    """The state dict in `data` (a legacy-format `.pth` file) as {name: numpy array}.
+    """The state dict in `data` (a legacy-format `.pth` file or checkpoint) as
+    {name: numpy array}.
 
     Raises UserError naming `source` if the bytes are not such a file.
     """
@@ -89,6 +94,8 @@ def read_state_dict(data, source="<bytes>"):
             raise UserError("big-endian PyTorch files are not supported", source)
         unpickler = _StateDictUnpickler(stream)
         state = unpickler.load()
+        if "state_dict" in state:  # a training checkpoint
+            state = state["state_dict"]
         storage_keys = _StateDictUnpickler(stream).load()
         buffers = {key: _read_storage(stream, *unpickler.storages[key]) for key in storage_keys}
         return {name: _view(buffers[ref.storage], ref) for name, ref in state.items()}

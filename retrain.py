@@ -46,10 +46,11 @@ def parse_args(argv):
                       help="drop missing or undecodable images (with a count) instead of stopping")
 
     module = p.add_argument_group("feature module and bottlenecks")
-    module.add_argument("--tfhub_module", default="mobilenet_v2_100_224",
+    module.add_argument("--tfhub_module", default="mobilenet_v2_100_224", type=_module_handles,
                         help="feature-vector module: a name (mobilenet_v2_100_224, "
                              "efficientnet_lite0; built into --model_dir on first use), a "
-                             "SavedModel folder, a file:// path or a TF Hub URL "
+                             "SavedModel folder, a file:// path or a TF Hub URL; several, "
+                             "separated by commas, to train on their features side by side "
                              "(default: %(default)s)")
     module.add_argument("--model_dir", default="MODEL",
                         help="where named modules are built and kept (default: %(default)s)")
@@ -163,6 +164,17 @@ def _pos_weight(text):
     return values[0] if len(values) == 1 else values
 
 
+def _module_handles(text):
+    """The comma-separated module handles of --tfhub_module, as a tuple."""
+    handles = tuple(h.strip() for h in text.split(","))
+    if not all(handles):
+        raise argparse.ArgumentTypeError(f"empty module handle in {text!r}")
+    repeated = sorted({h for h in handles if handles.count(h) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"module {repeated[0]!r} given twice in {text!r}")
+    return handles
+
+
 def _check(parser, args):
     """Reject flag values that can't work, before any work is done."""
     if args.num_classes is not None and args.num_classes < 1:
@@ -200,7 +212,7 @@ def _config(args, retraining):
         image_dir=args.image_dir, num_classes=args.num_classes,
         testing_percentage=args.testing_percentage,
         validation_percentage=args.validation_percentage,
-        skip_invalid_images=args.skip_invalid_images, tfhub_module=args.tfhub_module,
+        skip_invalid_images=args.skip_invalid_images, tfhub_modules=args.tfhub_module,
         model_dir=args.model_dir, bottleneck_dir=args.bottleneck_dir,
         bottleneck_batch_size=args.bottleneck_batch_size,
         bottleneck_engine=args.bottleneck_engine, test_batch_size=args.test_batch_size,
@@ -238,8 +250,10 @@ def main(argv=None):
     level = "CRITICAL" if args.logging_verbosity == "FATAL" else args.logging_verbosity
     logging.basicConfig(level=logging.getLevelName(level),
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    # TensorFlow's own deprecation notices about the v1 API we use on purpose.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # TensorFlow's own deprecation notices about the v1 API we use on purpose, and its
+    # notes (through absl) on renaming a saved module set's inputs.
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         # TensorFlow loads only once the flags are fine, without its C++ start-up lines.
         start_tensorflow()

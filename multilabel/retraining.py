@@ -1,6 +1,5 @@
 """One retraining run, start to finish: data, bottlenecks, training, evaluation, export."""
 
-import collections
 import concurrent.futures
 import dataclasses
 import itertools
@@ -11,12 +10,11 @@ import tempfile
 
 import numpy as np
 
-from multilabel import (atomic, bottlenecks, dataset as dataset_lib, export, feature_modules,
-                        label_report, listfile, metrics, thresholds as thresholds_lib, training)
+from multilabel import (atomic, dataset as dataset_lib, export, label_report, listfile, metrics,
+                        module_set, thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
-from multilabel.engines import TFLiteEngine, make_engine
+from multilabel.engines import TFLiteEngine
 from multilabel.images import load_image
-from multilabel.input_pipeline import feature_batches
 from multilabel.stage_clock import StageClock
 
 logger = logging.getLogger(__name__)
@@ -51,7 +49,7 @@ class RetrainConfig:
     testing_percentage: int
     validation_percentage: int
     skip_invalid_images: bool
-    tfhub_module: str
+    tfhub_modules: tuple  # one handle, or several whose features are concatenated
     model_dir: str
     bottleneck_dir: str
     bottleneck_batch_size: int
@@ -66,10 +64,6 @@ class RetrainConfig:
     changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
 
 
-class _Module(collections.namedtuple("_Module", "path height width key engine dim")):
-    """The feature module as a run uses it: where it is, its input size, its engine."""
-
-
 def run(config):
     """Train and export a classifier as `config` says; raise UserError on bad input."""
     clock = StageClock()
@@ -78,7 +72,8 @@ def run(config):
     data = dataset_lib.drop_invalid_images(data, config.skip_invalid_images)
     _log_sizes(data)
     clock.lap("data")
-    module = _load_module(config)
+    module = module_set.load_module_set(config.tfhub_modules, config.model_dir,
+                                        config.bottleneck_dir, config.bottleneck_engine)
     clock.lap("module")
     train_x, validation_x, test_x = _bottlenecks(config, module, data)
     clock.lap("bottlenecks")
@@ -96,7 +91,7 @@ def run(config):
                          config.train, result.step)
     clock.lap("thresholds")
 
-    report = {"module": config.tfhub_module, "best_step": result.step,
+    report = {"module": ",".join(config.tfhub_modules), "best_step": result.step,
               "thresholds": [float(t) for t in chosen]}
     if len(data.validation):
         report["validation"] = metrics.evaluate(
@@ -120,25 +115,11 @@ def run(config):
                            clock.seconds)
 
 
-def _load_module(config):
-    path = feature_modules.resolve_module(config.tfhub_module, config.model_dir)
-    height, width = feature_modules.image_size(path)
-    key = bottlenecks.module_key(feature_modules.module_fingerprint(path), height, width)
-    engine = make_engine(config.bottleneck_engine, path, os.path.join(config.bottleneck_dir, key))
-    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
-    logger.info("Module %s: %d x %d images -> %d features (%s engine)", path, height, width, dim,
-                engine.name)
-    return _Module(path, height, width, key, engine, dim)
-
-
 def _bottlenecks(config, module, data):
     """The bottlenecks of the train, validation and test parts, computed where not cached."""
-    cache = bottlenecks.BottleneckCache(config.bottleneck_dir, module.key, module.dim)
     parts = (data.train, data.validation, data.test)
-    every = bottlenecks.cached_bottlenecks(
-        [p for part in parts for p in part.paths], cache,
-        lambda paths: feature_batches(module.engine, paths, module.height, module.width,
-                                      config.bottleneck_batch_size))
+    every = module_set.set_bottlenecks([p for part in parts for p in part.paths], module,
+                                       config.bottleneck_dir, config.bottleneck_batch_size)
     return np.split(every, np.cumsum([len(p) for p in parts])[:-1])
 
 
@@ -244,7 +225,7 @@ def _write_report_page(config, module, data, result, report, test, test_probs, c
         from multilabel import report_page
 
         run_facts = report_page.RunFacts(
-            module=config.tfhub_module,
+            module=",".join(config.tfhub_modules),
             module_details=f"{module.path}, {module.height} x {module.width} images -> "
                            f"{module.dim} features, bottlenecks by the {module.engine.name} "
                            "engine",

@@ -12,7 +12,8 @@ import tempfile
 import numpy as np
 
 from multilabel import (atomic, bottlenecks, dataset as dataset_lib, export, feature_modules,
-                        label_report, listfile, metrics, thresholds as thresholds_lib, training)
+                        fine_tuning, label_report, listfile, metrics,
+                        thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
 from multilabel.engines import TFLiteEngine, make_engine
 from multilabel.images import load_image
@@ -60,6 +61,7 @@ class RetrainConfig:
     distortions: Distortions
     train: training.TrainConfig
     outputs: Outputs
+    fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
 
 
 class _Module(collections.namedtuple("_Module", "path height width key engine dim")):
@@ -73,7 +75,10 @@ def run(config):
     data = dataset_lib.drop_invalid_images(data, config.skip_invalid_images)
     _log_sizes(data)
     module = _load_module(config)
-    train_x, validation_x, test_x = _bottlenecks(config, module, data)
+    if config.fine_tune:
+        fine_tuning.load_fine_tunable(module.path)  # refuse a module it can't train, early
+    features = _bottlenecks(config, module, data)
+    train_x, validation_x, _ = features
 
     if not len(data.validation):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
@@ -82,12 +87,32 @@ def run(config):
         data.validation.labels, config.train, config.outputs.summaries_dir,
         config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
         data.class_names)
+    report = {"module": config.tfhub_module, "best_step": result.step}
+    evaluation = _evaluate(config, data, result, features, result.step)
+    if not config.fine_tune:
+        _export(config, module, result, data, evaluation, {**report, **evaluation.report})
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        tuned = fine_tuning.fine_tune(config.fine_tune, module.path, module.height,
+                                      module.width, data, result, config.train, scratch)
+        phase_2 = _evaluate(config, data, tuned.head, tuned.features, result.step)
+        _log_gain(evaluation.report, phase_2.report)
+        report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **phase_2.report)
+        _export(config, module._replace(path=tuned.module_path), tuned.head, data, phase_2,
+                report)
+
+
+class _Evaluation(collections.namedtuple("_Evaluation", "report thresholds test test_probs")):
+    """A trained model's thresholds, its report entries, and its test probabilities."""
+
+
+def _evaluate(config, data, result, features, head_steps):
+    """Thresholds from out-of-fold heads on `features`, then the validation and test report."""
+    train_x, validation_x, test_x = features
     chosen = _thresholds(np.concatenate([train_x, validation_x]),
                          np.concatenate([data.train.labels, data.validation.labels]),
-                         config.train, result.step)
-
-    report = {"module": config.tfhub_module, "best_step": result.step,
-              "thresholds": [float(t) for t in chosen]}
+                         config.train, head_steps)
+    report = {"thresholds": [float(t) for t in chosen]}
     if len(data.validation):
         report["validation"] = metrics.evaluate(
             data.validation.labels, _probs(validation_x, result), chosen)
@@ -97,12 +122,18 @@ def run(config):
         report["test"] = metrics.evaluate(test.labels, test_probs, chosen)
         logger.info("Test report on %d images:\n%s", len(test),
                     metrics.format_report(report["test"], data.class_names))
-        if config.print_misclassified_test_images:
-            _print_misclassified(test, test_probs, chosen, data.class_names)
     else:
         logger.warning("The test part is empty: no test report")
+    return _Evaluation(report, chosen, test, test_probs)
 
-    _export(config, module, result, data, chosen, test, test_probs, report)
+
+def _log_gain(before, after):
+    for part in ("validation", "test"):
+        if part in before and part in after:
+            logger.info("Fine-tuning moved %s mAP from %.4f to %.4f, label accuracy from %.4f "
+                        "to %.4f", part, before[part]["mean_average_precision"],
+                        after[part]["mean_average_precision"], before[part]["label_accuracy"],
+                        after[part]["label_accuracy"])
 
 
 def _load_module(config):
@@ -200,8 +231,11 @@ def _print_misclassified(test, probs, chosen, class_names):
         print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
 
 
-def _export(config, module, result, data, chosen, test, test_probs, report):
+def _export(config, module, result, data, evaluation, report):
     out = config.outputs
+    chosen, test, test_probs = evaluation.thresholds, evaluation.test, evaluation.test_probs
+    if len(test) and config.print_misclassified_test_images:
+        _print_misclassified(test, test_probs, chosen, data.class_names)
     name = config.train.final_tensor_name
     graph_def = export.frozen_graph_def(module.path, module.height, module.width, result.weights,
                                         result.biases, name)

@@ -96,6 +96,9 @@ def load_fine_tunable(module_path):
             return module(images, training=False)
     else:
         features = module
+    # A restored function lists the variables it captures in the order its trace first
+    # read them: the forward pass's order, which names alone don't give (block_2 sorts
+    # after block_16) and the SavedModel's object graph doesn't keep.
     layers = _layers(functions[0].trainable_variables)
     if not layers:
         raise UserError("this module has no trainable variables, so it cannot be "
@@ -141,6 +144,8 @@ def fine_tune(config, module_path, height, width, data, phase_1, train_config, s
     run = _Run(config, model, data, train_config.seed, height, width)
     best_epoch, best_score, history, losses = run.train()
     model.restore_best()
+    if not len(data.validation):
+        best_score = float("nan")  # the last epoch was kept, on no score
     logger.info("Keeping fine-tuning epoch %d, validation mAP %.4f%s", best_epoch, best_score,
                 " (the phase 1 model: no epoch improved on it)" if best_epoch == 0 else "")
 

@@ -143,3 +143,34 @@ def test_a_module_that_cannot_be_fine_tuned_is_refused_before_any_long_work(
     cached = [p for p in (tmp_path / "details").rglob("*") if p.is_file()
               and p.name != TFLITE_FILE]  # the module's TFLite conversion may be kept
     assert cached == []  # no bottleneck computed
+
+
+class _ModuleWithTrainingFlag(tf.Module):
+    """A TF2 hub-style module whose `training=True` differs (as batch norm's batch
+    statistics would): fine-tuning must call it with `training=False`."""
+
+    def __init__(self):
+        super().__init__()
+        with tf.name_scope("dense"):
+            self.kernel = tf.Variable(tf.ones([3, 4]), name="kernel")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+    def serve(self, images):
+        return self(images, training=False)
+
+    @tf.function
+    def __call__(self, images, training=False):
+        features = tf.reduce_mean(images, [1, 2]) @ self.kernel
+        return features + 100.0 if training else features
+
+
+def test_a_module_with_a_training_argument_is_called_in_inference_mode(tmp_path):
+    module = _ModuleWithTrainingFlag()
+    spec = tf.TensorSpec([None, 8, 8, 3], tf.float32)
+    for training in (True, False):
+        module.__call__.get_concrete_function(spec, training=training)
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
+    features, _, layers = fine_tuning.load_fine_tunable(str(tmp_path / "m"))
+    assert [layer.name for layer in layers] == ["dense"]
+    images = np.full([1, 8, 8, 3], 0.5, np.float32)
+    np.testing.assert_allclose(features(tf.constant(images)), np.full([1, 4], 1.5))

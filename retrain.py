@@ -24,6 +24,10 @@ from multilabel.quiet_start import start_tensorflow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DETAILS = "MODEL_DETAILS"
+# Fine-tuning defaults, measured on the scene set (README, "Fine-tuning").
+FINE_TUNE_LAYERS = 20
+FINE_TUNE_EPOCHS = 5
+FINE_TUNE_LEARNING_RATE = 1e-4
 
 
 def parse_args(argv):
@@ -109,6 +113,26 @@ def parse_args(argv):
     distort.add_argument("--random_brightness", type=int, default=0,
                          help="percent by which to scale pixel values randomly up or down")
 
+    tune = p.add_argument_group(
+        "fine-tuning (phase 2: after the head, train the module's top layers with it on "
+        "distorted images)")
+    tune.add_argument("--fine_tune", action="store_true",
+                      help="fine-tune after training the head, which then trains on cached "
+                           "bottlenecks; the distortion flags apply to fine-tuning, and "
+                           "without any it uses --flip_left_right --random_crop 10 "
+                           "--random_scale 10 --random_brightness 10")
+    tune.add_argument("--fine_tune_layers", type=_layers, default=FINE_TUNE_LAYERS,
+                      help="how many of the module's layers to train, counted from the "
+                           "output, or 'all'. A layer is a group of trainable variables "
+                           "with one name prefix (a convolution and its batch norm are two), "
+                           "in the order the module uses them (default: %(default)s)")
+    tune.add_argument("--fine_tune_epochs", type=int, default=FINE_TUNE_EPOCHS,
+                      help="passes over the training images; the epoch with the best "
+                           "validation mAP is kept (default: %(default)s)")
+    tune.add_argument("--fine_tune_learning_rate", type=float, default=FINE_TUNE_LEARNING_RATE,
+                      help="Adam's initial learning rate, decayed to zero on a cosine "
+                           "(default: %(default)s)")
+
     out = p.add_argument_group("outputs")
     out.add_argument("--output_graph", default=f"{DETAILS}/output_graph.pb",
                      help="frozen graph: Placeholder [N,H,W,3] in [0,1] -> final_result "
@@ -175,6 +199,18 @@ def _module_handles(text):
     return handles
 
 
+def _layers(text):
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'all': {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _check(parser, args):
     """Reject flag values that can't work, before any work is done."""
     if args.num_classes is not None and args.num_classes < 1:
@@ -182,14 +218,15 @@ def _check(parser, args):
     for name in ("testing_percentage", "validation_percentage"):
         if not 0 <= getattr(args, name) < 100:
             parser.error(f"--{name} must be in [0, 100)")
-    for name in ("how_many_training_steps", "eval_step_interval", "bottleneck_batch_size"):
+    for name in ("how_many_training_steps", "eval_step_interval", "bottleneck_batch_size",
+                 "fine_tune_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     for name in ("train_batch_size", "validation_batch_size", "test_batch_size"):
         if getattr(args, name) == 0 or getattr(args, name) < -1:
             parser.error(f"--{name} must be positive, or -1 for all")
-    if args.learning_rate <= 0:
-        parser.error("--learning_rate must be positive")
+    if args.learning_rate <= 0 or args.fine_tune_learning_rate <= 0:
+        parser.error("--learning_rate and --fine_tune_learning_rate must be positive")
     if args.l2_regularization < 0:
         parser.error("--l2_regularization must not be negative")
     if args.intermediate_store_frequency < 0:
@@ -208,6 +245,9 @@ def _config(args, retraining):
     from multilabel.distortions import Distortions
     from multilabel.training import TrainConfig
 
+    distortions = Distortions(args.flip_left_right, args.random_crop, args.random_scale,
+                              args.random_brightness)
+
     return retraining.RetrainConfig(
         image_dir=args.image_dir, num_classes=args.num_classes,
         testing_percentage=args.testing_percentage,
@@ -218,8 +258,7 @@ def _config(args, retraining):
         bottleneck_engine=args.bottleneck_engine, test_batch_size=args.test_batch_size,
         checkpoint_path=args.checkpoint_path, resume=args.resume,
         print_misclassified_test_images=args.print_misclassified_test_images,
-        distortions=Distortions(args.flip_left_right, args.random_crop, args.random_scale,
-                                args.random_brightness),
+        distortions=Distortions() if args.fine_tune else distortions,
         train=TrainConfig(
             steps=args.how_many_training_steps, learning_rate=args.learning_rate,
             batch_size=args.train_batch_size, optimizer=args.optimizer,
@@ -236,13 +275,28 @@ def _config(args, retraining):
             summaries_dir=args.summaries_dir, saved_model_dir=args.saved_model_dir,
             tflite_output_file=args.tflite_output_file, report_page=args.report_page,
             report_wrong_images=args.report_wrong_images),
-        changed_flags=_changed_flags(args))
+        changed_flags=_changed_flags(args),
+        fine_tune=_fine_tune_config(args, distortions))
 
 
 def _changed_flags(args):
     """(flag, value) pairs of the flags whose values differ from the defaults."""
     defaults = vars(parse_args([]))  # every flag has a default, so no argument is needed
     return tuple((name, value) for name, value in vars(args).items() if value != defaults[name])
+
+
+def _fine_tune_config(args, distortions):
+    """Phase 2's configuration, or None; with --fine_tune the distortions are its own."""
+    if not args.fine_tune:
+        return None
+    from multilabel import fine_tuning
+
+    return fine_tuning.FineTuneConfig(
+        layers=args.fine_tune_layers, epochs=args.fine_tune_epochs,
+        learning_rate=args.fine_tune_learning_rate,
+        distortions=distortions if distortions.enabled else fine_tuning.DEFAULT_DISTORTIONS,
+        checkpoint_dir=os.path.join(os.path.dirname(args.checkpoint_path) or ".", "fine_tune"),
+        resume=args.resume)
 
 
 def main(argv=None):

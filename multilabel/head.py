@@ -46,13 +46,30 @@ def add_final_layer(inputs, num_classes, final_tensor_name, weights=None, biases
     return logits, probs, weights, biases
 
 
+def multilabel_loss(labels, logits, weights, l2_regularization=0.0, pos_weight=None):
+    """Sigmoid cross-entropy averaged over images and classes, plus the L2 penalty.
+
+    The penalty is `l2_regularization * sum(weights ** 2)`; `pos_weight` (one value or one
+    per class) scales the loss of positive labels, against class imbalance. With several
+    heads stacked on a leading axis the loss is the sum of theirs. Plain TensorFlow ops,
+    so the head's v1 graph and fine-tuning's eager loop share it.
+    """
+    if pos_weight is None:
+        per_label = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    else:
+        per_label = tf.nn.weighted_cross_entropy_with_logits(
+            labels=labels, logits=logits, pos_weight=tf.constant(pos_weight, tf.float32))
+    loss = tf.reduce_sum(tf.reduce_mean(per_label, axis=[-2, -1]))
+    if l2_regularization:
+        loss += l2_regularization * tf.reduce_sum(tf.square(weights))
+    return loss
+
+
 def build_training_head(dim, num_classes, final_tensor_name, optimizer, learning_rate,
                         l2_regularization=0.0, pos_weight=None, heads=None):
     """The training graph: placeholders for cached bottlenecks and labels, loss, optimiser.
 
-    The loss is the sigmoid cross-entropy averaged over images and classes, plus
-    `l2_regularization * sum(weights ** 2)`. `pos_weight` (one value or one per class)
-    scales the loss of positive labels, against class imbalance.
+    The loss is `multilabel_loss`.
 
     With `heads`, the placeholders take `[heads, N, ...]` and that many heads train at
     once, each exactly as it would alone: the loss is the sum of theirs, and Adam and
@@ -64,14 +81,7 @@ def build_training_head(dim, num_classes, final_tensor_name, optimizer, learning
     logits, probs, weights, biases = add_final_layer(bottleneck, num_classes, final_tensor_name,
                                                      heads=heads)
     with v1.name_scope("loss"):
-        if pos_weight is None:
-            per_label = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-        else:
-            per_label = tf.nn.weighted_cross_entropy_with_logits(
-                labels=labels, logits=logits, pos_weight=tf.constant(pos_weight, tf.float32))
-        loss = tf.reduce_sum(tf.reduce_mean(per_label, axis=[-2, -1]))
-        if l2_regularization:
-            loss += l2_regularization * tf.reduce_sum(tf.square(weights))
+        loss = multilabel_loss(labels, logits, weights, l2_regularization, pos_weight)
     global_step = v1.train.get_or_create_global_step()
     if optimizer == "adam":
         opt = v1.train.AdamOptimizer(learning_rate)

@@ -13,9 +13,13 @@ import concurrent.futures
 import logging
 import time
 
+import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
+from multilabel.distortions import distorted_image
 from multilabel.engines import cores
+from multilabel.errors import UserError
 from multilabel.images import load_pixels, scale
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,45 @@ def mapped_batches(function, paths, height, width, batch_size, workers=None):
 def image_batches(paths, height, width, batch_size):
     """Yield float32 `[n, height, width, 3]` batches of `paths`, in order, decoded in parallel."""
     return mapped_batches(lambda images: images, paths, height, width, batch_size)
+
+
+def distorted_batches(paths, seeds, height, width, distortions, batch_size):
+    """Yield float32 batches of `distortions.distorted_image` views of `paths`, in order.
+
+    Image i is distorted by a generator seeded with `seeds[i]`, so a batch is the same
+    whichever thread decodes it. tf.data decodes and distorts several images at once,
+    in parallel with the training step that takes the batch before.
+    """
+    items = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(seeds, np.int64)))
+
+    def load(path, seed):
+        return distorted_image(path.decode("utf-8"), height, width, distortions,
+                               np.random.default_rng(seed))
+
+    yield from _parallel_batches(items, load, [height, width, 3], tf.float32, batch_size)
+
+
+def _parallel_batches(items, load, shape, dtype, batch_size):
+    """Yield numpy batches of `load(*item)` over a tf.data `items`, several at once."""
+    failures = []
+
+    def guarded(*item):
+        try:
+            return load(*item)
+        except UserError as e:
+            # Raised inside tf.data it would come out as an UnknownError with two
+            # tracebacks; keep it, and raise it as itself before the next batch.
+            failures.append(e)
+            return np.zeros(shape, dtype.as_numpy_dtype)
+
+    dataset = items.map(
+        lambda *item: tf.ensure_shape(tf.numpy_function(guarded, list(item), dtype), shape),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    for batch in dataset.as_numpy_iterator():
+        if failures:
+            raise failures[0]
+        yield batch
 
 
 def feature_batches(engine, paths, height, width, batch_size, description="Bottlenecks"):

@@ -1,5 +1,6 @@
 """One retraining run, start to finish: data, bottlenecks, training, evaluation, export."""
 
+import collections
 import concurrent.futures
 import dataclasses
 import itertools
@@ -10,8 +11,8 @@ import tempfile
 
 import numpy as np
 
-from multilabel import (atomic, dataset as dataset_lib, export, label_report, listfile, metrics,
-                        module_set, thresholds as thresholds_lib, training)
+from multilabel import (atomic, dataset as dataset_lib, export, fine_tuning, label_report,
+                        listfile, metrics, module_set, thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
 from multilabel.engines import TFLiteEngine
 from multilabel.images import load_image
@@ -62,6 +63,7 @@ class RetrainConfig:
     train: training.TrainConfig
     outputs: Outputs
     changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
+    fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
 
 
 def run(config):
@@ -74,8 +76,11 @@ def run(config):
     clock.lap("data")
     module = module_set.load_module_set(config.tfhub_modules, config.model_dir,
                                         config.bottleneck_dir, config.bottleneck_engine)
+    if config.fine_tune:
+        fine_tuning.load_fine_tunable(module.path)  # refuse a module it can't train, early
     clock.lap("module")
-    train_x, validation_x, test_x = _bottlenecks(config, module, data)
+    features = _bottlenecks(config, module, data)
+    train_x, validation_x, _ = features
     clock.lap("bottlenecks")
 
     if not len(data.validation):
@@ -86,13 +91,39 @@ def run(config):
         config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
         data.class_names)
     clock.lap("training")
+    report = {"module": ",".join(config.tfhub_modules), "best_step": result.step}
+    evaluation = final = _evaluate(config, data, result, features, result.step)
+    clock.lap("evaluation")
+    if not config.fine_tune:
+        report.update(evaluation.report)
+        _export(config, module, result, data, evaluation, report)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            tuned = fine_tuning.fine_tune(config.fine_tune, module.path, module.height,
+                                          module.width, data, result, config.train, scratch)
+            clock.lap("fine-tuning")
+            final = _evaluate(config, data, tuned.head, tuned.features, result.step)
+            clock.lap("evaluation")
+            _log_gain(evaluation.report, final.report)
+            report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
+            _export(config, module._replace(path=tuned.module_path), tuned.head, data, final,
+                    report)
+    clock.lap("export")
+    if config.outputs.report_page:
+        _write_report_page(config, module, data, result, report, final, clock.seconds)
+
+
+class _Evaluation(collections.namedtuple("_Evaluation", "report thresholds test test_probs")):
+    """A trained model's thresholds, its report entries, and its test probabilities."""
+
+
+def _evaluate(config, data, result, features, head_steps):
+    """Thresholds from out-of-fold heads on `features`, then the validation and test report."""
+    train_x, validation_x, test_x = features
     chosen = _thresholds(np.concatenate([train_x, validation_x]),
                          np.concatenate([data.train.labels, data.validation.labels]),
-                         config.train, result.step)
-    clock.lap("thresholds")
-
-    report = {"module": ",".join(config.tfhub_modules), "best_step": result.step,
-              "thresholds": [float(t) for t in chosen]}
+                         config.train, head_steps)
+    report = {"thresholds": [float(t) for t in chosen]}
     if len(data.validation):
         report["validation"] = metrics.evaluate(
             data.validation.labels, _probs(validation_x, result), chosen)
@@ -102,17 +133,18 @@ def run(config):
         report["test"] = metrics.evaluate(test.labels, test_probs, chosen)
         logger.info("Test report on %d images:\n%s", len(test),
                     metrics.format_report(report["test"], data.class_names))
-        if config.print_misclassified_test_images:
-            _print_misclassified(test, test_probs, chosen, data.class_names)
     else:
         logger.warning("The test part is empty: no test report")
-    clock.lap("evaluation")
+    return _Evaluation(report, chosen, test, test_probs)
 
-    _export(config, module, result, data, chosen, test, test_probs, report)
-    clock.lap("export")
-    if config.outputs.report_page:
-        _write_report_page(config, module, data, result, report, test, test_probs, chosen,
-                           clock.seconds)
+
+def _log_gain(before, after):
+    for part in ("validation", "test"):
+        if part in before and part in after:
+            logger.info("Fine-tuning moved %s mAP from %.4f to %.4f, label accuracy from %.4f "
+                        "to %.4f", part, before[part]["mean_average_precision"],
+                        after[part]["mean_average_precision"], before[part]["label_accuracy"],
+                        after[part]["label_accuracy"])
 
 
 def _bottlenecks(config, module, data):
@@ -196,8 +228,11 @@ def _print_misclassified(test, probs, chosen, class_names):
         print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
 
 
-def _export(config, module, result, data, chosen, test, test_probs, report):
+def _export(config, module, result, data, evaluation, report):
     out = config.outputs
+    chosen, test, test_probs = evaluation.thresholds, evaluation.test, evaluation.test_probs
+    if len(test) and config.print_misclassified_test_images:
+        _print_misclassified(test, test_probs, chosen, data.class_names)
     name = config.train.final_tensor_name
     graph_def = export.frozen_graph_def(module.path, module.height, module.width, result.weights,
                                         result.biases, name)
@@ -216,8 +251,7 @@ def _export(config, module, result, data, chosen, test, test_probs, report):
         _export_saved_and_tflite(out, module, result, graph_def, name)
 
 
-def _write_report_page(config, module, data, result, report, test, test_probs, chosen,
-                       stage_seconds):
+def _write_report_page(config, module, data, result, report, evaluation, stage_seconds):
     """Write the HTML report page last; a failure is one warning, never a failed run."""
     path = config.outputs.report_page
     try:
@@ -234,7 +268,8 @@ def _write_report_page(config, module, data, result, report, test, test_probs, c
             stage_seconds=dict(stage_seconds), history=result.history)
         report_page.write_page(
             path, run_facts, report,
-            report_page.TestImages(test.paths, test.labels, test_probs, np.asarray(chosen)),
+            report_page.TestImages(evaluation.test.paths, evaluation.test.labels,
+                                   evaluation.test_probs, np.asarray(evaluation.thresholds)),
             config.outputs.report_wrong_images)
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "

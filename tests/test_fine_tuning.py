@@ -1,0 +1,176 @@
+"""Fine-tuning (phase 2) on a tiny module with trainable layers: it learns, exports a graph
+that reproduces its probabilities, resumes, and refuses modules it cannot train."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import retrain
+from multilabel import export, fine_tuning, training
+from multilabel.engines import TFLITE_FILE
+from tests.test_retrain import make_dataset, retrain_flags
+from tests.test_feature_modules import _tf1_hub_format_module
+from tests.tiny_module import make_tiny_trainable_module
+
+FINE_TUNE = ("--fine_tune", "--fine_tune_epochs", "2", "--fine_tune_learning_rate", "0.01",
+             "--how_many_training_steps", "100")
+
+
+@pytest.fixture(scope="module")
+def trainable_module(tmp_path_factory):
+    return make_tiny_trainable_module(str(tmp_path_factory.mktemp("modules") / "trainable"))
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory, trainable_module):
+    """One --fine_tune run, shared by the tests that only read its outputs."""
+    tmp_path = tmp_path_factory.mktemp("run")
+    make_dataset(tmp_path / "data", per_set=6)
+    assert retrain.main(retrain_flags(tmp_path, trainable_module, *FINE_TUNE)) == 0
+    return tmp_path
+
+
+def test_layers_are_grouped_by_name_in_the_order_the_module_uses_them(trainable_module):
+    _, variables, layers = fine_tuning.load_fine_tunable(trainable_module)
+    assert [layer.name for layer in layers] == ["conv1", "conv2"]
+    assert [len(layer.variables) for layer in layers] == [2, 2]
+    assert len(variables) == 6  # the frozen ones too, which a saved copy must hold
+    assert fine_tuning.top_layers(layers, 1) == layers[1:]
+    assert fine_tuning.top_layers(layers, "all") == layers
+    assert fine_tuning.top_layers(layers, 9) == layers
+
+
+def test_reports_both_phases_and_exports_a_graph_that_reproduces_the_probabilities(fine_tuned):
+    out = fine_tuned / "details"
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["phase_1"]) >= {"thresholds", "validation", "test"}
+    assert report["fine_tuning"]["epochs"] == 2
+    assert report["fine_tuning"]["best_epoch"] in (0, 1, 2)
+    assert report["export_check_max_difference"] < 1e-5
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((out / "output_graph.pb").read_bytes())
+    predictions = [json.loads(line) for line in (out / "test_predictions.jsonl").open()]
+    from multilabel.images import load_image
+    images = np.stack([load_image(p["image"], 32, 32) for p in predictions])
+    np.testing.assert_allclose(export.run_graph_def(graph_def, images, "final_result"),
+                               [p["probabilities"] for p in predictions], atol=1e-5)
+
+
+def test_training_steps_lower_the_loss_and_move_only_the_chosen_layers(trainable_module):
+    features, variables, layers = fine_tuning.load_fine_tunable(trainable_module)
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 32, 32, 3), dtype=np.float32)
+    labels = (images[:, :16, :, 0].mean(axis=(1, 2)) > 0.5)[:, None].astype(np.float32)
+    head = training.TrainResult(np.zeros((32, 1), np.float32), np.zeros(1, np.float32), 0, 0.0)
+    train = training.TrainConfig(1, 0.01, 16, "adam", 0.0, None, 1, -1, 0, "final_result")
+    model = fine_tuning._Model(features, layers[-1].variables, head, train, 32, 32)
+    model.learning_rate.assign(0.01)
+    before = [v.numpy() for v in variables]
+    losses = [float(model.train_step(images, labels)) for _ in range(10)]
+    assert losses[-1] < losses[0]
+    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
+    tuned = {id(v) for v in layers[-1].variables}
+    assert changed == [id(v) in tuned for v in variables]
+
+
+def test_the_bottleneck_cache_keeps_only_the_frozen_modules_vectors(fine_tuned,
+                                                                   trainable_module):
+    from multilabel import bottlenecks
+    from multilabel.engines import TensorFlowEngine
+    from multilabel.feature_modules import module_fingerprint
+    from multilabel.images import load_image
+
+    root = fine_tuned / "details" / "bottlenecks"
+    key = bottlenecks.module_key(module_fingerprint(trainable_module), 32, 32)
+    assert [p.name for p in root.iterdir() if p.is_dir()] == [key]
+    paths = sorted((fine_tuned / "data" / "images").iterdir())
+    cache = bottlenecks.BottleneckCache(str(root), key, 32)
+    cached = np.stack([cache.load(bottlenecks.content_hash(p)) for p in paths])
+    frozen = TensorFlowEngine(trainable_module)(np.stack([load_image(p, 32, 32) for p in paths]))
+    np.testing.assert_allclose(cached, frozen, atol=1e-5)
+
+
+def test_an_interrupted_fine_tuning_resumes_where_it_stopped(tmp_path, trainable_module,
+                                                             fine_tuned, monkeypatch):
+    make_dataset(tmp_path / "data", per_set=6)
+    flags = retrain_flags(tmp_path, trainable_module, *FINE_TUNE)
+    train_epoch = fine_tuning._Run._train_epoch
+
+    def stop_before_the_second_epoch(run, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return train_epoch(run, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fine_tuning._Run, "_train_epoch", stop_before_the_second_epoch)
+        assert retrain.main(flags) == 130
+    out = tmp_path / "details"
+    assert not (out / "output_graph.pb").exists()  # nothing exported from a stopped run
+    assert retrain.main([*flags, "--resume"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert list(report["fine_tuning"]["train_loss_by_epoch"]) == ["2"]
+    # The same probabilities as the run that went straight through.
+    resumed = [json.loads(line)["probabilities"] for line in (out / "test_predictions.jsonl").open()]
+    straight = [json.loads(line)["probabilities"]
+                for line in (fine_tuned / "details" / "test_predictions.jsonl").open()]
+    np.testing.assert_allclose(resumed, straight, atol=1e-5)
+
+
+def test_a_checkpoint_of_another_run_is_refused_on_resume(fine_tuned, trainable_module, capsys):
+    flags = retrain_flags(fine_tuned, trainable_module, *FINE_TUNE)
+    before = (fine_tuned / "details" / "output_graph.pb").read_bytes()
+    assert retrain.main([*flags, "--resume", "--fine_tune_layers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not match this run" in err and "\n" not in err
+    assert (fine_tuned / "details" / "output_graph.pb").read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["tf1_hub_format", "no_trainable_variables"])
+def test_a_module_that_cannot_be_fine_tuned_is_refused_before_any_long_work(
+        tmp_path, tiny_module, kind, capsys):
+    if kind == "tf1_hub_format":
+        module = str(tmp_path / "tf1")
+        _tf1_hub_format_module(module)
+        expected = "TF1 Hub format module is not"
+    else:
+        module, expected = tiny_module, "has no trainable variables"
+    make_dataset(tmp_path / "data", per_set=2)
+    assert retrain.main(retrain_flags(tmp_path, module, "--fine_tune")) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    cached = [p for p in (tmp_path / "details").rglob("*") if p.is_file()
+              and p.name != TFLITE_FILE]  # the module's TFLite conversion may be kept
+    assert cached == []  # no bottleneck computed
+
+
+class _ModuleWithTrainingFlag(tf.Module):
+    """A TF2 hub-style module whose `training=True` differs (as batch norm's batch
+    statistics would): fine-tuning must call it with `training=False`."""
+
+    def __init__(self):
+        super().__init__()
+        with tf.name_scope("dense"):
+            self.kernel = tf.Variable(tf.ones([3, 4]), name="kernel")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+    def serve(self, images):
+        return self(images, training=False)
+
+    @tf.function
+    def __call__(self, images, training=False):
+        features = tf.reduce_mean(images, [1, 2]) @ self.kernel
+        return features + 100.0 if training else features
+
+
+def test_a_module_with_a_training_argument_is_called_in_inference_mode(tmp_path):
+    module = _ModuleWithTrainingFlag()
+    spec = tf.TensorSpec([None, 8, 8, 3], tf.float32)
+    for training in (True, False):
+        module.__call__.get_concrete_function(spec, training=training)
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
+    features, _, layers = fine_tuning.load_fine_tunable(str(tmp_path / "m"))
+    assert [layer.name for layer in layers] == ["dense"]
+    images = np.full([1, 8, 8, 3], 0.5, np.float32)
+    np.testing.assert_allclose(features(tf.constant(images)), np.full([1, 4], 1.5))

@@ -22,6 +22,7 @@ from ai_edge_litert.interpreter import Interpreter
 from multilabel import storage
 from multilabel.errors import UserError
 from multilabel.feature_modules import image_size, load_module
+from multilabel.quiet_start import captured_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +107,14 @@ class _Interpreter:
     def __init__(self, model_content, threads):
         # The default op resolver applies the XNNPACK delegate to every float op it can.
         self._interpreter = Interpreter(model_content=model_content, num_threads=threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
+        # The first tensor plan applies XNNPACK, which announces itself on stderr with an
+        # INFO line from C++; plan once here, quietly (a failure still shows the lines).
+        with captured_stderr():
+            self._interpreter.allocate_tensors()
+        details = self._interpreter.get_input_details()[0]
+        self._input = details["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
-        self._shape = None
+        self._shape = tuple(details["shape"])
 
     def __call__(self, images):
         if images.shape != self._shape:

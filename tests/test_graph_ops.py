@@ -126,11 +126,12 @@ def test_exports_of_the_tiny_and_tf1_hub_format_modules_pass(tiny_module, tmp_pa
 def test_export_of_the_efficientnet_lite0_network_passes(tmp_path):
     """The network retrain.py builds for efficientnet_lite0; its ops do not depend on
     the weights, so Keras's initial ones stand in for the downloaded ImageNet ones."""
-    model = efficientnet_lite._architecture(include_top=False)
+    variant = efficientnet_lite.LITE0
+    model = efficientnet_lite._architecture(variant, include_top=False)
     path = str(tmp_path / "efficientnet_lite0")
     save_feature_module(keras_feature_module(model, efficientnet_lite.preprocess,
-                                             efficientnet_lite.IMAGE_SIZE), path)
-    graph_def = export.frozen_graph_def(path, *efficientnet_lite.IMAGE_SIZE,
+                                             variant.image_size), path)
+    graph_def = export.frozen_graph_def(path, *variant.image_size,
                                         np.zeros([efficientnet_lite.FEATURE_DIM, 2], np.float32),
                                         np.zeros(2, np.float32), "final_result")
     found = graph_ops.ops_in_graph(graph_def)

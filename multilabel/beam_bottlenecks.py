@@ -21,8 +21,8 @@ import os
 import secrets
 import sys
 
-from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
-                               UserError)
+from multilabel import beam_command
+from multilabel.errors import EXIT_OK, EXIT_SOME_FAILED
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -45,36 +45,19 @@ def parse_args(argv):
                    help="where named modules are built and kept (default: %(default)s)")
     p.add_argument("--bottleneck_dir", default="MODEL_DETAILS/bottlenecks",
                    help="the bottleneck cache; a gs:// or other URL works (default: %(default)s)")
-    p.add_argument("--bottleneck_batch_size", type=_positive, default=32,
+    p.add_argument("--bottleneck_batch_size", type=beam_command.positive, default=32,
                    help="images per forward pass (default: %(default)s)")
     p.add_argument("--bottleneck_engine", choices=("auto", "tflite", "tensorflow"),
                    default="auto", help="as retrain.py's (default: %(default)s)")
-    p.add_argument("--inference_threads", type=_positive,
+    p.add_argument("--inference_threads", type=beam_command.positive,
                    help="threads per worker process for the module (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
     return p.parse_known_args(argv)
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def main(argv=None):
-    args, beam_argv = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    try:
-        return run(args, beam_argv)
-    except UserError as e:
-        print(f"beam_bottlenecks: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("beam_bottlenecks: interrupted; finished shards are kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return beam_command.main("beam_bottlenecks", parse_args, run, argv,
+                             "; finished shards are kept")
 
 
 def run(args, beam_argv):

@@ -21,8 +21,8 @@ import sys
 
 import numpy as np
 
-from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
-                               UserError)
+from multilabel import beam_command
+from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -52,9 +52,9 @@ def parse_args(argv):
     p.add_argument("--errors", metavar="PREFIX",
                    help="where the images that failed go, one JSON object each "
                         "(default: errors-PREFIX next to the records)")
-    p.add_argument("--batch_size", type=_positive, default=32,
+    p.add_argument("--batch_size", type=beam_command.positive, default=32,
                    help="images per run of the graph (default: %(default)s)")
-    p.add_argument("--inference_threads", type=_positive,
+    p.add_argument("--inference_threads", type=beam_command.positive,
                    help="threads per worker process for the graph (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
     args, beam_argv = p.parse_known_args(argv)
@@ -63,26 +63,8 @@ def parse_args(argv):
     return args, beam_argv
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def main(argv=None):
-    args, beam_argv = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    try:
-        return run(args, beam_argv)
-    except UserError as e:
-        print(f"beam_label: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("beam_label: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return beam_command.main("beam_label", parse_args, run, argv, "")
 
 
 def run(args, beam_argv):

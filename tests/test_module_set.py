@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 import label_image
 import retrain
@@ -167,7 +168,7 @@ def test_saved_model_and_tflite_match_the_frozen_graph(trained):
     np.testing.assert_allclose(frozen, [p["probabilities"] for p in predictions], atol=1e-5)
     saved = tf.saved_model.load(str(trained / "saved")).signatures["serving_default"]
     np.testing.assert_allclose(saved(image=tf.constant(batch))["prediction"], frozen, atol=1e-5)
-    interpreter = tf.lite.Interpreter(model_path=str(trained / "model.tflite"))
+    interpreter = Interpreter(model_path=str(trained / "model.tflite"))
     runner = interpreter.get_signature_runner("serving_default")
     np.testing.assert_allclose(runner(image=batch)["prediction"], frozen, atol=1e-4)
 

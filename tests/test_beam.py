@@ -12,7 +12,6 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import data_generation
 import label_image
@@ -21,6 +20,7 @@ from multilabel import (beam_bottlenecks, beam_label, bottleneck_shards, bottlen
                         feature_modules)
 from multilabel.errors import EXIT_OK, EXIT_SOME_FAILED
 from multilabel.input_pipeline import feature_batches
+from tests.random_images import write_random_images
 from tests.test_label_image import LABELS, MAGENTA, RED, write_graph, write_image
 
 RUNNER = ["--runner", "FnApiRunner"]
@@ -31,13 +31,7 @@ NUM_IMAGES = 8
 def dataset(tmp_path_factory):
     """Eight distinct 8 x 8 images and a copy of the first, listed by data_generation.py."""
     folder = tmp_path_factory.mktemp("beam") / "data"
-    (folder / "images").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    rows = []
-    for i in range(1, NUM_IMAGES + 1):
-        pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / "images" / f"{i}.png")
-        rows.append(json.dumps([1 if pixels[..., c].mean() > 127 else -1 for c in range(3)]))
+    rows = write_random_images(folder, NUM_IMAGES, seed=1)
     shutil.copy(folder / "images" / "1.png", folder / "images" / f"{NUM_IMAGES + 1}.png")
     rows.append(rows[0])
     (folder / "labels.json").write_text("\n".join(rows))

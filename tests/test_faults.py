@@ -6,7 +6,6 @@ killed as soon as the files that prove it reached the stage in question appear.
 """
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -18,9 +17,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import data_generation
+from tests.random_images import write_random_images
 from tests.tf_start_up import start_up_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,13 +31,7 @@ DIM = 24  # the tiny module's feature length
 def dataset(tmp_path_factory):
     """600 distinct 8 x 8 images with three labels, listed by data_generation.py."""
     folder = tmp_path_factory.mktemp("faults") / "data"
-    (folder / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(1, NUM_IMAGES + 1):
-        pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / "images" / f"{i}.png")
-        rows.append(json.dumps([1 if pixels[..., c].mean() > 127 else -1 for c in range(3)]))
+    rows = write_random_images(folder, NUM_IMAGES, seed=0)
     (folder / "labels.json").write_text("\n".join(rows))
     assert data_generation.main(["--image_dir", str(folder)]) == 0
     return folder

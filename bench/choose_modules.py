@@ -121,6 +121,7 @@ def _retrain(row, data_dir, out, args):
         "--test_predictions", os.path.join(out, "test_predictions.jsonl"),
         "--summaries_dir", os.path.join(out, "logs"),
         "--checkpoint_path", os.path.join(out, "checkpoints", "retrain"),
+        "--report_page", os.path.join(out, "report.html"),
         "--logging_verbosity", "WARN"])
     if status:
         raise SystemExit(f"retrain.py failed on {row}")

@@ -73,15 +73,10 @@ class BottleneckCache:
         """The vector of the image's own file, or None when it is absent or corrupt."""
         path = self._path(digest)
         try:
-            if storage.is_remote(path):
-                data = storage.read_bytes(path)
-                if data is None:
-                    return None
-                vector = np.load(io.BytesIO(data), allow_pickle=False)
-            else:
-                vector = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            return None
+            data = storage.read_bytes(path)
+            if data is None:
+                return None
+            vector = np.load(io.BytesIO(data), allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
             logger.warning("Corrupt bottleneck %s (%s); recomputing it", path, e)
             return None

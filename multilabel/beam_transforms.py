@@ -184,7 +184,7 @@ class FeatureModelHandler(_FixedBatches):
         if self._engine == engines.TFLiteEngine.name:
             content = engines.cached_tflite_model(engines.tflite_model_path(self._cache_folder))
             engine = engines.TFLiteEngine(content or engines.convert(self._module_path),
-                                          interpreters=self._threads)
+                                          interpreters=self._threads, split_batches=True)
         else:
             _limit_tensorflow_threads(self._threads)
             engine = engines.TensorFlowEngine(self._module_path)

@@ -32,9 +32,10 @@ KINDS = ("auto", "tflite", "tensorflow")
 TOLERANCE = 1e-4
 TFLITE_FILE = "module.tflite"
 PROBE_IMAGES = 2
-# Images per TFLite invoke: a few at a time run faster than 32, whose activations spill
-# out of the CPU's caches.
-INVOKE_IMAGES = 4
+# Images per TFLite invoke: one at a time ran 15 to 30 % faster than 4 and far faster than
+# 32 (bench/run_benchmarks.py, figure 3): a larger batch's activations spill out of the
+# CPU's caches.
+INVOKE_IMAGES = 1
 
 
 class TensorFlowEngine:
@@ -55,29 +56,31 @@ class TFLiteEngine:
     One interpreter per core, each on one thread, beats one interpreter spread over every
     core: XNNPACK's threads wait for each other after every layer, so one preempted
     thread (by image decoding, or another process) stalls them all, while single-thread
-    interpreters never wait. A call splits its batch between the interpreters free at
-    the time: all of them for a lone caller, one each when several threads call at
-    once, as the bottleneck pipeline's workers do. Each interpreter runs a few images
-    per invoke, whose activations stay in the CPU's cache. How a batch is split does not
-    change a vector: MobileNetV2's came out the same to the bit in batches of 1 to 16.
+    interpreters never wait. A call runs on one free interpreter, so callers use every
+    core by calling from one thread per interpreter, as the bottleneck pipeline's workers
+    do; a caller that makes one call at a time (Beam's shared model) asks for
+    `split_batches`, and each call then spreads its batch over every interpreter. An
+    interpreter runs INVOKE_IMAGES images per invoke. How a batch is split does not change
+    a vector: MobileNetV2's came out the same to the bit in batches of 1 to 16.
     """
 
     name = "tflite"
 
     def __init__(self, model_content, interpreters=None, threads=1,
-                 invoke_images=INVOKE_IMAGES):
+                 invoke_images=INVOKE_IMAGES, split_batches=False):
         self.parallelism = interpreters or cores()
         self._invoke_images = invoke_images
         self._free = queue.SimpleQueue()
         for _ in range(self.parallelism):
             self._free.put(_Interpreter(model_content, threads))
         self._helpers = concurrent.futures.ThreadPoolExecutor(
-            self.parallelism - 1, thread_name_prefix="tflite") if self.parallelism > 1 else None
+            self.parallelism - 1, thread_name_prefix="tflite") \
+            if split_batches and self.parallelism > 1 else None
 
     def __call__(self, images):
         images = np.ascontiguousarray(images, np.float32)
         held = [self._free.get()]
-        while len(held) < min(len(images), self.parallelism):
+        while self._helpers and len(held) < min(len(images), self.parallelism):
             try:
                 held.append(self._free.get_nowait())
             except queue.Empty:

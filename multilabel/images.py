@@ -38,7 +38,8 @@ def decode_image(path, data=None):
     """
     def finish(img):
         img.load()  # first frame only for animations; raises on truncated data
-        return _to_rgb(ImageOps.exif_transpose(img))
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of upright images
+        return _to_rgb(img)
     return _decode(path, finish, data)
 
 
@@ -77,6 +78,8 @@ def _decode(path, finish, data=None):
 
 def _to_rgb(img):
     """Convert any Pillow mode to RGB, compositing transparency onto white."""
+    if img.mode == "RGB":
+        return img
     if img.mode in _SIXTEEN_BIT_MODES:
         # Pillow's own I;16 -> L conversion clips at 255 instead of scaling.
         values = np.asarray(img, dtype=np.float64)

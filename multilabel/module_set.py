@@ -30,12 +30,11 @@ import uuid
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from multilabel import bottlenecks, feature_modules, module_builder
 from multilabel.engines import make_engine
 from multilabel.errors import UserError
-from multilabel.input_pipeline import feature_batches, image_batches
+from multilabel.input_pipeline import feature_batches
 
 logger = logging.getLogger(__name__)
 
@@ -171,32 +170,31 @@ def set_bottlenecks(paths, module_set, bottleneck_dir, batch_size):
 
 
 def _fill_caches(paths, module_set, caches, batch_size):
-    """Compute and store what any member's cache lacks, decoding each image once."""
-    lacking = {}  # content hash -> (a path with that content, indices of members lacking it)
+    """Compute and store what any member's cache lacks, decoding each image once.
+
+    Images are grouped by the members that lack them (usually one group: all members, or
+    a member new to a cached set); each group goes through the pipeline once, its
+    workers running those members' engines on each decoded batch.
+    """
+    groups = {}  # indices of the members lacking an image -> {content hash: a path}
     for path in paths:
         digest = bottlenecks.content_hash(path)
-        if digest not in lacking:
-            lacking[digest] = (path, [k for k, c in enumerate(caches) if c.load(digest) is None])
-    lacking = {d: entry for d, entry in lacking.items() if entry[1]}
-    if not lacking:
-        return
-    counts = [sum(k in entry[1] for entry in lacking.values()) for k in range(len(caches))]
-    logger.info("Computing bottlenecks of %d images, decoded once for all modules (%s)",
-                len(lacking), ", ".join(f"{m.handle}: {n}"
-                                        for m, n in zip(module_set.members, counts)))
-    digests = list(lacking)
-    done = 0
-    with tqdm(total=len(digests), unit="img", desc="Bottlenecks", dynamic_ncols=True) as bar:
-        for images in image_batches([lacking[d][0] for d in digests], module_set.height,
-                                    module_set.width, batch_size):
-            batch = digests[done:done + len(images)]
-            for k, (member, cache) in enumerate(zip(module_set.members, caches)):
-                rows = [j for j, d in enumerate(batch) if k in lacking[d][1]]
-                if rows:
-                    for j, vector in zip(rows, member.engine(images[rows])):
-                        cache.store(batch[j], vector)
-            done += len(images)
-            bar.update(len(images))
+        lacking = tuple(k for k, c in enumerate(caches) if c.load(digest) is None)
+        if lacking:
+            groups.setdefault(lacking, {}).setdefault(digest, path)
+    for lacking, todo in groups.items():
+        members = [module_set.members[k] for k in lacking]
+        logger.info("Computing bottlenecks of %d images for %s, decoded once for all of them",
+                    len(todo), ", ".join(m.handle for m in members))
+        edges = np.cumsum([m.dim for m in members])[:-1]
+        digests = iter(todo)
+        for vectors in feature_batches(_Concatenation([m.engine for m in members]),
+                                       list(todo.values()), module_set.height,
+                                       module_set.width, batch_size):
+            for row in vectors:
+                digest = next(digests)
+                for k, part in zip(lacking, np.split(row, edges)):
+                    caches[k].store(digest, part)
 
 
 class _Combination(tf.Module):

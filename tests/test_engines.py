@@ -63,6 +63,27 @@ def test_several_threads_calling_at_once_get_their_own_vectors(tiny_module, tmp_
     np.testing.assert_array_equal(together, np.concatenate([alone] * 3))
 
 
+def test_a_split_batch_runs_on_every_interpreter_and_gives_the_same_vectors(
+        tiny_module, tmp_path, monkeypatch):
+    # Beam calls its shared engine one batch at a time: the batch is spread over every
+    # interpreter, in parts, and comes back in order.
+    engines.make_engine("tflite", tiny_module, str(tmp_path))
+    content = (tmp_path / engines.TFLITE_FILE).read_bytes()
+    images = _images(7)
+    alone = engines.TFLiteEngine(content, interpreters=1)(images)
+    used = set()
+    run = engines._Interpreter.__call__
+    monkeypatch.setattr(engines._Interpreter, "__call__",
+                        lambda self, batch: used.add(id(self)) or run(self, batch))
+    split = engines.TFLiteEngine(content, interpreters=3, split_batches=True)
+    np.testing.assert_array_equal(split(images), alone)
+    assert len(used) == 3
+    used.clear()
+    unsplit = engines.TFLiteEngine(content, interpreters=3)
+    np.testing.assert_array_equal(unsplit(images), alone)
+    assert len(used) == 1
+
+
 def test_the_conversion_is_kept_and_reused_without_tensorflow(tiny_module, tmp_path,
                                                               monkeypatch):
     first = engines.make_engine("auto", tiny_module, str(tmp_path))

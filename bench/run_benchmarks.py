@@ -160,7 +160,7 @@ def engine_rows(module, paths, scratch, rounds):
             ("3", f"Ceiling: TFLite engine alone, default layout ({engine.parallelism} "
                   "single-thread interpreters)", f"{rate['new']:.0f} img/s",
              f"{len(few)} decoded images, batches of {BATCH} from {engine.parallelism} "
-             f"threads, {engines.INVOKE_IMAGES} images an invoke, {of}"),
+             f"threads, {engines.INVOKE_IMAGES} per invoke, {of}"),
             ("3", f"Ceiling: TFLite engine alone, old layout (one interpreter, "
                   f"{engines.cores()} threads)", f"{rate['old']:.0f} img/s",
              f"same images, batches of {BATCH} from one thread, {of}; the default layout is "

@@ -14,7 +14,7 @@ import numpy as np
 from multilabel import (atomic, dataset as dataset_lib, export, fine_tuning, label_report,
                         listfile, metrics, module_set, thresholds as thresholds_lib, training)
 from multilabel.distortions import Distortions, distorted_image
-from multilabel.engines import TFLiteEngine
+from multilabel.engines import TFLiteEngine, cores
 from multilabel.images import load_image
 from multilabel.stage_clock import StageClock
 
@@ -166,17 +166,22 @@ def _train_inputs(config, module, part, train_x):
     if not config.distortions.enabled:
         return lambda indices: train_x[indices]
     logger.info("Distortions on: training images go through the module at every step")
-    pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
+    workers = cores()
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
     calls = itertools.count()
+
+    def distorted_and_run(chunk):
+        # As in the bottleneck pipeline: each worker distorts its share, then runs it.
+        return module.engine(np.stack([
+            distorted_image(part.paths[i], module.height, module.width, config.distortions,
+                            np.random.default_rng(seed)) for i, seed in chunk]))
 
     def distorted(indices):
         rng = np.random.default_rng([config.train.seed, next(calls)])
         seeds = rng.integers(0, 2**63, len(indices))
-        images = list(pool.map(
-            lambda i_s: distorted_image(part.paths[i_s[0]], module.height, module.width,
-                                        config.distortions, np.random.default_rng(i_s[1])),
-            zip(indices, seeds)))
-        return module.engine(np.stack(images))
+        chunks = [chunk for chunk in np.array_split(np.stack([indices, seeds], 1), workers)
+                  if len(chunk)]
+        return np.concatenate(list(pool.map(distorted_and_run, chunks)))
 
     return distorted
 

@@ -68,7 +68,7 @@ def main(argv=None):
     results = {row: {"runs": {}} for row in rows}
     with tempfile.TemporaryDirectory() as scratch:
         for seed in seeds:
-            data_dir = _split(args.image_dir, args.class_names, seed, scratch)
+            data_dir = split_folder(args.image_dir, args.class_names, seed, scratch)
             for row in rows:
                 out = os.path.join(scratch, f"out-{seed}-{len(results[row]['runs'])}")
                 started = time.monotonic()
@@ -91,7 +91,7 @@ def main(argv=None):
             json.dump(results, f, indent=2)
 
 
-def _split(image_dir, class_names, seed, scratch):
+def split_folder(image_dir, class_names, seed, scratch):
     """A dataset folder for one split: the images linked, the lists written for `seed`."""
     folder = os.path.join(scratch, f"split-{seed}")
     os.makedirs(folder)

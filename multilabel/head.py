@@ -66,10 +66,12 @@ def multilabel_loss(labels, logits, weights, l2_regularization=0.0, pos_weight=N
 
 
 def build_training_head(dim, num_classes, final_tensor_name, optimizer, learning_rate,
-                        l2_regularization=0.0, pos_weight=None, heads=None):
+                        l2_regularization=0.0, pos_weight=None, heads=None, feature_scales=None):
     """The training graph: placeholders for cached bottlenecks and labels, loss, optimiser.
 
-    The loss is `multilabel_loss`.
+    The loss is `multilabel_loss`. With `feature_scales` (`[dim]`, see feature_scaling)
+    the layer sees the bottlenecks multiplied by them: its weights are then in the scaled
+    space, and must be folded before they are used on the bottlenecks themselves.
 
     With `heads`, the placeholders take `[heads, N, ...]` and that many heads train at
     once, each exactly as it would alone: the loss is the sum of theirs, and Adam and
@@ -78,7 +80,10 @@ def build_training_head(dim, num_classes, final_tensor_name, optimizer, learning
     lead = [] if heads is None else [heads]
     bottleneck = v1.placeholder(tf.float32, [*lead, None, dim], name="BottleneckInputPlaceholder")
     labels = v1.placeholder(tf.float32, [*lead, None, num_classes], name="GroundTruthInput")
-    logits, probs, weights, biases = add_final_layer(bottleneck, num_classes, final_tensor_name,
+    inputs = bottleneck
+    if feature_scales is not None:
+        inputs = bottleneck * tf.constant(feature_scales, tf.float32, name="feature_scales")
+    logits, probs, weights, biases = add_final_layer(inputs, num_classes, final_tensor_name,
                                                      heads=heads)
     with v1.name_scope("loss"):
         loss = multilabel_loss(labels, logits, weights, l2_regularization, pos_weight)

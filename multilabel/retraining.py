@@ -11,8 +11,9 @@ import tempfile
 
 import numpy as np
 
-from multilabel import (atomic, dataset as dataset_lib, export, fine_tuning, label_report,
-                        listfile, metrics, module_set, thresholds as thresholds_lib, training)
+from multilabel import (atomic, dataset as dataset_lib, export, feature_scaling, fine_tuning,
+                        label_report, listfile, metrics, module_set, thresholds as thresholds_lib,
+                        training)
 from multilabel.distortions import Distortions, distorted_image
 from multilabel.engines import TFLiteEngine, cores
 from multilabel.images import load_image
@@ -81,6 +82,7 @@ def run(config):
     clock.lap("module")
     features = _bottlenecks(config, module, data)
     train_x, validation_x, _ = features
+    scales = _feature_scales(module, train_x)
     clock.lap("bottlenecks")
 
     if not len(data.validation):
@@ -89,10 +91,14 @@ def run(config):
         _train_inputs(config, module, data.train, train_x), data.train.labels, validation_x,
         data.validation.labels, config.train, config.outputs.summaries_dir,
         config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
-        data.class_names)
+        data.class_names, scales)
     clock.lap("training")
     report = {"module": ",".join(config.tfhub_modules), "best_step": result.step}
-    evaluation = final = _evaluate(config, data, result, features, result.step)
+    if scales is not None:
+        starts = np.cumsum([0] + [m.dim for m in module.members[:-1]])
+        report["feature_scales"] = {m.handle: float(scales[start])
+                                    for m, start in zip(module.members, starts)}
+    evaluation = final = _evaluate(config, data, result, features, result.step, scales)
     clock.lap("evaluation")
     if not config.fine_tune:
         report.update(evaluation.report)
@@ -102,7 +108,7 @@ def run(config):
             tuned = fine_tuning.fine_tune(config.fine_tune, module.path, module.height,
                                           module.width, data, result, config.train, scratch)
             clock.lap("fine-tuning")
-            final = _evaluate(config, data, tuned.head, tuned.features, result.step)
+            final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales)
             clock.lap("evaluation")
             _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
@@ -117,12 +123,13 @@ class _Evaluation(collections.namedtuple("_Evaluation", "report thresholds test 
     """A trained model's thresholds, its report entries, and its test probabilities."""
 
 
-def _evaluate(config, data, result, features, head_steps):
-    """Thresholds from out-of-fold heads on `features`, then the validation and test report."""
+def _evaluate(config, data, result, features, head_steps, scales):
+    """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
+    then the validation and test report."""
     train_x, validation_x, test_x = features
     chosen = _thresholds(np.concatenate([train_x, validation_x]),
                          np.concatenate([data.train.labels, data.validation.labels]),
-                         config.train, head_steps)
+                         config.train, head_steps, scales)
     report = {"thresholds": [float(t) for t in chosen]}
     if len(data.validation):
         report["validation"] = metrics.evaluate(
@@ -136,6 +143,18 @@ def _evaluate(config, data, result, features, head_steps):
     else:
         logger.warning("The test part is empty: no test report")
     return _Evaluation(report, chosen, test, test_probs)
+
+
+def _feature_scales(module, train_x):
+    """Factors putting each member's block of a set's features on one scale (see
+    feature_scaling), from the training bottlenecks; None for a single module."""
+    if len(module.members) == 1:
+        return None
+    scales = feature_scaling.block_scales(train_x, [m.dim for m in module.members])
+    logger.info("Feature blocks scaled to one mean norm: %s", ", ".join(
+        f"{m.handle} x{scales[start]:.3g}" for m, start in zip(
+            module.members, np.cumsum([0] + [m.dim for m in module.members[:-1]]))))
+    return scales
 
 
 def _log_gain(before, after):
@@ -205,13 +224,13 @@ def _probs(x, result):
     return training.sigmoid(x @ result.weights + result.biases)
 
 
-def _thresholds(x, labels, train_config, steps):
+def _thresholds(x, labels, train_config, steps, scales):
     """Per-class thresholds maximising F1 on out-of-fold predictions of every training image."""
     if len(labels) < THRESHOLD_FOLDS:
         logger.warning("Too few images to choose thresholds on: using 0.5 for every class")
         return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD)
     logger.info("Choosing per-class thresholds on %d-fold out-of-fold predictions", THRESHOLD_FOLDS)
-    probs = training.out_of_fold_probs(x, labels, train_config, steps, THRESHOLD_FOLDS)
+    probs = training.out_of_fold_probs(x, labels, train_config, steps, THRESHOLD_FOLDS, scales)
     return thresholds_lib.best_f1_thresholds(labels, probs)
 
 

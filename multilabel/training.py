@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from multilabel import head as head_lib
-from multilabel import metrics, summaries
+from multilabel import feature_scaling, metrics, summaries
 from multilabel.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -60,14 +60,16 @@ def _batch(rng, count, size):
 
 def train(train_inputs, train_labels, validation_x, validation_y, config,
           summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None,
-          class_names=None):
+          class_names=None, feature_scales=None):
     """Train the head; return the weights of the step with the best validation mAP.
 
     `train_inputs(indices)` gives the bottlenecks of those training images: cached rows,
     or vectors of freshly distorted images. Without validation data the last step wins.
     `on_eval(step, weights, biases)` is called after each evaluation (for intermediate
     graphs). `class_names` name the PR curves in the summaries. With `resume`, training
-    continues from the checkpoint at `checkpoint_path`.
+    continues from the checkpoint at `checkpoint_path`. With `feature_scales` the layer
+    trains on scaled bottlenecks (feature_scaling); the weights it returns, and those
+    `on_eval` gets, are folded to apply to the bottlenecks as they are.
     """
     num_train, num_classes = train_labels.shape
     if num_train == 0:
@@ -80,7 +82,7 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
         v1.set_random_seed(config.seed)
         head = head_lib.build_training_head(
             dim, num_classes, config.final_tensor_name, config.optimizer, config.learning_rate,
-            config.l2_regularization, config.pos_weight)
+            config.l2_regularization, config.pos_weight, feature_scales=feature_scales)
         best = _BestTracker(head)
         train_summaries = summaries.training_summaries(head)
         saver = v1.train.Saver(max_to_keep=1)
@@ -118,7 +120,8 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
                 if checkpoint_path:
                     _save(sess, saver, checkpoint_path, done)
                 if on_eval:
-                    on_eval(done, *sess.run([head.weights, head.biases]))
+                    weights, biases = sess.run([head.weights, head.biases])
+                    on_eval(done, _folded(weights, feature_scales), biases)
         if not has_validation or best.step(sess) == 0:
             best.update(sess, float("nan"), sess.run(head.global_step))
         weights, biases, step, score = best.read(sess)
@@ -128,7 +131,13 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
             writers.close()
     if has_validation:
         logger.info("Keeping step %d, best validation mAP %.4f", step, score)
-    return TrainResult(weights, biases, step, score, tuple(history))
+    return TrainResult(_folded(weights, feature_scales), biases, step, score, tuple(history))
+
+
+def _folded(weights, feature_scales):
+    if feature_scales is None:
+        return weights
+    return feature_scaling.fold_into_weights(weights, feature_scales)
 
 
 def _restore(sess, saver, global_step, checkpoint_path):
@@ -214,7 +223,7 @@ class _BestTracker:
         return weights, biases, int(step), float(score)
 
 
-def out_of_fold_probs(x, y, config, steps, folds=5):
+def out_of_fold_probs(x, y, config, steps, folds=5, feature_scales=None):
     """Probabilities for every row of `x` from heads that never saw that row.
 
     Rows are dealt into `folds` folds in turn; each fold is predicted by a head trained
@@ -226,6 +235,7 @@ def out_of_fold_probs(x, y, config, steps, folds=5):
     The fold heads train side by side in one graph, one session call a step for all.
     Their batches must have one size, so a fold whose training rows are fewer than
     `config.batch_size` (or with a batch size of -1) draws as many as the smallest has.
+    `feature_scales` scale the heads' inputs as in `train`.
     """
     fold_of = np.arange(len(y)) % folds
     fits = [np.flatnonzero(fold_of != k) for k in range(folds)]
@@ -236,7 +246,8 @@ def out_of_fold_probs(x, y, config, steps, folds=5):
         v1.set_random_seed(config.seed)
         head = head_lib.build_training_head(
             x.shape[1], y.shape[1], config.final_tensor_name, config.optimizer,
-            config.learning_rate, config.l2_regularization, config.pos_weight, heads=folds)
+            config.learning_rate, config.l2_regularization, config.pos_weight, heads=folds,
+            feature_scales=feature_scales)
         initialize = v1.global_variables_initializer()
     with v1.Session(graph=graph) as sess:
         sess.run(initialize)
@@ -249,7 +260,7 @@ def out_of_fold_probs(x, y, config, steps, folds=5):
     probs = np.zeros(y.shape, np.float64)
     for k in range(folds):
         held = fold_of == k
-        probs[held] = sigmoid(x[held] @ weights[k] + biases[k])
+        probs[held] = sigmoid(x[held] @ _folded(weights[k], feature_scales) + biases[k])
     return probs
 
 

@@ -138,6 +138,9 @@ def test_the_exported_graph_has_one_input_at_the_largest_size(trained):
     report = json.loads((out / "metrics.json").read_text())
     assert report["export_check_max_difference"] < 1e-5
     assert report["test"]["mean_average_precision"] > 0.95
+    # The head trained on feature blocks scaled to one mean norm, folded into its weights.
+    scales = report["feature_scales"]
+    assert len(scales) == 2 and all(s > 0 for s in scales.values())
     graph = load_frozen_graph(str(out / "output_graph.pb"))
     assert (graph.height, graph.width, graph.num_classes) == (LARGE, LARGE, 3)
     placeholders = [op for op in graph.graph.get_operations() if op.type == "Placeholder"]

@@ -134,3 +134,22 @@ def test_heads_trained_side_by_side_match_heads_trained_alone():
         np.testing.assert_allclose(together[fold_of == k],
                                    _sigmoid(x[fold_of == k] @ alone.weights + alone.biases),
                                    atol=0.02)
+
+
+def test_scaled_features_train_on_scaled_inputs_and_return_folded_weights():
+    # Training on x * s with the scales inside the graph is training on scaled bottlenecks:
+    # the same weights as training on pre-scaled inputs, folded so raw inputs get them.
+    x, y = _data(300, 0)
+    vx, vy = _data(100, 1)
+    scales = np.array([0.5, 2.0, 1.0, 3.0, 0.25, 1.5], np.float32)
+    config = _config(l2_regularization=1e-3)
+    folded = training.train(lambda i: x[i], y, vx, vy, config, feature_scales=scales)
+    scaled = training.train(lambda i: x[i] * scales, y, vx * scales, vy, config)
+    assert folded.step == scaled.step
+    np.testing.assert_allclose(folded.weights, scales[:, None] * scaled.weights, rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(vx @ folded.weights, (vx * scales) @ scaled.weights, atol=1e-4)
+    # The out-of-fold heads scale their inputs the same way.
+    np.testing.assert_allclose(
+        training.out_of_fold_probs(x, y, config, 50, feature_scales=scales),
+        training.out_of_fold_probs(x * scales, y, config, 50), atol=1e-5)

@@ -1,0 +1,99 @@
+"""Does scaling a module set's feature blocks help the head? One table, with and without.
+
+For each split seed (data_generation.py --split 0.8 --seed S, as bench/choose_modules.py
+makes them; seed 1 is the demo split) the head is trained on the set's cached
+bottlenecks exactly as retrain.py trains it (defaults, best step by validation mAP,
+thresholds from out-of-fold heads), once on the plain concatenation and once with each
+module's block scaled by multilabel/feature_scaling.py, and tested on the split's test
+part. Bottlenecks go to --bottleneck_dir and are computed once for every seed.
+
+    python bench/feature_scaling.py --tfhub_module mobilenet_v2_100_224,places365_resnet18 \\
+        --seeds 1,2,3,4,5,6,7,8,9,10
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import retrain  # noqa: E402
+from choose_modules import split_folder  # noqa: E402
+from multilabel import (dataset, feature_scaling, metrics, module_set, thresholds,  # noqa: E402
+                        training)
+
+MEASURES = (("label_accuracy", "label acc"), ("mean_average_precision", "mAP"),
+            ("exact_match", "exact"))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image_dir", default=os.path.join(REPO, "DATASET"))
+    p.add_argument("--class_names", default="desert,mountains,sea,sunset,trees")
+    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224,places365_resnet18")
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--model_dir", default=os.path.join(REPO, "MODEL"))
+    p.add_argument("--bottleneck_dir", default=os.path.join(REPO, "MODEL_DETAILS", "bottlenecks"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    defaults = retrain.parse_args([])
+    config = training.TrainConfig(
+        steps=defaults.how_many_training_steps, learning_rate=defaults.learning_rate,
+        batch_size=defaults.train_batch_size, optimizer=defaults.optimizer,
+        l2_regularization=defaults.l2_regularization, pos_weight=None,
+        eval_interval=defaults.eval_step_interval, validation_batch_size=-1,
+        seed=defaults.random_seed, final_tensor_name=defaults.final_tensor_name)
+    handles = tuple(args.tfhub_module.split(","))
+    modules = module_set.load_module_set(handles, args.model_dir, args.bottleneck_dir, "auto")
+    dims = [m.dim for m in modules.members]
+
+    rows = {"plain": [], "scaled": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            data = dataset.load_dataset(split_folder(args.image_dir, args.class_names, seed,
+                                                     scratch), len(args.class_names.split(",")))
+            parts = (data.train, data.validation, data.test)
+            every = module_set.set_bottlenecks([q for part in parts for q in part.paths],
+                                               modules, args.bottleneck_dir, 32)
+            x = np.split(every, np.cumsum([len(part) for part in parts])[:-1])
+            for name, scales in (("plain", None),
+                                 ("scaled", feature_scaling.block_scales(x[0], dims))):
+                result = _test(x, data, config, scales)
+                rows[name].append(result)
+                print(f"seed {seed} {name}: " + ", ".join(
+                    f"{label} {result[key]:.4f}" for key, label in MEASURES), flush=True)
+    print(f"\n{args.tfhub_module}, seeds {args.seeds}: mean ± sample standard deviation "
+          "(lowest)\n")
+    print("| head input | " + " | ".join(label for _, label in MEASURES) + " |")
+    print("| --- |" + " --- |" * len(MEASURES))
+    for name, results in rows.items():
+        cells = []
+        for key, _ in MEASURES:
+            values = np.array([r[key] for r in results])
+            spread = values.std(ddof=1) if len(values) > 1 else 0.0
+            cells.append(f"{values.mean():.4f} ± {spread:.4f} ({values.min():.4f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+def _test(x, data, config, scales):
+    """Test measures of a head trained as retrain.py trains it, on `scales`-scaled features."""
+    train_x, validation_x, test_x = x
+    result = training.train(lambda i: train_x[i], data.train.labels, validation_x,
+                            data.validation.labels, config, feature_scales=scales)
+    labels = np.concatenate([data.train.labels, data.validation.labels])
+    chosen = thresholds.best_f1_thresholds(labels, training.out_of_fold_probs(
+        np.concatenate([train_x, validation_x]), labels, config, result.step,
+        feature_scales=scales))
+    probs = training.sigmoid(test_x @ result.weights + result.biases)
+    return metrics.evaluate(data.test.labels, probs, chosen)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,9 +32,9 @@ KINDS = ("auto", "tflite", "tensorflow")
 TOLERANCE = 1e-4
 TFLITE_FILE = "module.tflite"
 PROBE_IMAGES = 2
-# Images per TFLite invoke: one at a time ran 15 to 30 % faster than 4 and far faster than
-# 32 (bench/run_benchmarks.py, figure 3): a larger batch's activations spill out of the
-# CPU's caches.
+# Images per TFLite invoke: one at a time ran 15 to 30 % faster than 4, and faster still
+# than 32, on MobileNetV2 and 320 scene images: a larger batch's activations spill out of
+# the CPU's caches.
 INVOKE_IMAGES = 1
 
 

@@ -19,10 +19,11 @@ scores higher. Only those two compete: on the ~170 validation images of the scen
 set, validation mAP moved by up to 0.007 between epochs while test mAP rose with every
 epoch (0.9431, 0.9460, 0.9472, 0.9478, 0.9482 after epochs 1 to 5), so picking the best
 of every epoch picked noise, and the cosine schedule's last weights are the ones meant
-to be used. It checkpoints after every epoch, and `resume` continues from the last one. The result is the fine-tuned module saved as a SavedModel
-folder of its own (so the exporters freeze it exactly as they freeze any module) and
-the features it gives for every image, which never go into the bottleneck cache: that
-cache holds the frozen module's vectors only.
+to be used. It checkpoints after every epoch, and `resume` continues from the last one.
+The result is the fine-tuned module saved as a SavedModel folder of its own (so the
+exporters freeze it exactly as they freeze any module) and the features it gives for
+every image, which never go into the bottleneck cache: that cache holds the frozen
+module's vectors only.
 """
 
 import dataclasses

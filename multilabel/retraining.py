@@ -95,9 +95,7 @@ def run(config):
     clock.lap("training")
     report = {"module": ",".join(config.tfhub_modules), "best_step": result.step}
     if scales is not None:
-        starts = np.cumsum([0] + [m.dim for m in module.members[:-1]])
-        report["feature_scales"] = {m.handle: float(scales[start])
-                                    for m, start in zip(module.members, starts)}
+        report["feature_scales"] = _member_scales(module, scales)
     evaluation = final = _evaluate(config, data, result, features, result.step, scales)
     clock.lap("evaluation")
     if not config.fine_tune:
@@ -152,9 +150,14 @@ def _feature_scales(module, train_x):
         return None
     scales = feature_scaling.block_scales(train_x, [m.dim for m in module.members])
     logger.info("Feature blocks scaled to one mean norm: %s", ", ".join(
-        f"{m.handle} x{scales[start]:.3g}" for m, start in zip(
-            module.members, np.cumsum([0] + [m.dim for m in module.members[:-1]]))))
+        f"{handle} x{factor:.3g}" for handle, factor in _member_scales(module, scales).items()))
     return scales
+
+
+def _member_scales(module, scales):
+    """{member handle: the factor of its block}."""
+    starts = np.cumsum([0] + [m.dim for m in module.members[:-1]])
+    return {m.handle: float(scales[start]) for m, start in zip(module.members, starts)}
 
 
 def _log_gain(before, after):

@@ -149,7 +149,7 @@ def _feature_scales(module, train_x):
     if len(module.members) == 1:
         return None
     scales = feature_scaling.block_scales(train_x, [m.dim for m in module.members])
-    logger.info("Feature blocks scaled to one mean norm: %s", ", ".join(
+    logger.info("Each module's features scaled to one mean norm (over sqrt(k)): %s", ", ".join(
         f"{handle} x{factor:.3g}" for handle, factor in _member_scales(module, scales).items()))
     return scales
 

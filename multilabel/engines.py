@@ -5,9 +5,10 @@ An engine is a callable: float32 `[N, H, W, 3]` images in [0, 1] -> `[N, D]` vec
 On a laptop CPU the module's forward pass is nearly all of a run's cost, and the engine
 is what decides it: TensorFlow runs MobileNetV2 at about 43 images/s on 2 cores, the
 same network converted to TFLite and run by XNNPACK (through LiteRT, TFLite's maintained
-runtime) four to six times as fast. So the default is the TFLite engine, but only where it computes the same vectors as TensorFlow (the reference,
-and what the exported frozen graph runs): `make_engine` checks that on a probe batch and
-falls back to TensorFlow otherwise.
+runtime) four to six times as fast. So the default is the TFLite engine, but only where
+it computes the same vectors as TensorFlow (the reference, and what the exported frozen
+graph runs): `make_engine` checks that on a probe batch and falls back to TensorFlow
+otherwise.
 """
 
 import concurrent.futures

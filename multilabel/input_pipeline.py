@@ -66,33 +66,25 @@ def distorted_batches(paths, seeds, height, width, distortions, batch_size):
     whichever thread decodes it. tf.data decodes and distorts several images at once,
     in parallel with the training step that takes the batch before.
     """
-    items = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(seeds, np.int64)))
-
-    def load(path, seed):
-        return distorted_image(path.decode("utf-8"), height, width, distortions,
-                               np.random.default_rng(seed))
-
-    yield from _parallel_batches(items, load, [height, width, 3], tf.float32, batch_size)
-
-
-def _parallel_batches(items, load, shape, dtype, batch_size):
-    """Yield numpy batches of `load(*item)` over a tf.data `items`, several at once."""
+    shape = [height, width, 3]
     failures = []
 
-    def guarded(*item):
+    def load(path, seed):
         try:
-            return load(*item)
+            return distorted_image(path.decode("utf-8"), height, width, distortions,
+                                   np.random.default_rng(seed))
         except UserError as e:
             # Raised inside tf.data it would come out as an UnknownError with two
             # tracebacks; keep it, and raise it as itself before the next batch.
             failures.append(e)
-            return np.zeros(shape, dtype.as_numpy_dtype)
+            return np.zeros(shape, np.float32)
 
-    dataset = items.map(
-        lambda *item: tf.ensure_shape(tf.numpy_function(guarded, list(item), dtype), shape),
+    dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(seeds, np.int64)))
+    dataset = dataset.map(
+        lambda path, seed: tf.ensure_shape(tf.numpy_function(load, [path, seed], tf.float32),
+                                           shape),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    for batch in dataset.as_numpy_iterator():
+    for batch in dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
         if failures:
             raise failures[0]
         yield batch

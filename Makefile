@@ -42,7 +42,8 @@ $(TENSORBOARD_STAMP): $(STAMP) requirements-tensorboard.txt
 	$(PY) -m pip install --quiet -r requirements-tensorboard.txt
 	touch $@
 
-$(STAMP): requirements.txt requirements-beam.txt requirements-test.txt
+# The package itself is installed editable, so bench scripts and notebooks import it as users do.
+$(STAMP): requirements.txt requirements-beam.txt requirements-test.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt -e .
 	touch $@

@@ -19,9 +19,9 @@ import logging
 import os
 import sys
 
-from multilabel import list_generation, listfile
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
-from multilabel.list_generation import GenerationConfig
+from multilabel.data import list_generation, listfile
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from multilabel.data.list_generation import GenerationConfig
 
 DEFAULT_SEED = 0
 

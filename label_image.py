@@ -23,13 +23,13 @@ import time
 
 import numpy as np
 
-from multilabel.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
+from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
                                UserError)
-from multilabel.image_sources import images_in_folder, images_in_list
-from multilabel.label_report import FORMATS, Report
-from multilabel.listfile import read_class_names
-from multilabel.quiet_start import start_tensorflow
-from multilabel.thresholds import DEFAULT_THRESHOLD, read_thresholds
+from multilabel.data.image_sources import images_in_folder, images_in_list
+from multilabel.labelling.label_report import FORMATS, Report
+from multilabel.data.listfile import read_class_names
+from multilabel.base.quiet_start import start_tensorflow
+from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD, read_thresholds
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -158,8 +158,8 @@ def label(args):
     paths = image_paths(args)
     # Started here so that --help and flag errors answer without TensorFlow's start-up.
     start_tensorflow()
-    from multilabel.frozen_graph import load_frozen_graph
-    from multilabel.labelling import label_images
+    from multilabel.labelling.frozen_graph import load_frozen_graph
+    from multilabel.labelling.labeller import label_images
 
     # The graph first: the labels and thresholds are looked for next to it.
     model = load_frozen_graph(args.graph, args.input_layer, args.output_layer,

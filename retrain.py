@@ -17,8 +17,8 @@ import logging
 import os
 import sys
 
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
-from multilabel.quiet_start import start_tensorflow
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from multilabel.base.quiet_start import start_tensorflow
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -242,8 +242,8 @@ def _check(parser, args):
 
 def _config(args, retraining):
     """The run's frozen configuration, from the parsed flags."""
-    from multilabel.distortions import Distortions
-    from multilabel.training import TrainConfig
+    from multilabel.data.distortions import Distortions
+    from multilabel.training.trainer import TrainConfig
 
     distortions = Distortions(args.flip_left_right, args.random_crop, args.random_scale,
                               args.random_brightness)
@@ -289,7 +289,7 @@ def _fine_tune_config(args, distortions):
     """Phase 2's configuration, or None; with --fine_tune the distortions are its own."""
     if not args.fine_tune:
         return None
-    from multilabel import fine_tuning
+    from multilabel.training import fine_tuning
 
     return fine_tuning.FineTuneConfig(
         layers=args.fine_tune_layers, epochs=args.fine_tune_epochs,

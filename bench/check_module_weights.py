@@ -36,11 +36,12 @@ import tensorflow_hub as hub  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
-from multilabel import (efficientnet_lite, feature_modules, mobilenet_v2,  # noqa: E402
-                        module_builder, places365_resnet)
-from multilabel.images import load_image, resize_and_scale  # noqa: E402
-from multilabel.torch_state_dict import read_state_dict  # noqa: E402
-from multilabel.weights_download import fetch_weight_file  # noqa: E402
+from multilabel.features.backbones import efficientnet_lite, mobilenet_v2, places365_resnet
+from multilabel.features import feature_modules
+from multilabel import # noqa: E402                         module_builder
+from multilabel.data.images import load_image, resize_and_scale  # noqa: E402
+from multilabel.features.backbones.torch_state_dict import read_state_dict  # noqa: E402
+from multilabel.features.backbones.weights_download import fetch_weight_file  # noqa: E402
 
 PHOTOS = {"cat (chelsea)": data.chelsea, "coffee": data.coffee}
 EXPECTED = {"cat (chelsea)": {281: "tabby", 282: "tiger cat", 283: "Persian cat",

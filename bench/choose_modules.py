@@ -35,7 +35,8 @@ sys.path.insert(0, REPO)
 
 import data_generation  # noqa: E402
 import retrain  # noqa: E402
-from multilabel import dataset, module_set  # noqa: E402
+from multilabel.data import dataset  # noqa: E402
+from multilabel.features import module_set
 
 ROWS = ("mobilenet_v2_100_224", "efficientnet_lite0", "places365_resnet18", "efficientnet_lite2",
         "mobilenet_v2_100_224,places365_resnet18", "efficientnet_lite0,places365_resnet18",

@@ -20,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from PIL import Image, ImageOps  # noqa: E402
 
-from multilabel import engines, feature_modules  # noqa: E402
-from multilabel.images import _to_rgb, load_image, resize_and_scale  # noqa: E402
+from multilabel.features import engines, feature_modules  # noqa: E402
+from multilabel.data.images import _to_rgb, load_image, resize_and_scale  # noqa: E402
 
 PHOTOS = os.path.join(ROOT, "..", "shared", "datasets", "extra-photos", "*.jpg")
 

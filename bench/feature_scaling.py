@@ -4,7 +4,7 @@ For each split seed (data_generation.py --split 0.8 --seed S, as bench/choose_mo
 makes them; seed 1 is the demo split) the head is trained on the set's cached
 bottlenecks exactly as retrain.py trains it (defaults, best step by validation mAP,
 thresholds from out-of-fold heads), once on the plain concatenation and once with each
-module's block scaled by multilabel/feature_scaling.py, and tested on the split's test
+module's block scaled by multilabel/training/feature_scaling.py, and tested on the split's test
 part. Bottlenecks go to --bottleneck_dir and are computed once for every seed.
 
     python bench/feature_scaling.py --tfhub_module mobilenet_v2_100_224,places365_resnet18 \\
@@ -24,8 +24,11 @@ sys.path.insert(0, REPO)
 
 import retrain  # noqa: E402
 from choose_modules import split_folder  # noqa: E402
-from multilabel import (dataset, feature_scaling, metrics, module_set, thresholds,  # noqa: E402
-                        training)
+from multilabel.data import dataset
+from multilabel.training import feature_scaling
+from multilabel.evaluation import metrics, thresholds
+from multilabel.features import module_set
+from multilabel import # noqa: E402                         training
 
 MEASURES = (("label_accuracy", "label acc"), ("mean_average_precision", "mAP"),
             ("exact_match", "exact"))

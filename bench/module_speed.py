@@ -22,8 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from multilabel import engines, feature_modules, module_builder  # noqa: E402
-from multilabel.images import load_image  # noqa: E402
+from multilabel.features import engines, feature_modules  # noqa: E402
+from multilabel.features.backbones import module_builder
+from multilabel.data.images import load_image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 32

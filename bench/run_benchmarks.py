@@ -82,7 +82,7 @@ def main(argv=None):
         rows += scaling_rows(runs)
         rows += beam_rows(runs[-1], scratch)
 
-        from multilabel import feature_modules
+        from multilabel.features import feature_modules
         module = feature_modules.resolve_module(feature_modules.DEFAULT_MODULE, args.model_dir)
         paths = [os.path.join(images_dir, f"{i}.jpg") for i in range(1, pipeline_images + 1)]
         rows = engine_rows(module, paths, scratch, rounds=1 if args.quick else 3) + rows
@@ -102,9 +102,9 @@ def engine_rows(module, paths, scratch, rounds):
     pipeline runs on every path, cold; the engines alone and the original flow on the
     first CEILING_IMAGES (their rates do not depend on the number of images).
     """
-    from multilabel import bottlenecks, engines, feature_modules
-    from multilabel.images import load_image
-    from multilabel.input_pipeline import feature_batches
+    from multilabel.features import bottlenecks, engines, feature_modules
+    from multilabel.data.images import load_image
+    from multilabel.features.input_pipeline import feature_batches
 
     n = len(paths)
     height, width = feature_modules.image_size(module)
@@ -380,7 +380,7 @@ def beam_rows(cold, scratch, workers=2):
 
 def beam_difference(beam_cache, details):
     """Largest relative difference between the Beam shards and retrain.py's own cache."""
-    from multilabel import bottleneck_shards, engines
+    from multilabel.features import bottleneck_shards, engines
 
     worst = 0.0
     for folder in glob.glob(os.path.join(beam_cache, "*", "")):

@@ -20,8 +20,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from multilabel import bottlenecks, dataset, feature_modules, training  # noqa: E402
-from multilabel.engines import TensorFlowEngine  # noqa: E402
+from multilabel.features import bottlenecks, feature_modules  # noqa: E402
+from multilabel.data import dataset
+from multilabel.training import trainer
+from multilabel.features.engines import TensorFlowEngine  # noqa: E402
 
 
 def main(argv=None):
@@ -56,9 +58,9 @@ def main(argv=None):
     for optimizer, lr, l2 in grid:
         scores, steps = [], []
         for seed in range(args.seeds):
-            config = training.TrainConfig(args.steps, lr, 100, optimizer, l2, None, 10, -1, seed,
+            config = trainer.TrainConfig(args.steps, lr, 100, optimizer, l2, None, 10, -1, seed,
                                           "final_result")
-            result = training.train(lambda i: train_x[i], data.train.labels, val_x,
+            result = trainer.train(lambda i: train_x[i], data.train.labels, val_x,
                                     data.validation.labels, config)
             scores.append(result.validation_map)
             steps.append(result.step)

@@ -21,8 +21,8 @@ import os
 import secrets
 import sys
 
-from multilabel import beam_command
-from multilabel.errors import EXIT_OK, EXIT_SOME_FAILED
+from multilabel.beam import command
+from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -45,18 +45,18 @@ def parse_args(argv):
                    help="where named modules are built and kept (default: %(default)s)")
     p.add_argument("--bottleneck_dir", default="MODEL_DETAILS/bottlenecks",
                    help="the bottleneck cache; a gs:// or other URL works (default: %(default)s)")
-    p.add_argument("--bottleneck_batch_size", type=beam_command.positive, default=32,
+    p.add_argument("--bottleneck_batch_size", type=command.positive, default=32,
                    help="images per forward pass (default: %(default)s)")
     p.add_argument("--bottleneck_engine", choices=("auto", "tflite", "tensorflow"),
                    default="auto", help="as retrain.py's (default: %(default)s)")
-    p.add_argument("--inference_threads", type=beam_command.positive,
+    p.add_argument("--inference_threads", type=command.positive,
                    help="threads per worker process for the module (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
     return p.parse_known_args(argv)
 
 
 def main(argv=None):
-    return beam_command.main("beam_bottlenecks", parse_args, run, argv,
+    return command.main("beam_bottlenecks", parse_args, run, argv,
                              "; finished shards are kept")
 
 
@@ -64,14 +64,17 @@ def run(args, beam_argv):
     """Check the data and the module here, then run the pipeline; return the exit status."""
     import apache_beam as beam
 
-    from multilabel import beam_transforms, bottleneck_shards, dataset, storage
-    from multilabel.beam_pipelines import add_bottlenecks
+    from multilabel.beam import transforms
+    from multilabel.features import bottleneck_shards
+    from multilabel.data import dataset
+    from multilabel.base import storage
+    from multilabel.beam.pipelines import add_bottlenecks
 
     data = dataset.load_dataset(args.image_dir)
     paths = [p for part in (data.train, data.validation, data.test) for p in part.paths]
     module = _module(args)
-    options = beam_transforms.pipeline_options(beam_argv)
-    threads = args.inference_threads or beam_transforms.inference_threads(options)
+    options = transforms.pipeline_options(beam_argv)
+    threads = args.inference_threads or transforms.inference_threads(options)
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     prefix = storage.join(bottleneck_shards.shards_folder(
         storage.join(args.bottleneck_dir, module.key)), f"{run_id}-{secrets.token_hex(4)}")
@@ -82,7 +85,7 @@ def run(args, beam_argv):
                     args.bottleneck_batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()
-    counts = {name: beam_transforms.counter(result, name)
+    counts = {name: transforms.counter(result, name)
               for name in ("computed", "in_shards", "cached_files", "identical", "failed")}
     logger.info("%d images: computed %d bottlenecks; %d were in shards, %d cached as files, %d "
                 "identical to another image; %d images failed", len(set(paths)),
@@ -99,7 +102,8 @@ def _module(args):
     """
     import numpy as np
 
-    from multilabel import bottlenecks, engines, feature_modules, storage
+    from multilabel.features import bottlenecks, engines, feature_modules
+    from multilabel.base import storage
 
     path = feature_modules.resolve_module(args.tfhub_module, args.model_dir)
     height, width = feature_modules.image_size(path)

@@ -21,8 +21,8 @@ import sys
 
 import numpy as np
 
-from multilabel import beam_command
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.beam import command
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -52,9 +52,9 @@ def parse_args(argv):
     p.add_argument("--errors", metavar="PREFIX",
                    help="where the images that failed go, one JSON object each "
                         "(default: errors-PREFIX next to the records)")
-    p.add_argument("--batch_size", type=beam_command.positive, default=32,
+    p.add_argument("--batch_size", type=command.positive, default=32,
                    help="images per run of the graph (default: %(default)s)")
-    p.add_argument("--inference_threads", type=beam_command.positive,
+    p.add_argument("--inference_threads", type=command.positive,
                    help="threads per worker process for the graph (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
     args, beam_argv = p.parse_known_args(argv)
@@ -64,19 +64,19 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    return beam_command.main("beam_label", parse_args, run, argv, "")
+    return command.main("beam_label", parse_args, run, argv, "")
 
 
 def run(args, beam_argv):
     """Check the model files and list the images here, then label; return the exit status."""
     import apache_beam as beam
 
-    from multilabel import beam_transforms
-    from multilabel.beam_pipelines import add_labels
-    from multilabel.frozen_graph import load_frozen_graph
-    from multilabel.image_sources import images_in_list
-    from multilabel.listfile import read_class_names
-    from multilabel.thresholds import read_thresholds
+    from multilabel.beam import transforms
+    from multilabel.beam.pipelines import add_labels
+    from multilabel.labelling.frozen_graph import load_frozen_graph
+    from multilabel.data.image_sources import images_in_list
+    from multilabel.data.listfile import read_class_names
+    from multilabel.evaluation.thresholds import read_thresholds
 
     model = load_frozen_graph(args.graph)  # a bad graph fails here, not in every worker
     folder = os.path.dirname(args.graph)
@@ -95,13 +95,13 @@ def run(args, beam_argv):
 
     paths = []
     if args.image_dir:
-        paths += beam_transforms.images_in_folder(args.image_dir)
+        paths += transforms.images_in_folder(args.image_dir)
     if args.image_list:
         paths += images_in_list(args.image_list)
     errors = args.errors or os.path.join(os.path.dirname(args.output),
                                          "errors-" + os.path.basename(args.output))
-    options = beam_transforms.pipeline_options(beam_argv)
-    threads = args.inference_threads or beam_transforms.inference_threads(options)
+    options = transforms.pipeline_options(beam_argv)
+    threads = args.inference_threads or transforms.inference_threads(options)
     logger.info("Labelling %d images into %s-*, failures into %s-* (%d threads a worker)",
                 len(paths), args.output, errors, threads)
     pipeline = beam.Pipeline(options=options)
@@ -109,8 +109,8 @@ def run(args, beam_argv):
                model.height, model.width, model.batch_size or args.batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()
-    labelled = beam_transforms.counter(result, "labelled")
-    failed = beam_transforms.counter(result, "failed")
+    labelled = transforms.counter(result, "labelled")
+    failed = transforms.counter(result, "failed")
     logger.info("Labelled %d of %d images; %d failed%s", labelled, len(paths), failed,
                 f" (see {errors}-*)" if failed else "")
     if not failed:

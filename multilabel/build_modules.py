@@ -9,11 +9,11 @@ import argparse
 import logging
 import sys
 
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
-from multilabel.quiet_start import start_tensorflow
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
+from multilabel.base.quiet_start import start_tensorflow
 
 start_tensorflow()  # before module_builder imports it, so that its start-up lines stay hidden
-from multilabel import module_builder  # noqa: E402
+from multilabel.features.backbones import module_builder  # noqa: E402
 
 
 def main(argv=None):

@@ -11,13 +11,17 @@ import tempfile
 
 import numpy as np
 
-from multilabel import (atomic, dataset as dataset_lib, export, feature_scaling, fine_tuning,
-                        label_report, listfile, metrics, module_set, thresholds as thresholds_lib,
-                        training)
-from multilabel.distortions import Distortions, distorted_image
-from multilabel.engines import TFLiteEngine, cores
-from multilabel.images import load_image
-from multilabel.stage_clock import StageClock
+from multilabel.base import atomic
+from multilabel.data import dataset as dataset_lib, listfile
+from multilabel.export import formats
+from multilabel.training import feature_scaling, fine_tuning, trainer
+from multilabel.labelling import label_report
+from multilabel.evaluation import metrics, thresholds as thresholds_lib
+from multilabel.features import module_set
+from multilabel.data.distortions import Distortions, distorted_image
+from multilabel.features.engines import TFLiteEngine, cores
+from multilabel.data.images import load_image
+from multilabel.base.stage_clock import StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ class RetrainConfig:
     resume: bool
     print_misclassified_test_images: bool
     distortions: Distortions
-    train: training.TrainConfig
+    train: trainer.TrainConfig
     outputs: Outputs
     changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
     fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
@@ -87,7 +91,7 @@ def run(config):
 
     if not len(data.validation):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
-    result = training.train(
+    result = trainer.train(
         _train_inputs(config, module, data.train, train_x), data.train.labels, validation_x,
         data.validation.labels, config.train, config.outputs.summaries_dir,
         config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
@@ -216,7 +220,7 @@ def _intermediate_graph_writer(config, module):
     def write(step, weights, biases):
         if step % out.intermediate_store_frequency == 0:
             path = os.path.join(out.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
-            export.write_graph_def(path, export.frozen_graph_def(
+            formats.write_graph_def(path, formats.frozen_graph_def(
                 module.path, module.height, module.width, weights, biases,
                 config.train.final_tensor_name))
 
@@ -224,7 +228,7 @@ def _intermediate_graph_writer(config, module):
 
 
 def _probs(x, result):
-    return training.sigmoid(x @ result.weights + result.biases)
+    return trainer.sigmoid(x @ result.weights + result.biases)
 
 
 def _thresholds(x, labels, train_config, steps, scales):
@@ -233,7 +237,7 @@ def _thresholds(x, labels, train_config, steps, scales):
         logger.warning("Too few images to choose thresholds on: using 0.5 for every class")
         return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD)
     logger.info("Choosing per-class thresholds on %d-fold out-of-fold predictions", THRESHOLD_FOLDS)
-    probs = training.out_of_fold_probs(x, labels, train_config, steps, THRESHOLD_FOLDS, scales)
+    probs = trainer.out_of_fold_probs(x, labels, train_config, steps, THRESHOLD_FOLDS, scales)
     return thresholds_lib.best_f1_thresholds(labels, probs)
 
 
@@ -261,12 +265,12 @@ def _export(config, module, result, data, evaluation, report):
     if len(test) and config.print_misclassified_test_images:
         _print_misclassified(test, test_probs, chosen, data.class_names)
     name = config.train.final_tensor_name
-    graph_def = export.frozen_graph_def(module.path, module.height, module.width, result.weights,
+    graph_def = formats.frozen_graph_def(module.path, module.height, module.width, result.weights,
                                         result.biases, name)
     if len(test):
         report["export_check_max_difference"] = _check_export(
             graph_def, name, test, test_probs, module.height, module.width)
-    export.write_graph_def(out.output_graph, graph_def)
+    formats.write_graph_def(out.output_graph, graph_def)
     listfile.write_class_names(out.output_labels, data.class_names)
     thresholds_lib.write_thresholds(out.output_thresholds, chosen)
     atomic.write_text(out.metrics_file, json.dumps(report, indent=2) + "\n")
@@ -283,9 +287,9 @@ def _write_report_page(config, module, data, result, report, evaluation, stage_s
     path = config.outputs.report_page
     try:
         # Imported here, not at the top: a broken plotting install must not stop training.
-        from multilabel import report_page
+        from multilabel.report import page
 
-        run_facts = report_page.RunFacts(
+        run_facts = page.RunFacts(
             module=",".join(config.tfhub_modules),
             module_details=f"{module.path}, {module.height} x {module.width} images -> "
                            f"{module.dim} features, bottlenecks by the {module.engine.name} "
@@ -293,9 +297,9 @@ def _write_report_page(config, module, data, result, report, evaluation, stage_s
             sizes={part.name: len(part) for part in (data.train, data.validation, data.test)},
             class_names=data.class_names, changed_flags=config.changed_flags,
             stage_seconds=dict(stage_seconds), history=result.history)
-        report_page.write_page(
+        page.write_page(
             path, run_facts, report,
-            report_page.TestImages(evaluation.test.paths, evaluation.test.labels,
+            page.TestImages(evaluation.test.paths, evaluation.test.labels,
                                    evaluation.test_probs, np.asarray(evaluation.thresholds)),
             config.outputs.report_wrong_images)
     except Exception as e:  # any error at all: the page only shows outputs already written
@@ -309,7 +313,7 @@ def _check_export(graph_def, name, test, test_probs, height, width):
     """Run the frozen graph on a few test images; it must match the training process."""
     n = min(EXPORT_CHECK_IMAGES, len(test))
     images = np.stack([load_image(p, height, width) for p in test.paths[:n]])
-    difference = float(np.abs(export.run_graph_def(graph_def, images, name) - test_probs[:n]).max())
+    difference = float(np.abs(formats.run_graph_def(graph_def, images, name) - test_probs[:n]).max())
     log = logger.info if difference < EXPORT_TOLERANCE else logger.warning
     log("The exported graph reproduces the test probabilities of %d images within %.2g", n,
         difference)
@@ -326,14 +330,14 @@ def _write_predictions(path, test, probs, chosen, class_names):
 def _export_saved_and_tflite(out, module, result, graph_def, name):
     with tempfile.TemporaryDirectory() as scratch:
         saved = out.saved_model_dir or os.path.join(scratch, "saved_model")
-        export.write_saved_model(saved, module.path, module.height, module.width, result.weights,
+        formats.write_saved_model(saved, module.path, module.height, module.width, result.weights,
                                  result.biases)
         if out.tflite_output_file:
-            content = export.tflite_model(saved)
+            content = formats.tflite_model(saved)
             probe = np.random.default_rng(0).random((2, module.height, module.width, 3),
                                                     dtype=np.float32)
             difference = np.abs(TFLiteEngine(content)(probe)
-                                - export.run_graph_def(graph_def, probe, name)).max()
+                                - formats.run_graph_def(graph_def, probe, name)).max()
             if difference > 1e-4:
                 logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
             atomic.write_bytes(out.tflite_output_file, content)

@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports Te
 
 import pytest  # noqa: E402
 
-from multilabel import feature_modules  # noqa: E402
+from multilabel.features import feature_modules  # noqa: E402
 from tests.tiny_module import make_tiny_module  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from multilabel import atomic
+from multilabel.base import atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +19,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_whole(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time
 sys.path.insert(0, {REPO!r})
-from multilabel import atomic
+from multilabel.base import atomic
 with atomic.atomic_output({str(target)!r}, "wb") as f:
     f.write(b"half of a new graph")
     f.flush()

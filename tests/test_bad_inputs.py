@@ -19,9 +19,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from multilabel import listfile
-from multilabel.errors import UserError
-from multilabel.input_pipeline import image_batches
+from multilabel.data import listfile
+from multilabel.base.errors import UserError
+from multilabel.features.input_pipeline import image_batches
 from tests.fake_images import png_header
 from tests.tf_start_up import start_up_lines
 

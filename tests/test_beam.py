@@ -16,10 +16,10 @@ import pytest
 import data_generation
 import label_image
 import retrain
-from multilabel import (beam_bottlenecks, beam_label, bottleneck_shards, bottlenecks, engines,
-                        feature_modules)
-from multilabel.errors import EXIT_OK, EXIT_SOME_FAILED
-from multilabel.input_pipeline import feature_batches
+from multilabel import beam_bottlenecks, beam_label
+from multilabel.features import bottleneck_shards, bottlenecks, engines, feature_modules
+from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
+from multilabel.features.input_pipeline import feature_batches
 from tests.random_images import write_random_images
 from tests.test_label_image import LABELS, MAGENTA, RED, write_graph, write_image
 
@@ -148,10 +148,10 @@ def test_labels_every_good_image_as_label_image_does_and_reports_the_broken_one(
     (["--runner", "DataflowRunner"], 1),
 ])
 def test_one_thread_per_model_when_there_is_a_process_per_core(flags, threads):
-    from multilabel import beam_transforms
+    from multilabel.beam import transforms
 
-    options = beam_transforms.pipeline_options(flags)
-    assert beam_transforms.inference_threads(options, cores=4) == threads
+    options = transforms.pipeline_options(flags)
+    assert transforms.inference_threads(options, cores=4) == threads
 
 
 def test_flags_left_over_go_to_beam_and_an_image_source_is_required(capsys):

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from multilabel import bottleneck_shards, bottlenecks
+from multilabel.features import bottleneck_shards, bottlenecks
 
 
 def _digest(text):
@@ -107,7 +107,7 @@ def test_a_dataset_in_a_remote_folder_is_listed():
     """beam_bottlenecks reads a gs:// dataset's lists like a local one's (ram:// stands in)."""
     import tensorflow as tf
 
-    from multilabel import dataset
+    from multilabel.data import dataset
 
     root = "ram://dataset-test"
     lines = {"dataset_train.lst": "".join(f"{i}\t1\t0\timages/{i}.jpg\n" for i in range(1, 11)),

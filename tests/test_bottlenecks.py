@@ -5,8 +5,8 @@ import logging
 import numpy as np
 import pytest
 
-from multilabel import bottlenecks
-from multilabel.errors import UserError
+from multilabel.features import bottlenecks
+from multilabel.base.errors import UserError
 
 
 def _images(tmp_path, contents):

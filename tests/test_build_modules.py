@@ -1,7 +1,8 @@
 import pytest
 
-from multilabel import build_modules, module_builder
-from multilabel.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
+from multilabel import build_modules
+from multilabel.features.backbones import module_builder
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, UserError
 
 
 def test_builds_the_named_modules_and_prints_their_paths(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import data_generation
-from multilabel import images, listfile
+from multilabel.data import images, listfile
 
 REAL_SET = pathlib.Path(__file__).resolve().parents[1] / "DATASET"  # ships with the project
 CLASSES = "desert,mountains,sea,sunset"

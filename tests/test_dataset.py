@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multilabel import dataset, listfile
-from multilabel.errors import UserError
+from multilabel.data import dataset, listfile
+from multilabel.base.errors import UserError
 
 
 def write_dataset(folder, train_count=40, test_count=5, names=("a", "b")):

@@ -3,8 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from multilabel.distortions import Distortions, distorted_image
-from multilabel.images import load_image
+from multilabel.data.distortions import Distortions, distorted_image
+from multilabel.data.images import load_image
 
 
 def gradient_image(path):

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from multilabel import engines, feature_modules
-from multilabel.errors import UserError
-from multilabel.images import load_image
+from multilabel.features import engines, feature_modules
+from multilabel.base.errors import UserError
+from multilabel.data.images import load_image
 
 SCENES = os.path.join(os.path.dirname(__file__), "..", "DATASET", "images")
 

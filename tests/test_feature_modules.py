@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from multilabel import feature_modules
-from multilabel.errors import UserError
-from multilabel.module_builder import FeatureVectorModule, save_feature_module
+from multilabel.features import feature_modules
+from multilabel.base.errors import UserError
+from multilabel.features.backbones.module_builder import FeatureVectorModule, save_feature_module
 from tests.tiny_module import FEATURE_DIM
 
 ORIGINAL_URL = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/2"
@@ -193,7 +193,7 @@ def _tf1_hub_format_module(path):
 
 
 def test_a_tf1_hub_format_module_is_used_through_its_default_signature(tmp_path):
-    from multilabel import export
+    from multilabel.export import formats
 
     expected = _tf1_hub_format_module(tmp_path / "tf1")
     path = feature_modules.resolve_module(str(tmp_path / "tf1"), str(tmp_path / "MODEL"))
@@ -201,12 +201,12 @@ def test_a_tf1_hub_format_module_is_used_through_its_default_signature(tmp_path)
     image = np.full([1, 32, 32, 3], 0.5, np.float32)
     np.testing.assert_allclose(feature_modules.load_module(path)(tf.constant(image)), expected,
                                rtol=1e-6)
-    graph_def = export.frozen_graph_def(path, 32, 32, np.eye(4, 2, dtype=np.float32),
+    graph_def = formats.frozen_graph_def(path, 32, 32, np.eye(4, 2, dtype=np.float32),
                                         np.zeros(2, np.float32), "final_result")
     logits = expected @ np.eye(4, 2)
-    np.testing.assert_allclose(export.run_graph_def(graph_def, image, "final_result"),
+    np.testing.assert_allclose(formats.run_graph_def(graph_def, image, "final_result"),
                                1 / (1 + np.exp(-logits)), rtol=1e-5)
-    export.write_saved_model(str(tmp_path / "saved"), path, 32, 32,
+    formats.write_saved_model(str(tmp_path / "saved"), path, 32, 32,
                              np.eye(4, 2, dtype=np.float32), np.zeros(2, np.float32))
     served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
     np.testing.assert_allclose(served(image=tf.constant(image))["prediction"],

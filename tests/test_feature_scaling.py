@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from multilabel import feature_scaling
+from multilabel.training import feature_scaling
 
 
 def test_each_block_ends_with_the_blocks_mean_norm_over_the_root_of_their_number():

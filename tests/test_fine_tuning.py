@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 import retrain
-from multilabel import export, fine_tuning, training
-from multilabel.engines import TFLITE_FILE
+from multilabel.export import formats
+from multilabel.training import fine_tuning, trainer
+from multilabel.features.engines import TFLITE_FILE
 from tests.test_retrain import make_dataset, retrain_flags
 from tests.test_feature_modules import _tf1_hub_format_module
 from tests.tiny_module import make_tiny_trainable_module
@@ -52,9 +53,9 @@ def test_reports_both_phases_and_exports_a_graph_that_reproduces_the_probabiliti
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString((out / "output_graph.pb").read_bytes())
     predictions = [json.loads(line) for line in (out / "test_predictions.jsonl").open()]
-    from multilabel.images import load_image
+    from multilabel.data.images import load_image
     images = np.stack([load_image(p["image"], 32, 32) for p in predictions])
-    np.testing.assert_allclose(export.run_graph_def(graph_def, images, "final_result"),
+    np.testing.assert_allclose(formats.run_graph_def(graph_def, images, "final_result"),
                                [p["probabilities"] for p in predictions], atol=1e-5)
 
 
@@ -63,8 +64,8 @@ def test_training_steps_lower_the_loss_and_move_only_the_chosen_layers(trainable
     rng = np.random.default_rng(0)
     images = rng.random((16, 32, 32, 3), dtype=np.float32)
     labels = (images[:, :16, :, 0].mean(axis=(1, 2)) > 0.5)[:, None].astype(np.float32)
-    head = training.TrainResult(np.zeros((32, 1), np.float32), np.zeros(1, np.float32), 0, 0.0)
-    train = training.TrainConfig(1, 0.01, 16, "adam", 0.0, None, 1, -1, 0, "final_result")
+    head = trainer.TrainResult(np.zeros((32, 1), np.float32), np.zeros(1, np.float32), 0, 0.0)
+    train = trainer.TrainConfig(1, 0.01, 16, "adam", 0.0, None, 1, -1, 0, "final_result")
     model = fine_tuning._Model(features, layers[-1].variables, head, train, 32, 32)
     model.learning_rate.assign(0.01)
     before = [v.numpy() for v in variables]
@@ -77,10 +78,10 @@ def test_training_steps_lower_the_loss_and_move_only_the_chosen_layers(trainable
 
 def test_the_bottleneck_cache_keeps_only_the_frozen_modules_vectors(fine_tuned,
                                                                    trainable_module):
-    from multilabel import bottlenecks
-    from multilabel.engines import TensorFlowEngine
-    from multilabel.feature_modules import module_fingerprint
-    from multilabel.images import load_image
+    from multilabel.features import bottlenecks
+    from multilabel.features.engines import TensorFlowEngine
+    from multilabel.features.feature_modules import module_fingerprint
+    from multilabel.data.images import load_image
 
     root = fine_tuned / "details" / "bottlenecks"
     key = bottlenecks.module_key(module_fingerprint(trainable_module), 32, 32)

@@ -8,8 +8,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from multilabel.errors import UserError  # noqa: E402
-from multilabel.frozen_graph import load_frozen_graph  # noqa: E402
+from multilabel.base.errors import UserError  # noqa: E402
+from multilabel.labelling.frozen_graph import load_frozen_graph  # noqa: E402
 
 
 def write_graph(path, shape=(None, 5, 7, 3), dtype=tf.float32, output_rank=2):

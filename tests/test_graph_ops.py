@@ -11,9 +11,11 @@ import tensorflow as tf
 from PIL import Image
 
 import label_image
-from multilabel import efficientnet_lite, export, graph_ops
-from multilabel.errors import UserError
-from multilabel.module_builder import keras_feature_module, save_feature_module
+from multilabel.features.backbones import efficientnet_lite
+from multilabel.export import formats
+from multilabel.labelling import graph_ops
+from multilabel.base.errors import UserError
+from multilabel.features.backbones.module_builder import keras_feature_module, save_feature_module
 from tests.test_feature_modules import _tf1_hub_format_module
 
 SIZE = 4
@@ -114,7 +116,7 @@ def test_bad_allow_ops_flag_is_a_usage_error(capsys):
 def test_exports_of_the_tiny_and_tf1_hub_format_modules_pass(tiny_module, tmp_path):
     _tf1_hub_format_module(tmp_path / "tf1")
     for module in (tiny_module, str(tmp_path / "tf1")):
-        graph_def = export.frozen_graph_def(
+        graph_def = formats.frozen_graph_def(
             module, 32, 32, np.zeros([24 if module == tiny_module else 4, 2], np.float32),
             np.zeros(2, np.float32), "final_result")
         graph_ops.check_classifier_ops(graph_def, module)
@@ -131,7 +133,7 @@ def test_export_of_the_efficientnet_lite0_network_passes(tmp_path):
     path = str(tmp_path / "efficientnet_lite0")
     save_feature_module(keras_feature_module(model, efficientnet_lite.preprocess,
                                              variant.image_size), path)
-    graph_def = export.frozen_graph_def(path, *variant.image_size,
+    graph_def = formats.frozen_graph_def(path, *variant.image_size,
                                         np.zeros([efficientnet_lite.FEATURE_DIM, 2], np.float32),
                                         np.zeros(2, np.float32), "final_result")
     found = graph_ops.ops_in_graph(graph_def)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from multilabel.errors import UserError
-from multilabel.image_sources import images_in_folder, images_in_list
+from multilabel.base.errors import UserError
+from multilabel.data.image_sources import images_in_folder, images_in_list
 
 
 def test_folder_gives_image_files_sorted(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multilabel import images
-from multilabel.images import ImageError
+from multilabel.data import images
+from multilabel.data.images import ImageError
 from tests.fake_images import png_header
 
 

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 from PIL import Image
 
-from multilabel.input_pipeline import mapped_batches
+from multilabel.features.input_pipeline import mapped_batches
 
 
 def test_batches_come_back_in_order_from_the_worker_threads(tmp_path):

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import label_image  # noqa: E402
-from multilabel.images import load_image  # noqa: E402
+from multilabel.data.images import load_image  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 4

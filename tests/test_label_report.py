@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from multilabel.label_report import Report
+from multilabel.labelling.label_report import Report
 
 LABELS = ("desert", "sea", "sunset")
 THRESHOLDS = np.array([0.5, 0.4, 0.6])

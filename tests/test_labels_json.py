@@ -1,7 +1,7 @@
 import pytest
 
-from multilabel import labels_json
-from multilabel.errors import UserError
+from multilabel.data import labels_json
+from multilabel.base.errors import UserError
 
 
 def test_one_list_a_line_without_final_newline():

@@ -2,9 +2,9 @@ import io
 
 import pytest
 
-from multilabel import listfile
-from multilabel.errors import UserError
-from multilabel.listfile import Entry
+from multilabel.data import listfile
+from multilabel.base.errors import UserError
+from multilabel.data.listfile import Entry
 
 
 def read(text, num_classes=None):

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from multilabel.metrics import (
+from multilabel.evaluation.metrics import (
     average_precision,
     coverage,
     evaluate,

@@ -10,10 +10,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from multilabel import feature_modules, module_builder, mobilenet_v2
-from multilabel.errors import UserError
-from multilabel.images import load_image
-from multilabel.weights_download import WeightSource
+from multilabel.features import feature_modules
+from multilabel.features.backbones import module_builder, mobilenet_v2
+from multilabel.base.errors import UserError
+from multilabel.data.images import load_image
+from multilabel.features.backbones.weights_download import WeightSource
 
 MEMBER = "fake_pkg/weights.bin"
 

@@ -16,11 +16,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from multilabel import efficientnet_lite, feature_modules, module_builder, places365_resnet
-from multilabel.errors import UserError
-from multilabel.images import load_image
-from multilabel.torch_state_dict import read_state_dict
-from multilabel.weights_download import WeightSource, fetch_weight_file, sha256_of_file
+from multilabel.features.backbones import efficientnet_lite, module_builder, places365_resnet
+from multilabel.features import feature_modules
+from multilabel.base.errors import UserError
+from multilabel.data.images import load_image
+from multilabel.features.backbones.torch_state_dict import read_state_dict
+from multilabel.features.backbones.weights_download import WeightSource, fetch_weight_file, sha256_of_file
 from tests.fake_pth import state_dict_pth
 
 # EfficientNet-Lite2 per stage, as its weight file has it: kernel, expansion, output

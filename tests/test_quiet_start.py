@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from multilabel.quiet_start import captured_stderr
+from multilabel.base.quiet_start import captured_stderr
 from tests.tf_start_up import start_up_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Starts TensorFlow as the scripts do, then warns the three ways a run can.
 AFTER_START = """
 import logging, os, sys, warnings
-from multilabel.quiet_start import start_tensorflow
+from multilabel.base.quiet_start import start_tensorflow
 tf = start_tensorflow()
 print(tf.constant(2).numpy() * 21)
 logging.basicConfig(format="%(levelname)s %(message)s")

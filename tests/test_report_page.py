@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multilabel import metrics, report_page
+from multilabel.evaluation import metrics
+from multilabel.report import page
 from tests.report_html import assert_self_contained, decode_data_uri
 
 # Five images, two labels, thresholds 0.5. Predicted sets and per-image loss, the mean
@@ -25,21 +26,21 @@ Evaluation = collections.namedtuple("Evaluation", "step train_loss validation_ma
 
 
 def test_image_losses_are_the_mean_cross_entropy_over_labels():
-    losses = report_page.image_losses(LABELS, PROBS)
+    losses = page.image_losses(LABELS, PROBS)
     np.testing.assert_allclose(losses[[1, 3]], [-math.log(0.4),
                                                 -(math.log(0.9) + math.log(0.7)) / 2])
-    assert np.isfinite(report_page.image_losses([[1]], [[0.0]])).all()  # clipped, not inf
+    assert np.isfinite(page.image_losses([[1]], [[0.0]])).all()  # clipped, not inf
 
 
 def test_wrong_images_worst_first_and_confident_right_ones_best_first():
-    wrong, correct, count = report_page.pick_examples(LABELS, PROBS, THRESHOLDS, -1, 2)
+    wrong, correct, count = page.pick_examples(LABELS, PROBS, THRESHOLDS, -1, 2)
     assert (wrong, correct, count) == ([1, 4], [0, 3], 2)
-    wrong, correct, count = report_page.pick_examples(LABELS, PROBS, THRESHOLDS, 1, 8)
+    wrong, correct, count = page.pick_examples(LABELS, PROBS, THRESHOLDS, 1, 8)
     assert (wrong, correct, count) == ([1], [0, 3, 2], 2)
 
 
 def _run_facts(class_names, history):
-    return report_page.RunFacts(
+    return page.RunFacts(
         module="tiny", module_details="32 x 32 images -> 24 features",
         sizes={"train": 10, "validation": 3, "test": 5}, class_names=class_names,
         changed_flags=(("learning_rate", 0.05),), stage_seconds={"data": 0.5, "training": 1.5},
@@ -61,34 +62,34 @@ def test_a_page_with_every_section_escaped_and_self_contained(tmp_path):
     measures = {"best_step": 20, "thresholds": THRESHOLDS.tolist(),
                 "test": metrics.evaluate(LABELS, PROBS, THRESHOLDS),
                 "validation": metrics.evaluate(LABELS, PROBS, THRESHOLDS)}
-    test = report_page.TestImages(_images(tmp_path, 5), LABELS, PROBS, THRESHOLDS)
+    test = page.TestImages(_images(tmp_path, 5), LABELS, PROBS, THRESHOLDS)
     path = tmp_path / "out" / "report.html"
-    report_page.write_page(path, _run_facts(names, history), measures, test, max_wrong=1)
+    page.write_page(path, _run_facts(names, history), measures, test, max_wrong=1)
     text = path.read_text(encoding="utf-8")
 
-    page = assert_self_contained(text)
-    assert page.sections == ["run", "measures", "curves", "wrong", "correct"]
+    shown = assert_self_contained(text)
+    assert shown.sections == ["run", "measures", "curves", "wrong", "correct"]
     assert "&lt;sea&gt;" in text and "sun &amp; set" in text and "<sea>" not in text
     assert "&lt;img 1&gt;.png" in text
-    assert page.cards == {"wrong": 1, "correct": 3}  # max_wrong=1 of 2; all 3 right ones
+    assert shown.cards == {"wrong": 1, "correct": 3}  # max_wrong=1 of 2; all 3 right ones
     assert "2 of 5 test images" in text and "the 1 with the highest loss" in text
-    assert len(page.images["curves"]) == 3  # the training curve and one PR curve a class
+    assert len(shown.images["curves"]) == 3  # the training curve and one PR curve a class
     thumbnails = [decode_data_uri(src) for section in ("wrong", "correct")
-                  for src in page.images[section]]
-    assert all(max(t.size) == report_page.THUMBNAIL_SIZE for t in thumbnails)
+                  for src in shown.images[section]]
+    assert all(max(t.size) == page.THUMBNAIL_SIZE for t in thumbnails)
     assert "--learning_rate" in text
 
 
 def test_without_test_images_or_validation_the_page_says_so(tmp_path):
-    empty = report_page.TestImages((), np.zeros((0, 2), int), np.zeros((0, 2)), THRESHOLDS)
+    empty = page.TestImages((), np.zeros((0, 2), int), np.zeros((0, 2)), THRESHOLDS)
     history = (Evaluation(10, 0.7, float("nan")),)
-    text = report_page.render(_run_facts(("a", "b"), history),
-                              {"best_step": 10, "thresholds": [0.5, 0.5]}, empty, 100)
-    page = assert_self_contained(text)
-    assert page.sections == ["run", "measures", "curves", "wrong", "correct"]
+    text = page.render(_run_facts(("a", "b"), history),
+                       {"best_step": 10, "thresholds": [0.5, 0.5]}, empty, 100)
+    shown = assert_self_contained(text)
+    assert shown.sections == ["run", "measures", "curves", "wrong", "correct"]
     assert "The test part is empty" in text
-    assert len(page.images["curves"]) == 1  # the training curve only
-    assert not page.cards
+    assert len(shown.images["curves"]) == 1  # the training curve only
+    assert not shown.cards
 
 
 def test_a_class_without_positive_test_images_has_no_curve(tmp_path):
@@ -96,8 +97,8 @@ def test_a_class_without_positive_test_images_has_no_curve(tmp_path):
     labels[:, 1] = 0
     measures = {"best_step": 10, "thresholds": [0.5, 0.5],
                 "test": metrics.evaluate(labels, PROBS, THRESHOLDS)}
-    test = report_page.TestImages(_images(tmp_path, 5), labels, PROBS, THRESHOLDS)
-    text = report_page.render(_run_facts(("a", "b"), ()), measures, test, 100)
+    test = page.TestImages(_images(tmp_path, 5), labels, PROBS, THRESHOLDS)
+    text = page.render(_run_facts(("a", "b"), ()), measures, test, 100)
     assert "b: no positive test image, no curve" in text
     assert "No evaluation ran" in text
     assert len(assert_self_contained(text).images["curves"]) == 1
@@ -107,7 +108,7 @@ def test_a_class_without_positive_test_images_has_no_curve(tmp_path):
 def test_max_wrong_zero_shows_none_and_minus_one_all(tmp_path, max_wrong):
     measures = {"best_step": 10, "thresholds": [0.5, 0.5],
                 "test": metrics.evaluate(LABELS, PROBS, THRESHOLDS)}
-    test = report_page.TestImages(_images(tmp_path, 5), LABELS, PROBS, THRESHOLDS)
-    page = assert_self_contained(
-        report_page.render(_run_facts(("a", "b"), ()), measures, test, max_wrong))
-    assert page.cards.get("wrong", 0) == (0 if max_wrong == 0 else 2)
+    test = page.TestImages(_images(tmp_path, 5), LABELS, PROBS, THRESHOLDS)
+    shown = assert_self_contained(
+        page.render(_run_facts(("a", "b"), ()), measures, test, max_wrong))
+    assert shown.cards.get("wrong", 0) == (0 if max_wrong == 0 else 2)

@@ -19,7 +19,8 @@ from PIL import Image
 import data_generation
 import label_image
 import retrain
-from multilabel import listfile, report_plots
+from multilabel.data import listfile
+from multilabel.report import plots
 from tests.report_html import assert_self_contained, decode_data_uri
 
 COLOURS = [(230, 20, 20), (20, 230, 20), (20, 20, 230)]
@@ -151,7 +152,7 @@ def test_a_report_page_that_fails_is_one_warning_and_the_run_still_succeeds(
     def broken(*args):
         raise RuntimeError("no plots today")
 
-    monkeypatch.setattr(report_plots, "training_curve", broken)
+    monkeypatch.setattr(plots, "training_curve", broken)
     make_dataset(tmp_path / "data", per_set=4)
     assert retrain.main(retrain_flags(tmp_path, tiny_module, "--how_many_training_steps", "20",
                                       "--eval_step_interval", "10")) == 0

@@ -3,9 +3,9 @@ import itertools
 
 import pytest
 
-from multilabel import splitting
-from multilabel.errors import UserError
-from multilabel.listfile import Entry
+from multilabel.data import splitting
+from multilabel.base.errors import UserError
+from multilabel.data.listfile import Entry
 
 
 def make_entries(flag_rows):

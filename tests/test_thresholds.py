@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from multilabel.errors import UserError
-from multilabel.thresholds import (
+from multilabel.base.errors import UserError
+from multilabel.evaluation.thresholds import (
     apply_thresholds,
     best_f1_threshold,
     best_f1_thresholds,

@@ -4,8 +4,8 @@ import pickle
 import numpy as np
 import pytest
 
-from multilabel.errors import UserError
-from multilabel.torch_state_dict import read_state_dict
+from multilabel.base.errors import UserError
+from multilabel.features.backbones.torch_state_dict import read_state_dict
 from tests.fake_pth import LEGACY_MAGIC, Storage, legacy_pth
 
 

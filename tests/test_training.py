@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from multilabel import training
-from multilabel.errors import UserError
+from multilabel.training import trainer
+from multilabel.base.errors import UserError
 
 
 def _data(n, seed):
@@ -20,14 +20,14 @@ def _config(**changes):
                 l2_regularization=0.0, pos_weight=None, eval_interval=20,
                 validation_batch_size=-1, seed=3, final_tensor_name="final_result")
     base.update(changes)
-    return training.TrainConfig(**base)
+    return trainer.TrainConfig(**base)
 
 
 def _train(config, tmp_path=None, resume=False, **kwargs):
     x, y = _data(300, 0)
     vx, vy = _data(100, 1)
     checkpoint = str(tmp_path / "ckpt" / "retrain") if tmp_path else None
-    return training.train(lambda i: x[i], y, vx, vy, config, checkpoint_path=checkpoint,
+    return trainer.train(lambda i: x[i], y, vx, vy, config, checkpoint_path=checkpoint,
                           resume=resume, **kwargs)
 
 
@@ -61,7 +61,7 @@ def test_same_seed_same_weights_and_sgd_also_learns():
 def test_without_validation_data_the_last_step_is_kept():
     x, y = _data(100, 0)
     empty = np.zeros((0, 6), np.float32), np.zeros((0, 3), np.int64)
-    result = training.train(lambda i: x[i], y, *empty, _config(steps=30))
+    result = trainer.train(lambda i: x[i], y, *empty, _config(steps=30))
     assert result.step == 30
     assert np.isnan(result.validation_map)
     assert [e.step for e in result.history] == [20, 30]
@@ -102,7 +102,7 @@ def test_a_diverging_loss_stops_with_the_step():
     with pytest.raises(UserError, match=r"loss became nan at step \d+"):
         x, y = _data(50, 0)
         x[0, 0] = np.nan
-        training.train(lambda i: x[i], y, x[:0], y[:0], _config(batch_size=-1, steps=5))
+        trainer.train(lambda i: x[i], y, x[:0], y[:0], _config(batch_size=-1, steps=5))
 
 
 def test_every_evaluation_is_reported(tmp_path):
@@ -113,24 +113,24 @@ def test_every_evaluation_is_reported(tmp_path):
 
 def test_out_of_fold_heads_never_see_the_rows_they_predict():
     x, y = _data(200, 0)
-    probs = training.out_of_fold_probs(x, y, _config(steps=150), steps=150, folds=4)
+    probs = trainer.out_of_fold_probs(x, y, _config(steps=150), steps=150, folds=4)
     assert probs.shape == y.shape
     assert ((probs > 0.5) == y).mean() > 0.9  # learnable labels, predicted out of fold
     # A row that contradicts the rest is predicted by heads that never saw it.
     x_odd, y_odd = x.copy(), y.copy()
     y_odd[0] = 1 - y_odd[0]
-    odd = training.out_of_fold_probs(x_odd, y_odd, _config(steps=150), steps=150, folds=4)
+    odd = trainer.out_of_fold_probs(x_odd, y_odd, _config(steps=150), steps=150, folds=4)
     np.testing.assert_array_equal((odd[0] > 0.5), y[0].astype(bool))
 
 
 def test_heads_trained_side_by_side_match_heads_trained_alone():
     x, y = _data(120, 0)
     config = _config(steps=40, batch_size=-1)
-    together = training.out_of_fold_probs(x, y, config, steps=40, folds=2)
+    together = trainer.out_of_fold_probs(x, y, config, steps=40, folds=2)
     fold_of = np.arange(len(y)) % 2
     for k in range(2):
         fit = fold_of != k
-        alone = training.train(lambda i: x[fit][i], y[fit], x[:0], y[:0], config)
+        alone = trainer.train(lambda i: x[fit][i], y[fit], x[:0], y[:0], config)
         np.testing.assert_allclose(together[fold_of == k],
                                    _sigmoid(x[fold_of == k] @ alone.weights + alone.biases),
                                    atol=0.02)
@@ -143,13 +143,13 @@ def test_scaled_features_train_on_scaled_inputs_and_return_folded_weights():
     vx, vy = _data(100, 1)
     scales = np.array([0.5, 2.0, 1.0, 3.0, 0.25, 1.5], np.float32)
     config = _config(l2_regularization=1e-3)
-    folded = training.train(lambda i: x[i], y, vx, vy, config, feature_scales=scales)
-    scaled = training.train(lambda i: x[i] * scales, y, vx * scales, vy, config)
+    folded = trainer.train(lambda i: x[i], y, vx, vy, config, feature_scales=scales)
+    scaled = trainer.train(lambda i: x[i] * scales, y, vx * scales, vy, config)
     assert folded.step == scaled.step
     np.testing.assert_allclose(folded.weights, scales[:, None] * scaled.weights, rtol=1e-4,
                                atol=1e-6)
     np.testing.assert_allclose(vx @ folded.weights, (vx * scales) @ scaled.weights, atol=1e-4)
     # The out-of-fold heads scale their inputs the same way.
     np.testing.assert_allclose(
-        training.out_of_fold_probs(x, y, config, 50, feature_scales=scales),
-        training.out_of_fold_probs(x * scales, y, config, 50), atol=1e-5)
+        trainer.out_of_fold_probs(x, y, config, 50, feature_scales=scales),
+        trainer.out_of_fold_probs(x * scales, y, config, 50), atol=1e-5)

@@ -1,4 +1,4 @@
-"""TensorFlow's C++ start-up lines, which no script may show (multilabel.quiet_start)."""
+"""TensorFlow's C++ start-up lines, which no script may show (multilabel.base.quiet_start)."""
 
 import re
 

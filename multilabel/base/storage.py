@@ -1,0 +1,83 @@
+"""Files that may live on an object store (gs://, s3://, hdfs://) as well as on disk.
+
+The bottleneck cache and its TFLite conversion can sit in a bucket that many workers
+share. Remote paths go through `tf.io.gfile`, TensorFlow's own file layer: retrain.py
+has TensorFlow anyway, and the same paths then work with or without Apache Beam
+installed (Beam's `FileSystems` would make Beam a dependency of retrain.py). Local
+paths keep plain `open` and `multilabel.base.atomic`, so no TensorFlow is imported for them.
+
+An object store publishes an object whole when its writer closes it, which gives a
+remote write the all-or-nothing behaviour `atomic` gives a local one.
+"""
+
+import glob as local_glob
+import os
+
+from multilabel.base import atomic
+
+
+def is_remote(path):
+    """Whether `path` is a URL (`gs://bucket/x`) rather than a local path."""
+    return "://" in os.fspath(path)
+
+
+def join(folder, *names):
+    """`os.path.join` for local folders, `/` between the parts of a URL."""
+    if is_remote(folder):
+        return "/".join([os.fspath(folder).rstrip("/"), *names])
+    return os.path.join(folder, *names)
+
+
+def open_file(path, mode="r", **open_kwargs):
+    """A file object for `path`, local or remote; FileNotFoundError when it is absent.
+
+    `open_kwargs` (encoding, newline) apply to local files; a remote one is read as
+    UTF-8 with its line ends kept.
+    """
+    if not is_remote(path):
+        return open(path, mode, **open_kwargs)
+    import tensorflow as tf
+
+    if "r" in mode and not tf.io.gfile.exists(path):
+        raise FileNotFoundError(path)
+    return tf.io.gfile.GFile(path, mode)
+
+
+def isfile(path):
+    """Whether `path` is an existing file (not a folder), local or remote."""
+    if not is_remote(path):
+        return os.path.isfile(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def glob(pattern):
+    """The sorted paths matching `pattern` (`*` within one folder level)."""
+    if not is_remote(pattern):
+        return sorted(local_glob.glob(pattern))
+    import tensorflow as tf
+
+    return sorted(tf.io.gfile.glob(pattern))
+
+
+def read_bytes(path):
+    """The bytes of `path`, or None when there is no such file."""
+    try:
+        with open_file(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_bytes(path, data, durable=True):
+    """Replace `path` with `data` so that no reader ever sees part of it."""
+    if not is_remote(path):
+        with atomic.atomic_output(path, "wb", durable=durable) as f:
+            f.write(data)
+        return
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(data)

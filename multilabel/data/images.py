@@ -1,0 +1,125 @@
+"""Turn an image file into the float array a feature module expects.
+
+Training (retrain.py) and inference (label_image.py) both call `load_image`, so the
+decoding, the resize method and the scaling can never differ between them (the
+original project trained with bilinear resizing and labelled with AREA).
+
+Decoding goes by the file's content, not its extension, through Pillow: JPEG (also
+CMYK and progressive), PNG (also 16-bit, palette, alpha), GIF (first frame), BMP,
+TIFF and WebP all become 8-bit RGB.
+"""
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from multilabel.base.errors import UserError
+
+# Pillow warns past ~89 Mpx and raises past twice that; a photo this large is either
+# a decompression bomb or far more than a 224 x 224 model needs, so refuse it early.
+MAX_PIXELS = 89_478_485
+# Pillow's warning for the same images would print two lines of its own source on stderr
+# beside our one-line error; we refuse those images, so the warning says nothing more.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class ImageError(UserError):
+    """An image that cannot be decoded: missing, empty, truncated or not an image."""
+
+
+def decode_image(path, data=None):
+    """Decode `path` into an upright 8-bit RGB `PIL.Image`, or raise `ImageError`.
+
+    `data`, when given, is the file's content already read (from an object store, say);
+    `path` then only names it in errors.
+    """
+    def finish(img):
+        img.load()  # first frame only for animations; raises on truncated data
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of upright images
+        return _to_rgb(img)
+    return _decode(path, finish, data)
+
+
+def verify_image(path):
+    """Raise `ImageError` unless `decode_image(path)` would succeed, at a fraction of its cost.
+
+    JPEGs are decoded at 1/8 scale: every entropy-coded byte is still read, so a
+    truncated or corrupt file fails here, but the inverse DCT is mostly skipped.
+    """
+    def check(img):
+        img.draft(img.mode, (1, 1))
+        img.load()
+    _decode(path, check)
+
+
+def _decode(path, finish, data=None):
+    """Open `path` (or `data`), refuse bombs, hand it to `finish`; errors become `ImageError`."""
+    try:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"image is {width} x {height} pixels, more than the {MAX_PIXELS} allowed "
+                    "(a decompression bomb?)", path)
+            return finish(img)
+    except FileNotFoundError:
+        raise ImageError("image file not found", path) from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image file", path) from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"refused as a decompression bomb: {e}", path) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        # Pillow's UnidentifiedImageError is an OSError; truncated files raise OSError.
+        raise ImageError(f"cannot decode image: {e}", path) from e
+
+
+def _to_rgb(img):
+    """Convert any Pillow mode to RGB, compositing transparency onto white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # Pillow's own I;16 -> L conversion clips at 255 instead of scaling.
+        values = np.asarray(img, dtype=np.float64)
+        scale = 65535.0 if values.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.round(values * (255.0 / scale)).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def resize(img, height, width):
+    """An RGB image resized to `height` x `width` (bilinear), as uint8 `[h, w, 3]`."""
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def scale(pixels):
+    """uint8 pixels (one image or a batch) as the float32 values in [0, 1] models take."""
+    return np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+
+
+def resize_and_scale(img, height, width):
+    """Resize an RGB image to `height` x `width` (bilinear) as float32 in [0, 1]."""
+    return scale(resize(img, height, width))
+
+
+def load_pixels(path, height, width, data=None):
+    """One image file (or its content, `data`) decoded and resized, as uint8 `[height, width, 3]`.
+
+    Bulk work keeps images as uint8 until a whole batch is scaled at once: a quarter of
+    the memory, and one vectorised conversion instead of one per image.
+    """
+    return resize(decode_image(path, data), height, width)
+
+
+def load_image(path, height, width):
+    """The model input for one image file: float32 `[height, width, 3]` in [0, 1]."""
+    return scale(load_pixels(path, height, width))

@@ -1,0 +1,149 @@
+"""Per-class decision thresholds: choose them on validation data, apply, save, load.
+
+A sigmoid head gives one probability per class; turning it into a label set needs a
+threshold per class. 0.5 is right only for a calibrated model and balanced costs, so
+`best_f1_thresholds` picks, for each class separately, the threshold that maximises
+that class's F1 on held-out (validation) data — never on the test list.
+
+Convention used everywhere in the project: a class is predicted when
+`probability >= threshold` (the same direction as a precision-recall curve).
+"""
+
+import logging
+import math
+
+import numpy as np
+
+from multilabel.base.atomic import write_text
+from multilabel.base.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def check_labels_and_probs(y_true, probs):
+    """Return `(y_true, probs)` as int64 and float64 [N, C] arrays, or raise ValueError.
+
+    Bad shapes or values here are the caller's bug, not the user's input: ValueError.
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != probs.shape:
+        raise ValueError(f"y_true {y_true.shape} and probs {probs.shape} must be equal [N, C]")
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("y_true must hold only 0 and 1")
+    if not ((probs >= 0) & (probs <= 1)).all():  # also rejects NaN
+        raise ValueError("probs must be probabilities in [0, 1]")
+    return y_true.astype(np.int64), probs
+
+
+def best_f1_threshold(labels, scores):
+    """The threshold maximising F1 of `scores >= threshold` against 0/1 `labels` (1-D).
+
+    Candidates are the midpoints between consecutive distinct scores, plus half the
+    smallest score (predict every instance; 0 when that score is 0). Midpoints rather
+    than the scores themselves keep a margin on both sides, so the frozen graph's
+    probabilities, which differ from the training process's in the last float digits,
+    fall on the same side.
+
+    "Predict nothing" is not a candidate: its F1 is 0, and predicting every instance has
+    F1 > 0 whenever there is a positive.
+
+    Ties (equal F1, exactly: F1 is a ratio of integers and float division is correctly
+    rounded, so equal ratios give equal floats) go to the candidate closest to 0.5, then
+    to the larger one. The data cannot tell tied candidates apart, so we stay nearest the
+    untuned default of a sigmoid, and between two equally near we prefer predicting fewer
+    labels (higher precision).
+
+    A class with no positives has F1 = 0 at every threshold (zero_division=0), so there is
+    nothing to choose: it keeps 0.5 rather than an extreme value fitted to noise.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = int(labels.sum())
+    if positives == 0:
+        return DEFAULT_THRESHOLD
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    tp = np.cumsum(labels[order])
+    # Last index of each group of equal scores: a threshold never splits a tie.
+    group_ends = np.flatnonzero(np.diff(sorted_scores) != 0)
+    group_ends = np.append(group_ends, len(scores) - 1)
+    upper = sorted_scores[group_ends]  # lowest score still predicted positive
+    lower = np.append(sorted_scores[group_ends[:-1] + 1], 0.0)  # highest score predicted negative
+    candidates = (upper + lower) / 2
+    # Two adjacent float64 values have no float strictly between them; the midpoint then
+    # rounds onto one of them. `upper` itself still separates the groups under `>=`.
+    candidates = np.where(candidates > lower, candidates, upper)
+    tp_at = tp[group_ends]
+    predicted = group_ends + 1
+    f1 = 2 * tp_at / (predicted + positives)
+    best = f1 == f1.max()
+    # Lexicographic choice among the best: nearest 0.5, then larger.
+    keys = sorted(zip(np.abs(candidates[best] - DEFAULT_THRESHOLD), -candidates[best]))
+    return float(-keys[0][1])
+
+
+def best_f1_thresholds(y_true, probs):
+    """Per-class thresholds [C] maximising each class's F1 on (`y_true`, `probs`) [N, C].
+
+    See `best_f1_threshold` for the candidates, the tie-break and classes without positives.
+    """
+    y_true, probs = check_labels_and_probs(y_true, probs)
+    thresholds = np.array(
+        [best_f1_threshold(y_true[:, c], probs[:, c]) for c in range(probs.shape[1])],
+        dtype=np.float64,
+    )
+    logger.debug("chosen thresholds: %s", thresholds.tolist())
+    return thresholds
+
+
+def apply_thresholds(probs, thresholds):
+    """Boolean predictions [N, C]: `probs >= thresholds` (thresholds scalar or [C])."""
+    probs = np.asarray(probs, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be [N, C], got shape {probs.shape}")
+    if thresholds.ndim > 1 or (thresholds.ndim == 1 and thresholds.shape[0] != probs.shape[1]):
+        raise ValueError(f"thresholds {thresholds.shape} must be a scalar or [{probs.shape[1]}]")
+    return probs >= thresholds
+
+
+def write_thresholds(path, thresholds):
+    """Atomically write one threshold per line, in `repr` precision (reads back exactly)."""
+    values = [float(t) for t in np.asarray(thresholds, dtype=np.float64).ravel()]
+    for value in values:
+        if not 0.0 <= value <= 1.0:  # also rejects NaN
+            raise ValueError(f"threshold {value!r} is outside [0, 1]")
+    write_text(path, "".join(f"{value!r}\n" for value in values))
+
+
+def read_thresholds(path, num_classes):
+    """Read a thresholds file: exactly `num_classes` floats in [0, 1], one per line.
+
+    Raises UserError naming the path and, where one line is at fault, the line: a value
+    that is not a float, a value outside [0, 1] (or NaN), a line beyond `num_classes`.
+    Too few lines names only the path: no line is wrong, some are missing.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read thresholds: {e}", path) from e
+    values = []
+    for number, text in enumerate(lines, start=1):
+        if number > num_classes:
+            raise UserError(
+                f"more thresholds than the {num_classes} classes", path, number)
+        try:
+            value = float(text)
+        except ValueError as e:
+            raise UserError(f"threshold {text.strip()!r} is not a number", path, number) from e
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise UserError(f"threshold {value!r} is outside [0, 1]", path, number)
+        values.append(value)
+    if len(values) != num_classes:
+        raise UserError(
+            f"expected {num_classes} thresholds (one per class), found {len(values)}", path)
+    return np.array(values, dtype=np.float64)

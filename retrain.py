@@ -243,6 +243,7 @@ def _check(parser, args):
 def _config(args, retraining):
     """The run's frozen configuration, from the parsed flags."""
     from multilabel.data.distortions import Distortions
+    from multilabel.export.stage import Outputs
     from multilabel.training.trainer import TrainConfig
 
     distortions = Distortions(args.flip_left_right, args.random_crop, args.random_scale,
@@ -266,7 +267,7 @@ def _config(args, retraining):
             eval_interval=args.eval_step_interval,
             validation_batch_size=args.validation_batch_size, seed=args.random_seed,
             final_tensor_name=args.final_tensor_name),
-        outputs=retraining.Outputs(
+        outputs=Outputs(
             output_graph=args.output_graph, output_labels=args.output_labels,
             output_thresholds=args.output_thresholds, metrics_file=args.metrics_file,
             test_predictions=args.test_predictions,

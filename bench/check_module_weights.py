@@ -38,7 +38,7 @@ from skimage import data  # noqa: E402
 
 from multilabel.features.backbones import efficientnet_lite, mobilenet_v2, places365_resnet
 from multilabel.features import feature_modules
-from multilabel import # noqa: E402                         module_builder
+from multilabel.features.backbones import module_builder  # noqa: E402
 from multilabel.data.images import load_image, resize_and_scale  # noqa: E402
 from multilabel.features.backbones.torch_state_dict import read_state_dict  # noqa: E402
 from multilabel.features.backbones.weights_download import fetch_weight_file  # noqa: E402

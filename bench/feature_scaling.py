@@ -28,7 +28,7 @@ from multilabel.data import dataset
 from multilabel.training import feature_scaling
 from multilabel.evaluation import metrics, thresholds
 from multilabel.features import module_set
-from multilabel import # noqa: E402                         training
+from multilabel.training import trainer  # noqa: E402
 
 MEASURES = (("label_accuracy", "label acc"), ("mean_average_precision", "mAP"),
             ("exact_match", "exact"))
@@ -46,7 +46,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     defaults = retrain.parse_args([])
-    config = training.TrainConfig(
+    config = trainer.TrainConfig(
         steps=defaults.how_many_training_steps, learning_rate=defaults.learning_rate,
         batch_size=defaults.train_batch_size, optimizer=defaults.optimizer,
         l2_regularization=defaults.l2_regularization, pos_weight=None,
@@ -88,13 +88,14 @@ def main(argv=None):
 def _test(x, data, config, scales):
     """Test measures of a head trained as retrain.py trains it, on `scales`-scaled features."""
     train_x, validation_x, test_x = x
-    result = training.train(lambda i: train_x[i], data.train.labels, validation_x,
-                            data.validation.labels, config, feature_scales=scales)
+    result = trainer.train(trainer.TrainData(lambda i: train_x[i], data.train.labels,
+                                             validation_x, data.validation.labels,
+                                             feature_scales=scales), config)
     labels = np.concatenate([data.train.labels, data.validation.labels])
-    chosen = thresholds.best_f1_thresholds(labels, training.out_of_fold_probs(
+    chosen = thresholds.best_f1_thresholds(labels, trainer.out_of_fold_probs(
         np.concatenate([train_x, validation_x]), labels, config, result.step,
         feature_scales=scales))
-    probs = training.sigmoid(test_x @ result.weights + result.biases)
+    probs = trainer.sigmoid(test_x @ result.weights + result.biases)
     return metrics.evaluate(data.test.labels, probs, chosen)
 
 

@@ -60,8 +60,8 @@ def main(argv=None):
         for seed in range(args.seeds):
             config = trainer.TrainConfig(args.steps, lr, 100, optimizer, l2, None, 10, -1, seed,
                                           "final_result")
-            result = trainer.train(lambda i: train_x[i], data.train.labels, val_x,
-                                    data.validation.labels, config)
+            result = trainer.train(trainer.TrainData(lambda i: train_x[i], data.train.labels,
+                                                     val_x, data.validation.labels), config)
             scores.append(result.validation_map)
             steps.append(result.step)
         print(f"{optimizer:>9} {lr:>7g} {l2:>7g} {np.mean(scores):8.4f} {np.mean(steps):9.0f}",

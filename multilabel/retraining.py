@@ -2,50 +2,26 @@
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import itertools
-import json
 import logging
-import os
 import tempfile
 
 import numpy as np
 
-from multilabel.base import atomic
-from multilabel.data import dataset as dataset_lib, listfile
-from multilabel.export import formats
-from multilabel.training import feature_scaling, fine_tuning, trainer
-from multilabel.labelling import label_report
-from multilabel.evaluation import metrics, thresholds as thresholds_lib
-from multilabel.features import module_set
-from multilabel.data.distortions import Distortions, distorted_image
-from multilabel.features.engines import TFLiteEngine, cores
-from multilabel.data.images import load_image
 from multilabel.base.stage_clock import StageClock
+from multilabel.data import dataset as dataset_lib
+from multilabel.data.distortions import Distortions, distorted_image
+from multilabel.evaluation import metrics, thresholds as thresholds_lib
+from multilabel.export import stage
+from multilabel.features import module_set
+from multilabel.features.engines import cores
+from multilabel.training import feature_scaling, fine_tuning, trainer
 
 logger = logging.getLogger(__name__)
 
-# How many test images the exported graph is run on, in this process, to prove that it
-# reproduces the probabilities computed from cached bottlenecks.
-EXPORT_CHECK_IMAGES = 8
-EXPORT_TOLERANCE = 1e-5
 THRESHOLD_FOLDS = 5
-
-
-@dataclasses.dataclass(frozen=True)
-class Outputs:
-    output_graph: str
-    output_labels: str
-    output_thresholds: str
-    metrics_file: str
-    test_predictions: str
-    intermediate_output_graphs_dir: str
-    intermediate_store_frequency: int
-    summaries_dir: str
-    saved_model_dir: str
-    tflite_output_file: str
-    report_page: str = ""  # the HTML report page; "" for none
-    report_wrong_images: int = 100  # wrong test images it shows at most; -1 for all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +42,7 @@ class RetrainConfig:
     print_misclassified_test_images: bool
     distortions: Distortions
     train: trainer.TrainConfig
-    outputs: Outputs
+    outputs: stage.Outputs
     changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
     fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
 
@@ -91,11 +67,13 @@ def run(config):
 
     if not len(data.validation):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
-    result = trainer.train(
-        _train_inputs(config, module, data.train, train_x), data.train.labels, validation_x,
-        data.validation.labels, config.train, config.outputs.summaries_dir,
-        config.checkpoint_path, config.resume, _intermediate_graph_writer(config, module),
-        data.class_names, scales)
+    records = trainer.TrainRecords(
+        config.outputs.summaries_dir, config.checkpoint_path, config.resume,
+        stage.intermediate_graph_writer(config.outputs, _classifier(config, module)))
+    with _train_inputs(config, module, data.train, train_x) as inputs:
+        result = trainer.train(trainer.TrainData(inputs, data.train.labels, validation_x,
+                                                 data.validation.labels, data.class_names,
+                                                 scales), config.train, records)
     clock.lap("training")
     report = {"module": ",".join(config.tfhub_modules), "best_step": result.step}
     if scales is not None:
@@ -187,13 +165,15 @@ def _log_sizes(data):
                 ", ".join(data.class_names))
 
 
+@contextlib.contextmanager
 def _train_inputs(config, module, part, train_x):
-    """A function from training indices to bottlenecks: cached, or of distorted images."""
+    """A function from training indices to bottlenecks: cached, or of distorted images
+    (then run by one worker per core, whose pool is shut down when training ends)."""
     if not config.distortions.enabled:
-        return lambda indices: train_x[indices]
+        yield lambda indices: train_x[indices]
+        return
     logger.info("Distortions on: training images go through the module at every step")
     workers = cores()
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
     calls = itertools.count()
 
     def distorted_and_run(chunk):
@@ -202,29 +182,24 @@ def _train_inputs(config, module, part, train_x):
             distorted_image(part.paths[i], module.height, module.width, config.distortions,
                             np.random.default_rng(seed)) for i, seed in chunk]))
 
-    def distorted(indices):
-        rng = np.random.default_rng([config.train.seed, next(calls)])
-        seeds = rng.integers(0, 2**63, len(indices))
-        chunks = [chunk for chunk in np.array_split(np.stack([indices, seeds], 1), workers)
-                  if len(chunk)]
-        return np.concatenate(list(pool.map(distorted_and_run, chunks)))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        def distorted(indices):
+            rng = np.random.default_rng([config.train.seed, next(calls)])
+            seeds = rng.integers(0, 2**63, len(indices))
+            chunks = [chunk for chunk in np.array_split(np.stack([indices, seeds], 1), workers)
+                      if len(chunk)]
+            return np.concatenate(list(pool.map(distorted_and_run, chunks)))
 
-    return distorted
+        yield distorted
 
 
-def _intermediate_graph_writer(config, module):
-    out = config.outputs
-    if not out.intermediate_store_frequency:
-        return None
-
-    def write(step, weights, biases):
-        if step % out.intermediate_store_frequency == 0:
-            path = os.path.join(out.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
-            formats.write_graph_def(path, formats.frozen_graph_def(
-                module.path, module.height, module.width, weights, biases,
-                config.train.final_tensor_name))
-
-    return write
+def _classifier(config, module, result=None):
+    """The classifier to export: `module` and the trained layer of `result` (None while
+    training, when the writer of intermediate graphs fills the layer in at each step)."""
+    return stage.Classifier(module.path, module.height, module.width,
+                            None if result is None else result.weights,
+                            None if result is None else result.biases,
+                            config.train.final_tensor_name)
 
 
 def _probs(x, result):
@@ -260,26 +235,12 @@ def _print_misclassified(test, probs, chosen, class_names):
 
 
 def _export(config, module, result, data, evaluation, report):
-    out = config.outputs
-    chosen, test, test_probs = evaluation.thresholds, evaluation.test, evaluation.test_probs
-    if len(test) and config.print_misclassified_test_images:
-        _print_misclassified(test, test_probs, chosen, data.class_names)
-    name = config.train.final_tensor_name
-    graph_def = formats.frozen_graph_def(module.path, module.height, module.width, result.weights,
-                                        result.biases, name)
-    if len(test):
-        report["export_check_max_difference"] = _check_export(
-            graph_def, name, test, test_probs, module.height, module.width)
-    formats.write_graph_def(out.output_graph, graph_def)
-    listfile.write_class_names(out.output_labels, data.class_names)
-    thresholds_lib.write_thresholds(out.output_thresholds, chosen)
-    atomic.write_text(out.metrics_file, json.dumps(report, indent=2) + "\n")
-    if len(test):
-        _write_predictions(out.test_predictions, test, test_probs, chosen, data.class_names)
-    logger.info("Wrote %s, %s, %s and %s", out.output_labels, out.output_thresholds,
-                out.metrics_file, out.test_predictions)
-    if out.saved_model_dir or out.tflite_output_file:
-        _export_saved_and_tflite(out, module, result, graph_def, name)
+    if len(evaluation.test) and config.print_misclassified_test_images:
+        _print_misclassified(evaluation.test, evaluation.test_probs, evaluation.thresholds,
+                             data.class_names)
+    stage.write_outputs(config.outputs, _classifier(config, module, result), stage.Results(
+        tuple(data.class_names), np.asarray(evaluation.thresholds), tuple(evaluation.test.paths),
+        evaluation.test_probs, report))
 
 
 def _write_report_page(config, module, data, result, report, evaluation, stage_seconds):
@@ -307,39 +268,3 @@ def _write_report_page(config, module, data, result, report, evaluation, stage_s
                        "written", path, type(e).__name__, e)
     else:
         logger.info("Wrote %s", path)
-
-
-def _check_export(graph_def, name, test, test_probs, height, width):
-    """Run the frozen graph on a few test images; it must match the training process."""
-    n = min(EXPORT_CHECK_IMAGES, len(test))
-    images = np.stack([load_image(p, height, width) for p in test.paths[:n]])
-    difference = float(np.abs(formats.run_graph_def(graph_def, images, name) - test_probs[:n]).max())
-    log = logger.info if difference < EXPORT_TOLERANCE else logger.warning
-    log("The exported graph reproduces the test probabilities of %d images within %.2g", n,
-        difference)
-    return difference
-
-
-def _write_predictions(path, test, probs, chosen, class_names):
-    """The test images' probabilities, in label_image.py's JSON lines, for comparison."""
-    report = label_report.Report("json", tuple(class_names), np.asarray(chosen))
-    atomic.write_text(path, "".join(report.record(image, row)
-                                    for image, row in zip(test.paths, probs)))
-
-
-def _export_saved_and_tflite(out, module, result, graph_def, name):
-    with tempfile.TemporaryDirectory() as scratch:
-        saved = out.saved_model_dir or os.path.join(scratch, "saved_model")
-        formats.write_saved_model(saved, module.path, module.height, module.width, result.weights,
-                                 result.biases)
-        if out.tflite_output_file:
-            content = formats.tflite_model(saved)
-            probe = np.random.default_rng(0).random((2, module.height, module.width, 3),
-                                                    dtype=np.float32)
-            difference = np.abs(TFLiteEngine(content)(probe)
-                                - formats.run_graph_def(graph_def, probe, name)).max()
-            if difference > 1e-4:
-                logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
-            atomic.write_bytes(out.tflite_output_file, content)
-            logger.info("Wrote %s (differs from the frozen graph by at most %.2g)",
-                        out.tflite_output_file, difference)

@@ -53,3 +53,43 @@ def test_racing_writers_each_leave_a_whole_file(tmp_path):
         thread.join()
     assert target.read_bytes() in contents
     assert os.listdir(tmp_path) == ["entry.npy"]
+
+
+def _folder_with(path, name):
+    path.mkdir()
+    (path / name).write_text(name)
+
+
+def test_a_finished_folder_replaces_the_old_one_whole(tmp_path):
+    target = tmp_path / "model"
+    _folder_with(target, "old.txt")
+    with atomic.atomic_folder(target) as staging:
+        open(os.path.join(staging, "new.txt"), "w").close()
+        assert sorted(os.listdir(target)) == ["old.txt"]  # readers still see the old one
+    assert sorted(os.listdir(target)) == ["new.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["model"]  # no staging or old folder left
+    assert target.stat().st_mode & 0o777 == 0o777 & ~atomic._UMASK  # not mkdtemp's 0700
+
+
+def test_an_error_in_a_folder_keeps_the_old_one_and_removes_the_staging(tmp_path):
+    target = tmp_path / "model"
+    _folder_with(target, "old.txt")
+    with pytest.raises(RuntimeError, match="half way"):
+        with atomic.atomic_folder(target) as staging:
+            open(os.path.join(staging, "new.txt"), "w").close()
+            raise RuntimeError("half way")
+    assert sorted(os.listdir(target)) == ["old.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_keep_existing_keeps_a_good_folder_and_refuses_to_replace_another(tmp_path):
+    target = tmp_path / "cache"
+    _folder_with(target, "theirs.txt")
+    with atomic.atomic_folder(target, keep_existing=lambda p: True) as staging:
+        open(os.path.join(staging, "ours.txt"), "w").close()
+    assert sorted(os.listdir(target)) == ["theirs.txt"]
+    with pytest.raises(FileExistsError):
+        with atomic.atomic_folder(target, keep_existing=lambda p: False) as staging:
+            open(os.path.join(staging, "ours.txt"), "w").close()
+    assert sorted(os.listdir(target)) == ["theirs.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["cache"]

@@ -26,9 +26,9 @@ def _config(**changes):
 def _train(config, tmp_path=None, resume=False, **kwargs):
     x, y = _data(300, 0)
     vx, vy = _data(100, 1)
-    checkpoint = str(tmp_path / "ckpt" / "retrain") if tmp_path else None
-    return trainer.train(lambda i: x[i], y, vx, vy, config, checkpoint_path=checkpoint,
-                          resume=resume, **kwargs)
+    checkpoint = str(tmp_path / "ckpt" / "retrain") if tmp_path else ""
+    return trainer.train(trainer.TrainData(lambda i: x[i], y, vx, vy), config,
+                         trainer.TrainRecords(checkpoint_path=checkpoint, resume=resume, **kwargs))
 
 
 def _sigmoid(z):
@@ -61,7 +61,7 @@ def test_same_seed_same_weights_and_sgd_also_learns():
 def test_without_validation_data_the_last_step_is_kept():
     x, y = _data(100, 0)
     empty = np.zeros((0, 6), np.float32), np.zeros((0, 3), np.int64)
-    result = trainer.train(lambda i: x[i], y, *empty, _config(steps=30))
+    result = trainer.train(trainer.TrainData(lambda i: x[i], y, *empty), _config(steps=30))
     assert result.step == 30
     assert np.isnan(result.validation_map)
     assert [e.step for e in result.history] == [20, 30]
@@ -102,7 +102,8 @@ def test_a_diverging_loss_stops_with_the_step():
     with pytest.raises(UserError, match=r"loss became nan at step \d+"):
         x, y = _data(50, 0)
         x[0, 0] = np.nan
-        trainer.train(lambda i: x[i], y, x[:0], y[:0], _config(batch_size=-1, steps=5))
+        trainer.train(trainer.TrainData(lambda i: x[i], y, x[:0], y[:0]),
+                      _config(batch_size=-1, steps=5))
 
 
 def test_every_evaluation_is_reported(tmp_path):
@@ -130,7 +131,8 @@ def test_heads_trained_side_by_side_match_heads_trained_alone():
     fold_of = np.arange(len(y)) % 2
     for k in range(2):
         fit = fold_of != k
-        alone = trainer.train(lambda i: x[fit][i], y[fit], x[:0], y[:0], config)
+        alone = trainer.train(trainer.TrainData(lambda i: x[fit][i], y[fit], x[:0], y[:0]),
+                              config)
         np.testing.assert_allclose(together[fold_of == k],
                                    _sigmoid(x[fold_of == k] @ alone.weights + alone.biases),
                                    atol=0.02)
@@ -143,8 +145,9 @@ def test_scaled_features_train_on_scaled_inputs_and_return_folded_weights():
     vx, vy = _data(100, 1)
     scales = np.array([0.5, 2.0, 1.0, 3.0, 0.25, 1.5], np.float32)
     config = _config(l2_regularization=1e-3)
-    folded = trainer.train(lambda i: x[i], y, vx, vy, config, feature_scales=scales)
-    scaled = trainer.train(lambda i: x[i] * scales, y, vx * scales, vy, config)
+    folded = trainer.train(trainer.TrainData(lambda i: x[i], y, vx, vy, feature_scales=scales),
+                           config)
+    scaled = trainer.train(trainer.TrainData(lambda i: x[i] * scales, y, vx * scales, vy), config)
     assert folded.step == scaled.step
     np.testing.assert_allclose(folded.weights, scales[:, None] * scaled.weights, rtol=1e-4,
                                atol=1e-6)

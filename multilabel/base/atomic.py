@@ -7,7 +7,9 @@ new one, never a mix, and two writers racing on one path each leave a whole file
 """
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 
 
@@ -48,6 +50,42 @@ def atomic_output(path, mode="w", durable=True, **open_kwargs):
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path, keep_existing=None):
+    """Yield an empty staging folder beside `path`; on success it becomes `path`.
+
+    Readers see the old folder or the new one, never a part: an old folder is moved
+    aside in one rename, the new one renamed into place, then the old one deleted.
+    With `keep_existing`, a folder that already stands at `path` when the new one is
+    done is never replaced: where `keep_existing(path)` is true it is kept and the new
+    one dropped (for caches that a concurrent run may fill first with the same content),
+    else FileExistsError is raised. On an exception the staging folder is removed and
+    `path` is left untouched.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp's 0700 would stick after the rename
+        yield staging
+        if keep_existing is not None and os.path.lexists(path):
+            if keep_existing(path):
+                return
+            raise FileExistsError(errno.EEXIST, "a folder that is not kept stands there", path)
+        _swap_in(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # already gone after a successful swap
+
+
+def _swap_in(new, path):
+    old = None
+    if os.path.lexists(path):
+        old = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".old.")
+        os.replace(path, os.path.join(old, "x"))
+    os.replace(new, path)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path, text):

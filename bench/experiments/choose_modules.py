@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 import retrain
+from bench.retrain_outputs import output_flags
 from multilabel.data import dataset, list_generation
 from multilabel.features import module_set
 
@@ -110,16 +111,8 @@ def split_folder(image_dir, class_names, seed, scratch):
 def _retrain(row, data_dir, out, args):
     status = retrain.main([
         "--image_dir", data_dir, "--tfhub_module", row, "--model_dir", args.model_dir,
-        "--bottleneck_dir", args.bottleneck_dir,
-        "--output_graph", os.path.join(out, "output_graph.pb"),
-        "--output_labels", os.path.join(out, "output_labels.txt"),
-        "--output_thresholds", os.path.join(out, "output_thresholds.txt"),
-        "--metrics_file", os.path.join(out, "metrics.json"),
-        "--test_predictions", os.path.join(out, "test_predictions.jsonl"),
-        "--summaries_dir", os.path.join(out, "logs"),
-        "--checkpoint_path", os.path.join(out, "checkpoints", "retrain"),
-        "--report_page", os.path.join(out, "report.html"),
-        "--logging_verbosity", "WARN"])
+        "--bottleneck_dir", args.bottleneck_dir, "--logging_verbosity", "WARN",
+        *output_flags(out)])
     if status:
         raise SystemExit(f"retrain.py failed on {row}")
     with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:

@@ -24,16 +24,13 @@ import tempfile
 import numpy as np
 
 import retrain
-from bench.experiments.choose_modules import split_folder
+from bench.experiments.choose_modules import MEASURES, split_folder
 from multilabel.data import dataset
 from multilabel.evaluation import metrics
 from multilabel.features import module_set
 from multilabel.training import feature_scaling, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-MEASURES = (("label_accuracy", "label acc"), ("mean_average_precision", "mAP"),
-            ("exact_match", "exact"))
 
 
 def main(argv=None):

@@ -43,6 +43,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would bury the table
 
 import numpy as np  # noqa: E402
 
+from bench.retrain_outputs import output_flags  # noqa: E402
+
 CLASS_NAMES = "desert,mountains,sea,sunset,trees"
 BATCH = 32
 # Images for the engines alone and the original flow: decoded ahead, held in memory.
@@ -258,16 +260,7 @@ def make_dataset(scenes, n, folder):
 def retrain(dataset, model_dir, details, log_path):
     return Run([sys.executable, "-m", "bench.timings.timed_retrain",
                 "--image_dir", dataset, "--model_dir", model_dir,
-                "--bottleneck_dir", os.path.join(details, "bottlenecks"),
-                "--output_graph", os.path.join(details, "output_graph.pb"),
-                "--output_labels", os.path.join(details, "output_labels.txt"),
-                "--output_thresholds", os.path.join(details, "output_thresholds.txt"),
-                "--metrics_file", os.path.join(details, "metrics.json"),
-                "--test_predictions", os.path.join(details, "test_predictions.jsonl"),
-                "--summaries_dir", os.path.join(details, "retrain_logs"),
-                "--checkpoint_path", os.path.join(details, "checkpoints", "retrain"),
-                "--intermediate_output_graphs_dir", os.path.join(details, "intermediate"),
-                "--report_page", os.path.join(details, "report.html")],
+                "--bottleneck_dir", os.path.join(details, "bottlenecks"), *output_flags(details)],
                log_path)
 
 

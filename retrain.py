@@ -24,7 +24,7 @@ from multilabel.base.quiet_start import start_tensorflow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DETAILS = "MODEL_DETAILS"
-# Fine-tuning defaults, measured on the scene set (README, "Fine-tuning").
+# Fine-tuning defaults, measured on the scene set (docs/fine_tuning.md).
 FINE_TUNE_LAYERS = 20
 FINE_TUNE_EPOCHS = 5
 FINE_TUNE_LEARNING_RATE = 1e-4

@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from multilabel.features import bottlenecks
 from multilabel.base.errors import UserError
-from multilabel.data.image_sources import IMAGE_EXTENSIONS
+from multilabel.data.image_sources import is_image_name, no_images_error
 from multilabel.data.images import ImageError, load_pixels, scale
 
 logger = logging.getLogger(__name__)
@@ -94,12 +94,9 @@ def images_in_folder(folder):
         found = FileSystems.match([pattern])[0].metadata_list
     except OSError as e:
         raise UserError(f"cannot list the folder: {e}", folder) from e
-    paths = sorted(m.path for m in found
-                   if not os.path.basename(m.path).startswith(".")
-                   and os.path.splitext(m.path)[1].lower() in IMAGE_EXTENSIONS)
+    paths = sorted(m.path for m in found if is_image_name(os.path.basename(m.path)))
     if not paths:
-        raise UserError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder",
-                        folder)
+        raise no_images_error(folder)
     return paths
 
 

@@ -39,7 +39,7 @@ def decode_image(path, data=None):
     def finish(img):
         img.load()  # first frame only for animations; raises on truncated data
         ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of upright images
-        return _to_rgb(img)
+        return to_rgb(img)
     return _decode(path, finish, data)
 
 
@@ -76,7 +76,7 @@ def _decode(path, finish, data=None):
         raise ImageError(f"cannot decode image: {e}", path) from e
 
 
-def _to_rgb(img):
+def to_rgb(img):
     """Convert any Pillow mode to RGB, compositing transparency onto white."""
     if img.mode == "RGB":
         return img

@@ -43,7 +43,7 @@ from multilabel.data.distortions import Distortions
 from multilabel.base.errors import UserError
 from multilabel.features.feature_modules import load_module
 from multilabel.features.input_pipeline import distorted_batches, image_batches
-from multilabel.features.backbones.module_builder import FeatureVectorModule, save_feature_module
+from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
 from multilabel.training.trainer import TrainResult
 
 logger = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from multilabel.base import storage
 from multilabel.features import bottlenecks
 from multilabel.base.errors import UserError
 from multilabel.data.image_sources import is_image_name, no_images_error
@@ -74,11 +75,17 @@ def inference_threads(options, cores=None):
 def read_file(path):
     """The bytes of an image file on any file system Beam knows; ImageError if unreadable.
 
-    Uncompressed on purpose: FileSystems would otherwise gunzip a `.gz` name.
+    Uncompressed on purpose: FileSystems would otherwise gunzip a `.gz` name. A local
+    path must be a regular file (`storage.open_regular`): a FIFO would block a worker.
     """
     try:
+        if not storage.is_remote(path):
+            with storage.open_regular(path) as f:
+                return f.read()
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
+    except storage.NotRegularFileError as e:
+        raise ImageError(e.strerror, path) from e
     except (OSError, ValueError) as e:  # Beam's BeamIOError is an OSError
         raise ImageError(f"cannot read the image file: {e}", path) from e
 

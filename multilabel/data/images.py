@@ -10,11 +10,13 @@ TIFF and WebP all become 8-bit RGB.
 """
 
 import io
+import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from multilabel.base import storage
 from multilabel.base.errors import UserError
 
 # Pillow warns past ~89 Mpx and raises past twice that; a photo this large is either
@@ -56,9 +58,14 @@ def verify_image(path):
 
 
 def _decode(path, finish, data=None):
-    """Open `path` (or `data`), refuse bombs, hand it to `finish`; errors become `ImageError`."""
+    """Open `path` (or `data`), refuse bombs, hand it to `finish`; errors become `ImageError`.
+
+    Only a regular file is opened (`storage.open_regular`): Pillow would block forever
+    reading a FIFO named like a photo.
+    """
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
+        source = io.BytesIO(data) if data is not None else storage.open_regular(path)
+        with source, Image.open(source) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise ImageError(
@@ -69,6 +76,12 @@ def _decode(path, finish, data=None):
         raise ImageError("image file not found", path) from None
     except IsADirectoryError:
         raise ImageError("is a folder, not an image file", path) from None
+    except storage.NotRegularFileError as e:
+        raise ImageError(e.strerror, path) from None
+    except UnidentifiedImageError as e:
+        # Pillow names the file object it was given; name the path, as it would.
+        raise ImageError(f"cannot decode image: cannot identify image file "
+                         f"{os.fspath(path)!r}", path) from e
     except Image.DecompressionBombError as e:
         raise ImageError(f"refused as a decompression bomb: {e}", path) from e
     except (OSError, SyntaxError, ValueError) as e:

@@ -39,7 +39,7 @@ def content_hash(path):
     """SHA-256 of a file's bytes: the cache key of its bottleneck."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with storage.open_regular(path) as f:  # a FIFO swapped in since the check: no hang
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:  # e.g. removed since it was checked

@@ -129,10 +129,10 @@ def test_beam_label_and_label_image_share_the_check(tmp_path):
 
 def _self_calling(tmp_path):
     """`wrapper` calls `again`, which calls `again` through a node named by its op."""
-    again = f'''function {{
-  signature {{ name: "again" is_stateful: true }}
-  node_def {{ name: "recurse" op: "again" }}
-}}'''
+    again = '''function {
+  signature { name: "again" is_stateful: true }
+  node_def { name: "recurse" op: "again" }
+}'''
     return _graph_def(_CALL_OP, [again, _wrapper("", 'func { name: "again" }')])
 
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 from multilabel.training import head as head_lib
 from multilabel.training import feature_scaling, keep_best, summaries
 from multilabel.evaluation import metrics, thresholds as thresholds_lib
-from multilabel.base.errors import UserError
+from multilabel.base.errors import UserError, no_space_left
 
 logger = logging.getLogger(__name__)
 v1 = tf.compat.v1
@@ -187,9 +187,10 @@ def _restore(sess, saver, global_step, checkpoint_path):
 
 
 def _save(sess, saver, checkpoint_path, step):
-    os.makedirs(os.path.dirname(checkpoint_path) or ".", exist_ok=True)
-    with sess.graph.as_default():  # outside it the Saver takes the eager path and fails
-        saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
+    with no_space_left(checkpoint_path):
+        os.makedirs(os.path.dirname(checkpoint_path) or ".", exist_ok=True)
+        with sess.graph.as_default():  # outside it the Saver takes the eager path and fails
+            saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
 
 
 def _evaluate(sess, head, best, data, config, rng, step, loss, writers):

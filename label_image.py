@@ -56,6 +56,13 @@ def _finite_float(text):
     return value
 
 
+def _positive_float(text):
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _nonzero_float(text):
     value = _finite_float(text)
     if value == 0:
@@ -112,6 +119,12 @@ def parse_args(argv=None):
                        help="run the graph even though it holds these operations, which an "
                             "image classifier does not need and which may read or write files "
                             "or run code; only for a graph you trust (default: refuse them)")
+    model.add_argument("--max_input_size", type=_positive_int, default=4096,
+                       help="refuse a graph whose input is larger than this a side, which "
+                            "would take that much memory per image (default: %(default)s)")
+    model.add_argument("--timeout", type=_positive_float, default=300.0,
+                       help="seconds one run of the graph on a batch may take before it is "
+                            "stopped as stuck (default: %(default)s)")
     model.add_argument("--input_height", type=_positive_int,
                        help="image height (default: from the graph's input shape)")
     model.add_argument("--input_width", type=_positive_int,
@@ -163,7 +176,8 @@ def label(args):
 
     # The graph first: the labels and thresholds are looked for next to it.
     model = load_frozen_graph(args.graph, args.input_layer, args.output_layer,
-                              args.input_height, args.input_width, args.allow_ops)
+                              args.input_height, args.input_width, args.allow_ops,
+                              args.max_input_size)
     graph_folder = os.path.dirname(args.graph)
     labels_path = args.labels or os.path.join(graph_folder, LABELS_NAME)
     labels = tuple(read_class_names(labels_path))
@@ -175,7 +189,8 @@ def label(args):
     out.write(report.header())
     labelled = failed = 0
     start = time.monotonic()
-    for result in label_images(model, paths, args.batch_size, args.input_mean, args.input_std):
+    for result in label_images(model, paths, args.batch_size, args.input_mean, args.input_std,
+                               timeout=args.timeout):
         if not result.ok:
             print(result.error, file=sys.stderr)
             failed += 1

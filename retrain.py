@@ -14,7 +14,9 @@ Then label new images with label_image.py. Progress and results are logged;
 
 import argparse
 import logging
+import math
 import os
+import re
 import sys
 
 from multilabel.base.errors import EXIT_INTERRUPTED, EXIT_OK, UserError
@@ -28,6 +30,11 @@ DETAILS = "MODEL_DETAILS"
 FINE_TUNE_LAYERS = 20
 FINE_TUNE_EPOCHS = 5
 FINE_TUNE_LEARNING_RATE = 1e-4
+# TensorFlow's rule for node names; the output must also differ from the graph's others
+# (a clash with the module's own nodes is caught when the layer is built).
+_NODE_NAME = r"[A-Za-z0-9.][A-Za-z0-9_./>-]*"
+_TAKEN_NAMES = ("Placeholder", "BottleneckInputPlaceholder", "GroundTruthInput")
+_LAYER_SCOPE = "final_retrain_ops/"
 
 
 def parse_args(argv):
@@ -225,6 +232,14 @@ def _check(parser, args):
     for name in ("train_batch_size", "validation_batch_size", "test_batch_size"):
         if getattr(args, name) == 0 or getattr(args, name) < -1:
             parser.error(f"--{name} must be positive, or -1 for all")
+    # NaN passes every comparison below; an infinite rate fails only at the first step.
+    weights = args.pos_weight if isinstance(args.pos_weight, list) else [args.pos_weight or 1]
+    for name, values in (("learning_rate", [args.learning_rate]),
+                         ("fine_tune_learning_rate", [args.fine_tune_learning_rate]),
+                         ("l2_regularization", [args.l2_regularization]),
+                         ("pos_weight", weights)):
+        if not all(math.isfinite(v) for v in values):
+            parser.error(f"--{name} must be a finite number")
     if args.learning_rate <= 0 or args.fine_tune_learning_rate <= 0:
         parser.error("--learning_rate and --fine_tune_learning_rate must be positive")
     if args.l2_regularization < 0:
@@ -238,6 +253,13 @@ def _check(parser, args):
                      "--random_brightness must be in [0, 100)")
     if isinstance(args.pos_weight, list) and args.num_classes not in (None, len(args.pos_weight)):
         parser.error("--pos_weight needs one value, or one per class")
+    if not re.fullmatch(_NODE_NAME, args.final_tensor_name):
+        parser.error(f"--final_tensor_name {args.final_tensor_name!r} is not a node name "
+                     "(letters, digits and . _ - / >, starting with a letter, digit or .)")
+    if args.final_tensor_name in _TAKEN_NAMES or args.final_tensor_name.startswith(
+            _LAYER_SCOPE):
+        parser.error(f"--final_tensor_name {args.final_tensor_name!r} names a node the "
+                     "exported graph already has")
 
 
 def _config(args, retraining):

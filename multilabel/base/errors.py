@@ -77,13 +77,14 @@ def no_space_left(path):
     except NoSpaceError:
         raise
     except Exception as e:
-        if not _is_no_space(e):
+        if not is_no_space(e):
             raise
         raise NoSpaceError(f"no space left on {device_of(path)} while writing "
                            f"{os.fspath(path)}") from e
 
 
-def _is_no_space(error):
+def is_no_space(error):
+    """Whether `error` (an `OSError`, or TensorFlow's error for one) means a full disk."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     return any(text in str(error) for text in _NO_SPACE_TEXTS)

@@ -165,8 +165,9 @@ def set_bottlenecks(paths, module_set, bottleneck_dir, batch_size):
     return np.concatenate([
         bottlenecks.cached_bottlenecks(
             paths, cache, lambda todo, m=member: feature_batches(
-                m.engine, todo, module_set.height, module_set.width, batch_size))
-        for member, cache in zip(module_set.members, caches)], axis=1)
+                m.engine, todo, module_set.height, module_set.width, batch_size),
+            report_duplicates=k == 0)  # once, not once per member
+        for k, (member, cache) in enumerate(zip(module_set.members, caches))], axis=1)
 
 
 def _fill_caches(paths, module_set, caches, batch_size):

@@ -5,21 +5,35 @@ with, so decoding, resizing and scaling cannot differ from training. A small thr
 pool prepares images ahead of the session (Pillow releases the GIL while decoding),
 so decoding the next batch overlaps with running the current one. An image that
 cannot be decoded becomes a failed `Result` and the others go on.
+
+A graph from elsewhere may loop forever with allowed ops only (a `While` whose
+condition never turns false), so one run of the graph may be given a `timeout`. A
+bound on loop iterations would mean rewriting each loop's condition, graph by graph;
+a deadline covers every way a graph can stall (a loop, a vast `Range` or `Fill`). It
+is TensorFlow's own (`RunOptions.timeout_in_ms`, which cancels the run cleanly), with
+a watchdog behind it for kernels that ignore cancellation (a `While` kept from being
+lowered into the executor's loop): that one can only end the process.
 """
 
 import collections
 import logging
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from multilabel.base.errors import UserError
+from multilabel.base.errors import EXIT_BAD_INPUT, UserError
 from multilabel.data.images import load_image
 
 logger = logging.getLogger(__name__)
+
+# How long past its timeout a run that ignored cancellation may go on before the
+# watchdog ends the process.
+WATCHDOG_GRACE = 10.0
 
 
 class Result(NamedTuple):
@@ -34,13 +48,15 @@ class Result(NamedTuple):
         return self.error is None
 
 
-def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, workers=None):
+def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, workers=None,
+                 timeout=None):
     """Yield one `Result` per path of `paths`, in order, running `model` in batches.
 
     `model` is a `multilabel.labelling.frozen_graph.FrozenGraph`. Pixels are scaled to [0, 1] as
     in training, then shifted and divided as `(x - input_mean) / input_std` (the
     defaults leave them unchanged). Only `UserError`s from reading an image become
-    failed results; anything else is a bug and propagates.
+    failed results; anything else is a bug and propagates. `timeout`: the seconds one
+    run of the graph (a batch) may take, None for no limit (see the module docstring).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -61,10 +77,10 @@ def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, wor
             pending.append((path, prepared))
             ready += isinstance(prepared, np.ndarray)
             if ready == batch_size:
-                yield from run_batch(session, model, pending, batch_size)
+                yield from run_batch(session, model, pending, batch_size, timeout)
                 pending, ready = [], 0
         if pending:
-            yield from run_batch(session, model, pending, batch_size)
+            yield from run_batch(session, model, pending, batch_size, timeout)
 
 
 def _prepare_ahead(paths, prepare, workers, ahead):
@@ -91,7 +107,7 @@ def _outcome(path, future):
         return path, e
 
 
-def run_batch(session, model, pending, batch_size):
+def run_batch(session, model, pending, batch_size, timeout=None):
     """One `Result` per `(name, pixels or UserError)` of `pending`, the pixels run at once.
 
     A graph with a fixed batch size gets the images padded up to `batch_size`. Also
@@ -105,7 +121,11 @@ def run_batch(session, model, pending, batch_size):
             padding = np.zeros((batch_size - len(images),) + batch.shape[1:], batch.dtype)
             batch = np.concatenate([batch, padding])
         try:
-            probabilities = session.run(model.output, {model.input: batch})
+            with _Watchdog(timeout, model.path):
+                probabilities = session.run(model.output, {model.input: batch},
+                                            options=_run_options(timeout))
+        except tf.errors.DeadlineExceededError as e:
+            raise UserError(_too_long(timeout), model.path) from e
         except tf.errors.OpError as e:
             # e.g. a graph whose output needs a second input fed: the graph's fault.
             raise UserError(f"running the graph failed: {e.message}", model.path) from e
@@ -119,3 +139,43 @@ def run_batch(session, model, pending, batch_size):
             yield Result(path, np.asarray(next(rows), np.float32), None)
         else:
             yield Result(path, None, prepared)
+
+
+def _run_options(timeout):
+    if timeout is None:
+        return None
+    return tf.compat.v1.RunOptions(timeout_in_ms=max(1, round(timeout * 1000)))
+
+
+def _too_long(timeout):
+    return (f"running the graph on one batch took longer than the {timeout:g} s allowed "
+            "(--timeout); does it loop forever? Stopped")
+
+
+class _Watchdog:
+    """Ends the process with `_too_long`'s line if a run outlasts `timeout` by
+    `WATCHDOG_GRACE`: the one error printed outside a script's `main`, because the
+    main thread is stuck inside TensorFlow and cannot raise anything."""
+
+    def __init__(self, timeout, path):
+        self.timer = None
+        if timeout is not None:
+            self.timer = threading.Timer(timeout + WATCHDOG_GRACE, self._expire,
+                                         args=(UserError(_too_long(timeout), path),))
+            self.timer.daemon = True
+
+    @staticmethod
+    def _expire(error):
+        try:
+            sys.stdout.flush()  # the images labelled so far stay labelled
+        finally:
+            print(error, file=sys.stderr, flush=True)
+            os._exit(EXIT_BAD_INPUT)
+
+    def __enter__(self):
+        if self.timer:
+            self.timer.start()
+
+    def __exit__(self, *exc_info):
+        if self.timer:
+            self.timer.cancel()

@@ -10,30 +10,25 @@ A graph from elsewhere may loop forever with allowed ops only (a `While` whose
 condition never turns false), so one run of the graph may be given a `timeout`. A
 bound on loop iterations would mean rewriting each loop's condition, graph by graph;
 a deadline covers every way a graph can stall (a loop, a vast `Range` or `Fill`). It
-is TensorFlow's own (`RunOptions.timeout_in_ms`, which cancels the run cleanly), with
-a watchdog behind it for kernels that ignore cancellation (a `While` kept from being
-lowered into the executor's loop): that one can only end the process.
+is TensorFlow's own (`RunOptions.timeout_in_ms`), which cancels the run cleanly, the
+executor's loops included. (A `While` node kept out of the executor's loop by
+`_lower_using_switch_merge: false` does not hang but crashes TensorFlow, as recursion
+does: not caught here; see docs/faults.md.)
 """
 
 import collections
 import logging
 import os
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from multilabel.base.errors import EXIT_BAD_INPUT, UserError
+from multilabel.base.errors import UserError
 from multilabel.data.images import load_image
 
 logger = logging.getLogger(__name__)
-
-# How long past its timeout a run that ignored cancellation may go on before the
-# watchdog ends the process.
-WATCHDOG_GRACE = 10.0
 
 
 class Result(NamedTuple):
@@ -121,9 +116,8 @@ def run_batch(session, model, pending, batch_size, timeout=None):
             padding = np.zeros((batch_size - len(images),) + batch.shape[1:], batch.dtype)
             batch = np.concatenate([batch, padding])
         try:
-            with _Watchdog(timeout, model.path):
-                probabilities = session.run(model.output, {model.input: batch},
-                                            options=_run_options(timeout))
+            probabilities = session.run(model.output, {model.input: batch},
+                                        options=_run_options(timeout))
         except tf.errors.DeadlineExceededError as e:
             raise UserError(_too_long(timeout), model.path) from e
         except tf.errors.OpError as e:
@@ -150,32 +144,3 @@ def _run_options(timeout):
 def _too_long(timeout):
     return (f"running the graph on one batch took longer than the {timeout:g} s allowed "
             "(--timeout); does it loop forever? Stopped")
-
-
-class _Watchdog:
-    """Ends the process with `_too_long`'s line if a run outlasts `timeout` by
-    `WATCHDOG_GRACE`: the one error printed outside a script's `main`, because the
-    main thread is stuck inside TensorFlow and cannot raise anything."""
-
-    def __init__(self, timeout, path):
-        self.timer = None
-        if timeout is not None:
-            self.timer = threading.Timer(timeout + WATCHDOG_GRACE, self._expire,
-                                         args=(UserError(_too_long(timeout), path),))
-            self.timer.daemon = True
-
-    @staticmethod
-    def _expire(error):
-        try:
-            sys.stdout.flush()  # the images labelled so far stay labelled
-        finally:
-            print(error, file=sys.stderr, flush=True)
-            os._exit(EXIT_BAD_INPUT)
-
-    def __enter__(self):
-        if self.timer:
-            self.timer.start()
-
-    def __exit__(self, *exc_info):
-        if self.timer:
-            self.timer.cancel()

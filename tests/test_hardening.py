@@ -479,3 +479,13 @@ def test_a_newline_in_an_image_name_is_escaped_in_the_text_output(tmp_path, mode
     out = capsys.readouterr().out
     assert f"==> {tmp_path}/new\\nline\\x1b.png <==" in out.splitlines()
     assert len(out.splitlines()) == 2 * 7  # name, vector, 3 labels, predicted, blank
+
+
+def test_a_fifo_given_as_a_list_or_labels_file_is_one_line(tmp_path):
+    with unblocked(tmp_path / "list.lst") as fifo:
+        with pytest.raises(UserError, match="cannot read the list file: not a regular file "
+                                            "but a FIFO$"):
+            listfile.read_list_file(str(fifo))
+        with pytest.raises(UserError, match="cannot read the labels file: not a regular file "
+                                            "but a FIFO$"):
+            labels_json.read_labels_file(str(fifo))

@@ -31,12 +31,15 @@ def join(folder, *names):
 
 
 def open_file(path, mode="r", **open_kwargs):
-    """A file object for `path`, local or remote; FileNotFoundError when it is absent.
+    """A file object for `path`, local or remote; FileNotFoundError when it is absent,
+    and for reading a local one, `check_regular`'s errors when it is not a file.
 
     `open_kwargs` (encoding, newline) apply to local files; a remote one is read as
     UTF-8 with its line ends kept.
     """
     if not is_remote(path):
+        if "r" in mode:
+            check_regular(path)  # a FIFO would block the read forever
         return open(path, mode, **open_kwargs)
     import tensorflow as tf
 

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 
+from multilabel.base import storage
 from multilabel.base.errors import UserError, file_error
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ _PRESENT = 1
 def read_labels_file(path, num_classes=None):
     """The label rows of the file at `path`, see `parse_labels`."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with storage.open_file(path, "r", encoding="utf-8-sig") as f:
             text = f.read()
     except OSError as e:
         raise file_error(e, path, "labels file") from e

@@ -15,6 +15,8 @@ import os
 
 import tensorflow as tf
 
+from multilabel.base.errors import no_space_left
+
 
 class FeatureVectorModule(tf.Module):
     """`__call__(images [N, H, W, 3] in [0, 1]) -> [N, D]`, saved with its variables.
@@ -35,9 +37,11 @@ class FeatureVectorModule(tf.Module):
 
 
 def save_feature_module(module, path):
-    """Save a `FeatureVectorModule` as a SavedModel folder at `path`."""
-    tf.saved_model.save(module, path,
-                        signatures={"serving_default": module.__call__.get_concrete_function()})
+    """Save a `FeatureVectorModule` as a SavedModel folder at `path` (fine-tuning saves
+    its module this way, into a scratch folder that can fill a disk too)."""
+    with no_space_left(path):
+        tf.saved_model.save(module, path,
+                            signatures={"serving_default": module.__call__.get_concrete_function()})
 
 
 def keras_feature_module(model, preprocess, image_size):

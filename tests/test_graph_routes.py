@@ -167,3 +167,13 @@ def test_a_deep_chain_of_functions_is_walked_without_recursion(tmp_path):
   node_def {{ name: "n" op: "{f'f{i + 1}' if i < 5000 else 'NoOp'}" }} }}''' for i in range(5001)]
     graph_def = _graph_def(_CALL_OP, functions + [_wrapper("", 'func { name: "f0" }')])
     assert "NoOp" in graph_ops.ops_in_graph(graph_def)
+
+
+def test_a_function_named_only_in_a_function_attribute_is_walked(tmp_path):
+    """No TensorFlow route runs it today; walked anyway, as the cost of missing one is
+    a graph that writes files."""
+    wrapper = _wrapper("", 'func { name: "nothing" }').replace(
+        "function {", 'function {\n  attr { key: "_extra" value { func { name: "writer" } } }', 1)
+    nothing = 'function { signature { name: "nothing" } }'
+    graph_def = _graph_def(_CALL_OP, [_writer(tmp_path / "x"), nothing, wrapper])
+    assert graph_ops.ops_in_graph(graph_def)["WriteFile"] == "writer/write"

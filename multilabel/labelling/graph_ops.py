@@ -105,6 +105,10 @@ def ops_in_graph(graph_def, path=None):
             # TensorFlow fills in when it instantiates the function: walked as a call.
             for attr in functions[where].signature.attr:
                 callees.update(_functions_named(attr.default_value))
+            # The function's own attributes name no function TensorFlow runs today;
+            # walked all the same, since an unwalked route is how the check was bypassed.
+            for value in functions[where].attr.values():
+                callees.update(_functions_named(value))
         declared = {a.name for a in functions[where].signature.attr} if where else set()
         for node in nodes:
             node_name = f"{where}/{node.name}" if where else node.name
@@ -158,18 +162,21 @@ def _refuse_cycles(calls, path):
     Python's stack either."""
     finished = set()
     trail = [""]  # the call path being followed, from the graph itself
+    on_trail = set(trail)
     stack = [iter(sorted(calls[""]))]
     while stack:
         callee = next(stack[-1], None)
         if callee is None:
+            on_trail.discard(trail[-1])
             finished.add(trail.pop())
             stack.pop()
-        elif callee in trail:
+        elif callee in on_trail:
             cycle = trail[trail.index(callee):] + [callee]
             raise UserError(f"function {callee!r} calls itself ({' -> '.join(cycle)}); "
                             "TensorFlow would crash running it, so the graph was not run", path)
         elif callee not in finished and callee in calls:
             trail.append(callee)
+            on_trail.add(callee)
             stack.append(iter(sorted(calls[callee])))
 
 

@@ -6,11 +6,18 @@ data_generation.py writes them: `images/NAME`).
 """
 
 import os
+import re
 
 from multilabel.base.errors import UserError
 from multilabel.data.listfile import image_path, read_list_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def natural_key(name):
+    """Sort key putting `2.jpg` before `10.jpg`: digit runs compare as numbers."""
+    parts = re.split(r"([0-9]+)", name)
+    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
 
 
 def image_file_names(folder):
@@ -31,6 +38,25 @@ def image_file_names(folder):
     is_image = [os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS for n in files]
     return ([n for n, image in zip(files, is_image) if image],
             [n for n, image in zip(files, is_image) if not image])
+
+
+def image_files_under(folder):
+    """`(images, others)` as `image_file_names`, but through every subfolder too: paths
+    relative to `folder` with forward slashes, sorted. Dot files and dot folders are left
+    out, as there."""
+    folder = os.fspath(folder)
+    image_file_names(folder)  # the same errors for a missing folder or a file
+    images, others = [], []
+    for where, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        prefix = os.path.relpath(where, folder).replace(os.sep, "/")
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = name if prefix == "." else f"{prefix}/{name}"
+            is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            (images if is_image else others).append(path)
+    return sorted(images), sorted(others)
 
 
 def images_in_folder(folder):

@@ -1,14 +1,16 @@
-"""Where images are found: a folder (label_image.py, data_generation.py) or a list file.
+"""Where images are found: a folder (label_image.py, data_generation.py) or a list.
 
-A folder yields its image files (by extension, not recursing), sorted by name; a list
-file yields its entries' paths, which are relative to the list file's own folder (as
-data_generation.py writes them: `images/NAME`).
+A folder yields its image files (by extension, not recursing), sorted by name. A list is
+a `.lst` list file (index, flags, path, as data_generation.py writes them) or any other
+text file of image paths, one a line; relative paths in either are relative to the list
+file's own folder, as a list file's `images/NAME` is.
 """
 
 import os
 import re
 
-from multilabel.base.errors import UserError
+from multilabel.base import storage
+from multilabel.base.errors import UserError, file_error
 from multilabel.data.listfile import image_path, read_list_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
@@ -69,6 +71,33 @@ def images_in_folder(folder):
 
 
 def images_in_list(path):
-    """The image paths of a list file, joined onto the list file's folder."""
-    folder = os.path.dirname(os.fspath(path))
-    return [image_path(folder, entry) for entry in read_list_file(path)]
+    """The image paths of a `.lst` list file or of a plain list of paths, joined onto the
+    list file's folder (an absolute path stays as it is)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if path.lower().endswith(".lst"):
+        return [image_path(folder, entry) for entry in read_list_file(path)]
+    try:
+        with storage.open_file(path, "r", encoding="utf-8-sig", newline="") as f:
+            return [os.path.join(folder, p) for p in read_paths(f, path)]
+    except OSError as e:
+        raise file_error(e, path, "list file") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"not UTF-8 text: {e}", path) from e
+
+
+def read_paths(lines, source="<stream>"):
+    """The image paths of a plain list, one a line (blank lines skipped, CRLF forgiven)."""
+    paths = []
+    for number, text in enumerate(lines, start=1):
+        text = text.rstrip("\r\n").strip()
+        if not text:
+            continue
+        if "\t" in text:
+            # A paths-only list has no fields: this is a list file under another name.
+            raise UserError("a tab in an image path; a list file of index, flags and path "
+                            "must be named *.lst", source, number)
+        paths.append(text)
+    if not paths:
+        raise UserError("no image paths in the list", source)
+    return paths

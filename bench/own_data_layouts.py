@@ -178,11 +178,11 @@ def run(script, *argv):
 
 
 def print_table(rows):
-    print(f"| Layout | labels right | val/test images | "
+    print("| Layout | labels right | val/test images | "
           + " | ".join(title for _, title in MEASURES) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in MEASURES) + " |")
     for title, right, metrics, _ in rows:
-        sizes = (f"{metrics['validation']['num_instances']}/{metrics['test']['num_instances']}")
+        sizes = f"{metrics['validation']['num_instances']}/{metrics['test']['num_instances']}"
         print(f"| {title} | {right} | {sizes} | "
               + " | ".join(f"{metrics['test'][key]:.4f}" for key, _ in MEASURES) + " |")
     for title, _, _, labelled in rows:

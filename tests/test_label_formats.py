@@ -230,3 +230,19 @@ def test_a_wrong_layout_says_which_layouts_are_read(tmp_path, capsys, make, flag
     make(tmp_path)
     flags = [str(tmp_path / f) if f.endswith(".txt") else f for f in flags]
     assert words in fails_cleanly(tmp_path, capsys, *flags)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--suffix", ".jpg"], "--suffix and --label_delim apply only to a --labels FILE.csv"),
+    (["--label_folders", "--labels", "x.csv"], "give one"),
+])
+def test_flags_that_do_not_fit_the_layout_are_refused_first(tmp_path, capsys, flags, words):
+    with pytest.raises(SystemExit) as stop:
+        run(tmp_path, *flags)
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_an_images_folder_outside_the_dataset_folder(tmp_path, capsys):
+    labels = planet(tmp_path / "data")
+    err = fails_cleanly(tmp_path, capsys, "--labels", str(labels), "--images", "../elsewhere")
+    assert "--images ../elsewhere is outside the dataset folder" in err

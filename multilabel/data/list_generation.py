@@ -163,11 +163,18 @@ def _labelled_entries(config, images_dir, prefix):
     if config.label_folders:
         return label_formats.from_folders(images_dir, prefix, config.class_names)
     labels = config.labels or os.path.join(config.image_dir, LABELS_JSON)
+    if os.path.isdir(labels):
+        raise UserError("is a folder, not a labels file; for images/<label>/<file> give "
+                        "--label_folders instead of --labels", labels)
     if label_formats.layout_of(labels) == "csv":
         return label_formats.from_csv(labels, images_dir, prefix, config.suffix,
                                       config.label_delim, config.class_names)
-    if not os.path.exists(labels):
-        raise UserError(f"labels file not found; {label_formats.LAYOUTS}", labels)
+    try:
+        os.stat(labels)
+    except FileNotFoundError:
+        raise UserError(f"labels file not found; {label_formats.LAYOUTS}", labels) from None
+    except OSError:
+        pass  # reading it names the problem
     rows = labels_json.read_labels_file(labels)
     if config.class_names and len(config.class_names) != len(rows[0][1]):
         raise UserError(f"{len(rows[0][1])} flags, but --class_names gives "

@@ -246,3 +246,19 @@ def test_an_images_folder_outside_the_dataset_folder(tmp_path, capsys):
     labels = planet(tmp_path / "data")
     err = fails_cleanly(tmp_path, capsys, "--labels", str(labels), "--images", "../elsewhere")
     assert "--images ../elsewhere is outside the dataset folder" in err
+
+
+@pytest.mark.parametrize("layout", ["csv", "folders"])
+def test_an_empty_image_file_is_named(tmp_path, capsys, layout):
+    if layout == "csv":
+        labels = planet(tmp_path)
+        (tmp_path / "train-jpg" / "img_00003.jpg").write_bytes(b"")
+        flags = ["--labels", str(labels), "--images", "train-jpg", "--suffix", ".jpg"]
+        empty = tmp_path / "train-jpg" / "img_00003.jpg"
+    else:
+        save_image(tmp_path / "images" / "sea" / "a.jpg", 1)
+        (tmp_path / "images" / "sun").mkdir()
+        empty = tmp_path / "images" / "sun" / "b.jpg"
+        empty.write_bytes(b"")
+        flags = ["--label_folders"]
+    assert fails_cleanly(tmp_path, capsys, *flags) == f"{empty}: empty image file"

@@ -61,6 +61,12 @@ def image_files_under(folder):
     return sorted(images), sorted(others)
 
 
+def check_not_empty(path):
+    """UserError for a zero-byte image file (an interrupted copy), named before any work."""
+    if os.path.getsize(path) == 0:
+        raise UserError("empty image file", path)
+
+
 def images_in_folder(folder):
     """Paths of the image files directly in `folder`, sorted; UserError if there are none."""
     images, _ = image_file_names(folder)

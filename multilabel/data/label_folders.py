@@ -79,5 +79,8 @@ def _copies(paths, images_dir):
 
 
 def _digest(images_dir, path):
-    with open(os.path.join(images_dir, *path.split("/")), "rb") as f:
+    file_path = os.path.join(images_dir, *path.split("/"))
+    # Checked here: every empty file would otherwise count as a copy of every other.
+    image_sources.check_not_empty(file_path)
+    with open(file_path, "rb") as f:
         return hashlib.sha256(f.read()).digest()

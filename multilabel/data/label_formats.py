@@ -56,6 +56,7 @@ def from_csv(labels_path, images_dir, prefix, suffix="", delimiter=" ", class_na
         if name not in on_disk:
             missing.append((row, name))
             continue
+        image_sources.check_not_empty(os.path.join(images_dir, *name.split("/")))
         if name in labels_of and labels_of[name] != row.labels:
             raise UserError(f"{name} is labelled {_shown(row.labels)} here but "
                             f"{_shown(labels_of[name])} on line {line_of[name]}",

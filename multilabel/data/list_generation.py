@@ -90,8 +90,7 @@ def pair_images(rows, names, labels_path, images_dir, prefix=IMAGES_FOLDER):
     for i, ((line, flags), name) in enumerate(zip(rows, ordered), start=1):
         path = f"{prefix}/{name}" if prefix else name
         listfile.check_path(path, os.path.join(images_dir, name))
-        if os.path.getsize(os.path.join(images_dir, name)) == 0:
-            raise UserError("empty image file", os.path.join(images_dir, name))
+        image_sources.check_not_empty(os.path.join(images_dir, name))
         entries.append(listfile.Entry(i, flags, path, line))
     return entries
 

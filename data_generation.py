@@ -1,14 +1,18 @@
-"""Turn a folder of images and its labels.json into the list files retrain.py reads.
+"""Turn a folder of images and its labels into the list files retrain.py reads.
 
+    python data_generation.py --image_dir DIR --labels DIR/train.csv --images train-jpg --suffix .jpg
+    python data_generation.py --image_dir DIR --label_folders
     python data_generation.py --image_dir DATASET --class_names desert,mountains,sea,sunset,trees
 
-reads DATASET/labels.json (line i: the flags of image i) and the images in
-DATASET/images/, and writes into DATASET/:
+reads the labels (a CSV file or one folder per label, paired with the images by file
+name; or the demo's labels.json, line i the flags of image i of images/) and writes
+into the dataset folder (docs/data.md has the layouts):
 
-- dataset.lst: every image, `index<TAB>flags<TAB>images/NAME`, flags 0/1;
+- dataset.lst: every image, `index<TAB>flags<TAB>PATH`, flags 0/1, PATH the image's path
+  in the dataset folder as the labels name it (`train-jpg/img_00042.jpg`);
 - dataset_train.lst and dataset_test.lst: a seeded split, `--split` of the images for
   training (the original project left this to hand work);
-- class_names.txt: the `--class_names`, one a line, when given.
+- class_names.txt: the class names, one a line: from the data (sorted) or `--class_names`.
 
 Everything is read and checked before anything is written, and each file is written
 atomically, so a bad input leaves no partial list behind.
@@ -16,7 +20,6 @@ atomically, so a bad input leaves no partial list behind.
 
 import argparse
 import logging
-import os
 import sys
 
 from multilabel.data import list_generation, listfile
@@ -29,14 +32,31 @@ DEFAULT_SEED = 0
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image_dir", default="./DATASET/",
-                        help="dataset folder: images in its images/ folder; the lists are "
+                        help="dataset folder: the images lie under it; the lists are "
                              "written here (default: %(default)s)")
     parser.add_argument("--labels", default=None,
-                        help="label file, one JSON list of flags per image "
+                        help="label file: FILE.csv with a header, then image,tags (tags "
+                             "separated by --label_delim) or image,class_1,class_2,... (1/0 "
+                             "per class), rows paired with images by name; or a labels.json, "
+                             "one JSON list of flags per image, paired by position "
                              "(default: labels.json in --image_dir)")
+    parser.add_argument("--label_folders", action="store_true",
+                        help="labels from the folders: images/<label>/<file>; an image in "
+                             "several label folders (same name or same content) has each label")
+    parser.add_argument("--images", default=list_generation.IMAGES_FOLDER,
+                        help="the images folder, inside --image_dir; CSV names are relative "
+                             "to it and may have subfolders (default: %(default)s)")
+    parser.add_argument("--suffix", default="",
+                        help="appended to CSV image names that do not end with it, e.g. .jpg")
+    parser.add_argument("--label_delim", default=" ",
+                        help="separates the labels in the tags column of an image,tags CSV "
+                             "(default: a space)")
     parser.add_argument("--class_names", default=None,
-                        help="comma-separated class names in label order, written to "
-                             f"{listfile.CLASS_NAMES_FILE}, e.g. desert,mountains,sea,sunset,trees")
+                        help="comma-separated class names in output order, written to "
+                             f"{listfile.CLASS_NAMES_FILE}; needed only for labels.json, where "
+                             "it names the flags (e.g. desert,mountains,sea,sunset,trees); "
+                             "with a CSV or label folders it sets the order, and a label "
+                             "not among them is an error (default: the data's, sorted)")
     parser.add_argument("--shuffle", action="store_true",
                         help="write the lines of every list in seeded random order instead of "
                              "index order (the split itself is always drawn at random)")
@@ -57,9 +77,16 @@ def parse_args(argv):
             listfile.check_class_names(names, "--class_names")
         except UserError as e:
             parser.error(str(e))
-    labels = args.labels or os.path.join(args.image_dir, "labels.json")
-    return GenerationConfig(args.image_dir, labels, names, args.shuffle, args.split, args.seed,
-                            args.stratify)
+    if args.label_folders and args.labels:
+        parser.error("--label_folders and --labels are two ways to give the labels: give one")
+    is_csv = args.labels is not None and args.labels.lower().endswith(".csv")
+    if not is_csv and (args.suffix or args.label_delim != " "):
+        parser.error("--suffix and --label_delim apply only to a --labels FILE.csv")
+    if not args.label_delim:
+        parser.error("--label_delim must not be empty")
+    return GenerationConfig(args.image_dir, args.labels, names, args.shuffle, args.split,
+                            args.seed, args.stratify, args.images, args.suffix,
+                            args.label_delim, args.label_folders)
 
 
 def main(argv=None):

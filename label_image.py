@@ -3,10 +3,12 @@
     python label_image.py --image=test.jpeg
     python label_image.py DATASET/images --output_format=json > labels.jsonl
     python label_image.py --image_list=DATASET/dataset_test.lst --output_format=csv
+    python label_image.py --image_list=photos.txt --output_format=csv > predicted.csv
 
 For each image it prints the 1 x N probability vector, one line per label sorted by
 probability, and the predicted label set (per-class thresholds saved at training, or
-`--threshold`). The graph is loaded once and images go through it in batches. An image
+`--threshold`); the CSV's last column, `predicted`, holds that set as names joined by a
+space, as a Kaggle-style image,tags file does. The graph is loaded once and images go through it in batches. An image
 that cannot be read is reported on stderr and the others are still labelled.
 
 Exit status: 0 every image labelled; 1 some images failed, the rest were labelled;
@@ -98,8 +100,9 @@ def parse_args(argv=None):
                         help="image files, or folders whose image files are labelled")
     source.add_argument("--image_dir", help="a folder: label its image files, sorted by name")
     source.add_argument("--image_list",
-                        help="a list file (index, flags, path per line); its paths are "
-                             "relative to the list file's folder")
+                        help="a text file of image paths, one a line, or a .lst list file "
+                             "(index, flags, path per line); relative paths are relative to "
+                             "the list file's folder")
     model = parser.add_argument_group("model")
     model.add_argument("--graph", default=DEFAULT_GRAPH,
                        help="frozen GraphDef to load (default: %(default)s)")
@@ -137,8 +140,9 @@ def parse_args(argv=None):
                        help="divides pixels after --input_mean (default: %(default)s)")
     output = parser.add_argument_group("output")
     output.add_argument("--output_format", choices=FORMATS, default="text",
-                        help="text for people; json (one object a line) or csv for scripts "
-                             "(default: %(default)s)")
+                        help="text for people; json (one object a line) or csv for scripts: "
+                             "image, one probability per label, predicted (the predicted "
+                             "labels joined by a space) (default: %(default)s)")
     output.add_argument("--top_k", type=_positive_int,
                         help="text: show only the K most probable labels (default: all)")
     output.add_argument("--batch_size", type=_positive_int, default=32,

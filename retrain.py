@@ -26,6 +26,7 @@ from multilabel.base.quiet_start import start_tensorflow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DETAILS = "MODEL_DETAILS"
+BUILT_IN = "BUILT_IN_MODULES"  # replaced by the recipes' names when help is shown
 # Fine-tuning defaults, measured on the scene set (docs/fine_tuning.md).
 FINE_TUNE_LAYERS = 20
 FINE_TUNE_EPOCHS = 5
@@ -39,7 +40,9 @@ _LAYER_SCOPE = "final_retrain_ops/"
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False)
+    p.add_argument("-h", "--help", action=_HelpWithModules, help="show this help and exit")
     data = p.add_argument_group("data")
     data.add_argument("--image_dir", default="./DATASET/",
                       help="dataset folder holding dataset_train.lst, dataset_test.lst, "
@@ -48,8 +51,10 @@ def parse_args(argv):
                       help="labels per image; read from the lists when omitted, an error when "
                            "it disagrees with them")
     data.add_argument("--testing_percentage", type=int, default=10,
-                      help="percent of the training list used for testing, ONLY when "
-                           "dataset_test.lst is missing; ignored otherwise (default: %(default)s)")
+                      help="percent of the training list held out for testing, by the same "
+                           "file-name hash as validation; applies ONLY when --image_dir has "
+                           "no dataset_test.lst (data_generation.py writes one), and is "
+                           "ignored otherwise (default: %(default)s)")
     data.add_argument("--validation_percentage", type=int, default=10,
                       help="percent of the training list held out for validation, chosen by a "
                            "stable hash of each file name (default: %(default)s)")
@@ -57,12 +62,12 @@ def parse_args(argv):
                       help="drop missing or undecodable images (with a count) instead of stopping")
 
     module = p.add_argument_group("feature module and bottlenecks")
-    module.add_argument("--tfhub_module", default="mobilenet_v2_100_224", type=_module_handles,
-                        help="feature-vector module: a name (mobilenet_v2_100_224, "
-                             "efficientnet_lite0; built into --model_dir on first use), a "
-                             "SavedModel folder, a file:// path or a TF Hub URL; several, "
-                             "separated by commas, to train on their features side by side "
-                             "(default: %(default)s)")
+    module.add_argument(
+        "--tfhub_module", default="mobilenet_v2_100_224", type=_module_handles,
+        help=f"feature-vector module: a built-in name ({BUILT_IN}; built into --model_dir on "
+             "first use), a SavedModel folder, a file:// path or a TF Hub URL; several, "
+             "separated by commas, to train on their features side by side "
+             "(default: %(default)s)")
     module.add_argument("--model_dir", default="MODEL",
                         help="where named modules are built and kept (default: %(default)s)")
     module.add_argument("--bottleneck_dir", default=f"{DETAILS}/bottlenecks",
@@ -134,8 +139,10 @@ def parse_args(argv):
                            "with one name prefix (a convolution and its batch norm are two), "
                            "in the order the module uses them (default: %(default)s)")
     tune.add_argument("--fine_tune_epochs", type=int, default=FINE_TUNE_EPOCHS,
-                      help="passes over the training images; the epoch with the best "
-                           "validation mAP is kept (default: %(default)s)")
+                      help="passes over the training images, on one cosine schedule; the "
+                           "model at its end is kept unless the phase 1 model scores at "
+                           "least as high on validation mAP, and no middle epoch is ever "
+                           "kept (default: %(default)s)")
     tune.add_argument("--fine_tune_learning_rate", type=float, default=FINE_TUNE_LEARNING_RATE,
                       help="Adam's initial learning rate, decayed to zero on a cosine "
                            "(default: %(default)s)")
@@ -147,8 +154,9 @@ def parse_args(argv):
     out.add_argument("--output_labels", default=f"{DETAILS}/output_labels.txt",
                      help="class names in output order (default: %(default)s)")
     out.add_argument("--output_thresholds", default=f"{DETAILS}/output_thresholds.txt",
-                     help="per-class decision thresholds chosen on validation "
-                          "(default: %(default)s)")
+                     help="per-class decision thresholds, each maximising F1 on out-of-fold "
+                          "predictions of all training images (the validation part included), "
+                          "not on validation alone (default: %(default)s)")
     out.add_argument("--metrics_file", default=f"{DETAILS}/metrics.json",
                      help="validation and test measures as JSON (default: %(default)s)")
     out.add_argument("--test_predictions", default=f"{DETAILS}/test_predictions.jsonl",
@@ -183,6 +191,23 @@ def parse_args(argv):
     args = p.parse_args(argv)
     _check(p, args)
     return args
+
+
+class _HelpWithModules(argparse.Action):
+    """-h: the help, with every built-in module name read from the module recipes. Those
+    import TensorFlow, so they are read only when help is asked for, not on every run."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        start_tensorflow()
+        from multilabel.features.feature_modules import known_modules
+
+        flag = next(a for a in parser._actions if a.dest == "tfhub_module")
+        flag.help = flag.help.replace(BUILT_IN, ", ".join(known_modules()))
+        parser.print_help()
+        parser.exit()
 
 
 def _pos_weight(text):

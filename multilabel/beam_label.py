@@ -46,7 +46,8 @@ def parse_args(argv):
                    help=f"per-class thresholds (default: {THRESHOLDS_NAME} next to --graph; "
                         f"{DEFAULT_THRESHOLD} for all when that is missing)")
     p.add_argument("--image_dir", help="a folder (local, or gs:// and the like): its image files")
-    p.add_argument("--image_list", help="a list file; its paths are relative to its folder")
+    p.add_argument("--image_list", help="a .lst list file or a text file of image paths, one "
+                                        "a line; relative paths are relative to its folder")
     p.add_argument("--output", required=True, metavar="PREFIX",
                    help="where the JSON records go: files PREFIX-00000-of-0000N")
     p.add_argument("--errors", metavar="PREFIX",

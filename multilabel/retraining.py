@@ -162,6 +162,9 @@ def _log_sizes(data):
     logger.info("%d training, %d validation and %d test images, %d classes (%s)",
                 len(data.train), len(data.validation), len(data.test), data.num_classes,
                 ", ".join(data.class_names))
+    note = dataset_lib.small_validation_note(data)
+    if note:
+        logger.warning(note)
 
 
 @contextlib.contextmanager

@@ -138,7 +138,7 @@ def test_data_generation_labels_file_that_is_a_folder(tmp_path):
     _scene(tmp_path / "data", "[1]\n[1]")
     line = one_error_line(run("data_generation.py", "--image_dir", "data",
                               "--labels", "data/images", cwd=tmp_path))
-    assert line == "data/images: is a folder, not a labels file"
+    assert line.startswith("data/images: is a folder, not a labels file; for images/<label>/")
 
 
 def test_data_generation_image_dir_that_is_a_file(tmp_path):

@@ -131,3 +131,29 @@ def test_skip_invalid_images_drops_them_with_a_count(tmp_path, caplog):
     assert str(folder / "images" / "3.jpg") not in kept.train.paths
     assert "Skipped 1 invalid images of the train part" in caplog.text
     assert "Skipped 1 invalid images of the test part" in caplog.text
+
+
+def _part(name, labels):
+    labels = np.array(labels, dtype=np.int64).reshape(-1, 2)
+    paths = tuple(f"{name}{i}.jpg" for i in range(len(labels)))
+    return dataset.Part(name, paths, labels, paths)
+
+
+@pytest.mark.parametrize("validation, words", [
+    ([[1, 1]] * 49, "Small validation part (49 images): the kept step"),
+    ([[1, 0]] * 60 + [[0, 1]] * 4, "(64 images; classes with under 5 positives there: b 4)"),
+])
+def test_a_small_validation_part_says_what_rests_on_it(validation, words):
+    data = dataset.Dataset(_part("train", [[1, 0]] * 300), _part("validation", validation),
+                           _part("test", [[1, 1]]), ("a", "b"))
+    note = dataset.small_validation_note(data)
+    assert words in note
+    assert note.endswith(f"out-of-fold predictions of all {300 + len(validation)} training images")
+
+
+def test_a_large_validation_part_or_an_empty_one_has_no_note():
+    train, test = _part("train", [[1, 0]] * 300), _part("test", [[1, 1]])
+    large = dataset.Dataset(train, _part("validation", [[1, 1]] * 50), test, ("a", "b"))
+    empty = dataset.Dataset(train, _part("validation", []), test, ("a", "b"))
+    assert dataset.small_validation_note(large) is None
+    assert dataset.small_validation_note(empty) is None

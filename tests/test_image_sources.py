@@ -49,3 +49,25 @@ def test_an_image_name_goes_by_its_extension_and_is_never_a_dot_file():
     assert [is_image_name(n) for n in
             ("a.jpg", "B.JPEG", "c.webp", "notes.txt", "._a.jpg", ".hidden.png", "jpg")] == \
         [True, True, True, False, False, False, False]
+
+
+def test_a_plain_list_of_paths_one_a_line(tmp_path):
+    listing = tmp_path / "data" / "photos.txt"
+    listing.parent.mkdir()
+    elsewhere = tmp_path / "z.png"
+    listing.write_bytes(f"\ufeffa b.jpg\r\n\r\nsub/c.jpg\n{elsewhere}".encode())
+    assert images_in_list(listing) == [os.path.join(tmp_path, "data", "a b.jpg"),
+                                       os.path.join(tmp_path, "data", "sub", "c.jpg"),
+                                       str(elsewhere)]
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("a.jpg\n1\t1\timages/x.jpg\n", ":2", r"must be named \*\.lst"),
+    ("\n\n", "", "no image paths in the list"),
+])
+def test_plain_list_errors(tmp_path, text, where, message):
+    listing = tmp_path / "photos.txt"
+    listing.write_text(text)
+    with pytest.raises(UserError, match=message) as error:
+        images_in_list(listing)
+    assert str(error.value).startswith(f"{listing}{where}: ")

@@ -159,6 +159,19 @@ def test_list_file_paths_are_relative_to_its_folder(tmp_path, model, capsys):
                                              str(dataset / "images" / "2.png")]
 
 
+def test_plain_list_of_paths_gives_a_kaggle_style_csv(tmp_path, model, capsys):
+    write_image(tmp_path / "photos" / "img_00001.png", GREY)
+    write_image(tmp_path / "photos" / "img_00002.png", MAGENTA)
+    (tmp_path / "photos" / "list.txt").write_text("img_00002.png\nimg_00001.png\n")
+    status, out, _ = run(model + ["--image_list", str(tmp_path / "photos" / "list.txt"),
+                                  "--output_format", "csv"], capsys)
+    assert status == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["image"], r["predicted"]) for r in rows] == [
+        (str(tmp_path / "photos" / "img_00002.png"), "red"),
+        (str(tmp_path / "photos" / "img_00001.png"), "red green")]
+
+
 def test_json_records(tmp_path, model, capsys):
     image = write_image(tmp_path / "magenta.png", MAGENTA)
     status, out, _ = run(model + ["--image", str(image), "--output_format", "json"], capsys)
@@ -176,9 +189,10 @@ def test_csv_header_and_rows(tmp_path, model, capsys):
     status, out, _ = run(model + ["--image", str(red), "--output_format", "csv"], capsys)
     assert status == 0
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == ["image", *LABELS]
+    assert rows[0] == ["image", *LABELS, "predicted"]
     assert rows[1][0] == str(red)
-    np.testing.assert_allclose(np.array(rows[1][1:], float), expected(RED), atol=1e-6)
+    np.testing.assert_allclose(np.array(rows[1][1:-1], float), expected(RED), atol=1e-6)
+    assert rows[1][-1] == "red"
     assert len(rows) == 2
 
 
@@ -269,7 +283,7 @@ def test_fixed_batch_graph_pads_the_last_batch(tmp_path, model, capsys):
     assert status == 0
     rows = list(csv.reader(io.StringIO(out)))[1:]
     assert len(rows) == 3
-    np.testing.assert_allclose(np.array(rows[2][1:], float), expected(RED), atol=1e-6)
+    np.testing.assert_allclose(np.array(rows[2][1:-1], float), expected(RED), atol=1e-6)
 
 
 @pytest.mark.parametrize("content", [None, b"plain text, not an image"])

@@ -48,7 +48,8 @@ def test_json_record_keeps_float32_values_exactly():
 def test_csv_header_and_quoted_row():
     report = Report("csv", LABELS, THRESHOLDS)
     rows = list(csv.reader(io.StringIO(report.header() + report.record('a,"b".jpg', PROBS))))
-    assert rows == [["image", *LABELS], ['a,"b".jpg', "0.1", "0.4", "0.75"]]
+    assert rows == [["image", *LABELS, "predicted"],
+                    ['a,"b".jpg', "0.1", "0.4", "0.75", "sea sunset"]]
 
 
 def test_text_and_json_have_no_header():

@@ -272,3 +272,48 @@ def test_the_graph_loads_in_a_fresh_process_without_project_code(trained, tmp_pa
         cwd=tmp_path, capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert float(result.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_help_names_every_built_in_module_and_the_rules_the_code_follows(capsys):
+    from multilabel.features.feature_modules import known_modules
+
+    with pytest.raises(SystemExit) as exit_info:
+        retrain.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in known_modules()) and retrain.BUILT_IN not in text
+    assert "out-of-fold predictions of all training images" in text
+    assert "kept unless the phase 1 model scores at least as high" in text
+    assert "applies ONLY when --image_dir has no dataset_test.lst" in text
+
+
+def test_a_kaggle_style_csv_trains_and_labels_under_the_users_names(tmp_path, tiny_module,
+                                                                     capsys):
+    """Images renamed to ids in train-jpg/, a shuffled image_name,tags CSV: the run's
+    outputs and label_image.py's CSV name the user's files."""
+    data = make_dataset(tmp_path / "data")
+    names = NAMES.split(",")
+    rows = []
+    for entry in listfile.read_list_file(data / listfile.FULL_LIST):
+        target = data / "train-jpg" / f"img_{entry.index:05d}.jpg"
+        target.parent.mkdir(exist_ok=True)
+        os.rename(data / entry.path, target)
+        rows.append(f"img_{entry.index:05d},{' '.join(n for n, f in zip(names, entry.flags) if f)}")
+    (data / "train_v2.csv").write_text("image_name,tags\n" + "\n".join(reversed(rows)))
+    assert data_generation.main(["--image_dir", str(data), "--labels", str(data / "train_v2.csv"),
+                                 "--images", "train-jpg", "--suffix", ".jpg",
+                                 "--split", "0.75", "--seed", "1"]) == 0
+    assert retrain.main(retrain_flags(tmp_path, tiny_module)) == 0
+    details = tmp_path / "details"
+    predictions = [json.loads(line) for line in open(details / "test_predictions.jsonl")]
+    assert all("/train-jpg/img_" in p["image"] for p in predictions)
+    metrics = json.load(open(details / "metrics.json"))
+    assert metrics["test"]["mean_average_precision"] > 0.9  # the labels followed the images
+    capsys.readouterr()
+    assert label_image.main(["-q", "--graph", str(details / "output_graph.pb"),
+                             "--image_dir", str(data / "train-jpg"), "--output_format",
+                             "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "image,blue,green,red,predicted"  # class names from the tags, sorted
+    assert out[1].startswith(str(data / "train-jpg" / "img_00001.jpg") + ",")
+    assert out[1].endswith(",red")  # image 1 has the first label set: red alone

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 # A run stopped by invalid images names each of them on its own line, up to this many; the
 # rest are counted. A list pointing at the wrong folder would otherwise flood the terminal.
 MAX_LISTED_INVALID = 50
+# Under this many validation images, or positives of a class there, a validation mAP moves
+# by whole hundredths between near-identical models, so the step it picks is partly luck.
+SMALL_VALIDATION = 50
+FEW_POSITIVES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +141,24 @@ def _files(entries, dataset_dir, list_path):
             raise UserError(f"image {entry.path} is the same file as {first.path} (line "
                             f"{first.line}); list each image once", list_path, entry.line)
     return files
+
+
+def small_validation_note(dataset):
+    """One line saying that the validation part is small and what rests on it, or None.
+
+    An empty part has its own warning (the last step is kept), so it gets no note here.
+    """
+    size = len(dataset.validation)
+    positives = dataset.validation.labels.sum(axis=0)
+    few = [f"{name} {int(n)}" for name, n in zip(dataset.class_names, positives)
+           if n < FEW_POSITIVES]
+    if not size or (size >= SMALL_VALIDATION and not few):
+        return None
+    rare = f"; classes with under {FEW_POSITIVES} positives there: {', '.join(few)}" if few else ""
+    return (f"Small validation part ({size} images{rare}): the kept step (and fine-tuning's "
+            "kept model) is chosen on it, so it may be luck, and its validation measures are "
+            "rough; the thresholds rest on more, out-of-fold predictions of all "
+            f"{len(dataset.train) + size} training images")
 
 
 def _class_names(dataset_dir, num_classes):

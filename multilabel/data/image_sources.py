@@ -1,13 +1,17 @@
-"""Where images are found: a folder (label_image.py, data_generation.py) or a list file.
+"""Where images are found: a folder (label_image.py, data_generation.py) or a list.
 
-A folder yields its image files (by extension, not recursing), sorted by name; a list
-file yields its entries' paths, which are relative to the list file's own folder (as
-data_generation.py writes them: `images/NAME`).
+A folder yields its image files (by extension, not recursing), sorted by name. A list is
+a `.lst` list file (index, flags, path, as data_generation.py writes them) or any other
+text file of image paths, one a line; relative paths in either are relative to the list
+file's own folder, as a list file's `images/NAME` is.
 """
 
+import errno
 import os
+import re
 
-from multilabel.base.errors import UserError
+from multilabel.base import storage
+from multilabel.base.errors import UserError, file_error
 from multilabel.data.listfile import image_path, read_list_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
@@ -24,6 +28,12 @@ def no_images_error(folder):
     """The error for a folder without image files, wherever it was listed."""
     return UserError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder",
                      folder)
+
+
+def natural_key(name):
+    """Sort key putting `2.jpg` before `10.jpg`: digit runs compare as numbers."""
+    parts = re.split(r"([0-9]+)", name)
+    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
 
 
 def image_file_names(folder):
@@ -45,6 +55,44 @@ def image_file_names(folder):
             [n for n, image in zip(files, is_image) if not image])
 
 
+def image_files_under(folder):
+    """`(images, others)` as `image_file_names`, but through every subfolder too: paths
+    relative to `folder` with forward slashes, sorted. Dot files and dot folders are left
+    out, as there."""
+    folder = os.fspath(folder)
+    image_file_names(folder)  # the same errors for a missing folder or a file
+    images, others = [], []
+    for where, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        prefix = os.path.relpath(where, folder).replace(os.sep, "/")
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = name if prefix == "." else f"{prefix}/{name}"
+            is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            (images if is_image else others).append(path)
+    return sorted(images), sorted(others)
+
+
+def check_image_file(path):
+    """Raise `UserError` unless `path` is a non-empty regular file, before any work: a
+    symlink that loops or points nowhere, a FIFO, a socket or a device would fail (or
+    hang) retrain.py, and a zero-byte file is an interrupted copy."""
+    try:
+        info = storage.check_regular(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError("symlink loop (the link leads back to itself)", path) from None
+        if isinstance(e, FileNotFoundError) and os.path.islink(path):
+            raise UserError(f"dangling symlink (to {os.readlink(path)!r}, which does not "
+                            "exist)", path) from None
+        if isinstance(e, storage.NotRegularFileError):
+            raise UserError(e.strerror, path) from None
+        raise file_error(e, path, "image file") from e
+    if info.st_size == 0:
+        raise UserError("empty image file", path)
+
+
 def images_in_folder(folder):
     """Paths of the image files directly in `folder`, sorted; UserError if there are none."""
     images, _ = image_file_names(folder)
@@ -54,6 +102,33 @@ def images_in_folder(folder):
 
 
 def images_in_list(path):
-    """The image paths of a list file, joined onto the list file's folder."""
-    folder = os.path.dirname(os.fspath(path))
-    return [image_path(folder, entry) for entry in read_list_file(path)]
+    """The image paths of a `.lst` list file or of a plain list of paths, joined onto the
+    list file's folder (an absolute path stays as it is)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if path.lower().endswith(".lst"):
+        return [image_path(folder, entry) for entry in read_list_file(path)]
+    try:
+        with storage.open_file(path, "r", encoding="utf-8-sig", newline="") as f:
+            return [os.path.join(folder, p) for p in read_paths(f, path)]
+    except OSError as e:
+        raise file_error(e, path, "list file") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"not UTF-8 text: {e}", path) from e
+
+
+def read_paths(lines, source="<stream>"):
+    """The image paths of a plain list, one a line (blank lines skipped, CRLF forgiven)."""
+    paths = []
+    for number, text in enumerate(lines, start=1):
+        text = text.rstrip("\r\n").strip()
+        if not text:
+            continue
+        if "\t" in text:
+            # A paths-only list has no fields: this is a list file under another name.
+            raise UserError("a tab in an image path; a list file of index, flags and path "
+                            "must be named *.lst", source, number)
+        paths.append(text)
+    if not paths:
+        raise UserError("no image paths in the list", source)
+    return paths

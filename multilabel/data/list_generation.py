@@ -1,41 +1,39 @@
-"""Building the list files from labels.json and a folder of images (data_generation.py).
+"""Building the list files from a folder of images and its labels (data_generation.py).
 
-Line i of labels.json belongs to image i of the images folder in natural order
-(`2.jpg` before `10.jpg`); every pairing and count is checked, the images are split
-into training and test lists with a seed, and only then is anything written, each file
-atomically, so a bad input leaves no partial list behind.
+The labels come in one of the layouts of `label_formats`: a CSV file or label folders,
+paired with the images by name, or labels.json, where line i belongs to image i of the
+images folder in natural order (`2.jpg` before `10.jpg`). Every pairing and count is
+checked, the images are split into training and test lists with a seed, and only then
+is anything written, each file atomically, so a bad input leaves no partial list behind.
 """
 
 import dataclasses
-import errno
 import logging
 import os
 import re
 
-from multilabel.data import image_sources, labels_json, listfile, splitting
-from multilabel.base import storage
-from multilabel.base.errors import UserError, file_error
+from multilabel.data import image_sources, label_formats, labels_json, listfile, splitting
+from multilabel.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 IMAGES_FOLDER = "images"
+LABELS_JSON = "labels.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class GenerationConfig:
     image_dir: str
-    labels: str
+    labels: str | None  # a .csv or .json file; None: labels.json in image_dir, or folders
     class_names: tuple  # empty when not given
     shuffle: bool
     split: float
     seed: int
     stratify: bool
-
-
-def natural_key(name):
-    """Sort key putting `2.jpg` before `10.jpg`: digit runs compare as numbers."""
-    parts = re.split(r"([0-9]+)", name)
-    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
+    images: str = IMAGES_FOLDER  # the images folder, relative to image_dir
+    suffix: str = ""  # appended to CSV names that lack it
+    label_delim: str = " "  # between the tags of an image,tags CSV
+    label_folders: bool = False  # labels from images/<label>/<file>
 
 
 def list_images(images_dir):
@@ -48,10 +46,10 @@ def list_images(images_dir):
     if others:
         logger.warning("ignoring %d file(s) in %s without an image extension",
                        len(others), images_dir)
-    return sorted(images, key=natural_key)
+    return sorted(images, key=image_sources.natural_key)
 
 
-def pair_images(rows, names, labels_path, images_dir):
+def pair_images(rows, names, labels_path, images_dir, prefix=IMAGES_FOLDER):
     """One `Entry` per label row: row i (1-based) with image i.
 
     When every image is named by its number (1.jpg, 2.jpg, ...), row i must find
@@ -75,13 +73,13 @@ def pair_images(rows, names, labels_path, images_dir):
                                 labels_path, line)
         extra = sorted(n for n in by_number if not 1 <= n <= len(rows))
         if extra:
-            raise UserError(f"no label line for {IMAGES_FOLDER}/{by_number[extra[0]]}: "
+            raise UserError(f"no label line for {prefix}/{by_number[extra[0]]}: "
                             f"{len(rows)} label lines for {len(names)} images",
                             labels_path, len(rows) + 1 if extra[0] > len(rows) else None)
         ordered = [by_number[i] for i in range(1, len(rows) + 1)]
     else:
         if len(rows) < len(names):
-            raise UserError(f"no label line for {IMAGES_FOLDER}/{names[len(rows)]}: "
+            raise UserError(f"no label line for {prefix}/{names[len(rows)]}: "
                             f"{len(rows)} label lines for {len(names)} images",
                             labels_path, len(rows) + 1)
         if len(rows) > len(names):
@@ -90,29 +88,11 @@ def pair_images(rows, names, labels_path, images_dir):
         ordered = names
     entries = []
     for i, ((line, flags), name) in enumerate(zip(rows, ordered), start=1):
-        path = f"{IMAGES_FOLDER}/{name}"
+        path = f"{prefix}/{name}" if prefix else name
         listfile.check_path(path, os.path.join(images_dir, name))
-        _check_image_file(os.path.join(images_dir, name))
+        image_sources.check_image_file(os.path.join(images_dir, name))
         entries.append(listfile.Entry(i, flags, path, line))
     return entries
-
-
-def _check_image_file(path):
-    """Raise `UserError` unless `path` is a non-empty regular file: a symlink that loops
-    or points nowhere, a FIFO, a socket or a device would fail (or hang) retrain.py."""
-    try:
-        info = storage.check_regular(path)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise UserError("symlink loop (the link leads back to itself)", path) from None
-        if isinstance(e, FileNotFoundError) and os.path.islink(path):
-            raise UserError(f"dangling symlink (to {os.readlink(path)!r}, which does not "
-                            "exist)", path) from None
-        if isinstance(e, storage.NotRegularFileError):
-            raise UserError(e.strerror, path) from None
-        raise file_error(e, path, "image file") from e
-    if info.st_size == 0:
-        raise UserError("empty image file", path)
 
 
 def summary(entries, train, test, class_names, config):
@@ -139,12 +119,9 @@ def summary(entries, train, test, class_names, config):
 
 def generate(config):
     """Read, check, split and write; returns the summary lines."""
-    images_dir = os.path.join(config.image_dir, IMAGES_FOLDER)
-    rows = labels_json.read_labels_file(config.labels)
-    if config.class_names and len(config.class_names) != len(rows[0][1]):
-        raise UserError(f"{len(rows[0][1])} flags, but --class_names gives "
-                        f"{len(config.class_names)} names", config.labels, rows[0][0])
-    entries = pair_images(rows, list_images(images_dir), config.labels, images_dir)
+    images_dir, prefix = _images_folder(config)
+    entries, class_names = _labelled_entries(config, images_dir, prefix)
+    _warn_empty_classes(entries, class_names)
     train, test = splitting.train_test_split(entries, config.split, config.seed, config.stratify)
     if config.shuffle:
         lists = [splitting.shuffled(part, config.seed) for part in (entries, train, test)]
@@ -155,8 +132,8 @@ def generate(config):
     for name, part in zip((listfile.FULL_LIST, listfile.TRAIN_LIST, listfile.TEST_LIST), lists):
         listfile.write_list_file(os.path.join(config.image_dir, name), part)
     names_path = os.path.join(config.image_dir, listfile.CLASS_NAMES_FILE)
-    if config.class_names:
-        listfile.write_class_names(names_path, config.class_names)
+    if class_names:
+        listfile.write_class_names(names_path, class_names)
         note = f"wrote {listfile.CLASS_NAMES_FILE}"
     elif os.path.exists(names_path):
         note = (f"no --class_names given: left the existing {names_path} as it is; "
@@ -164,7 +141,49 @@ def generate(config):
     else:
         note = (f"no --class_names given: wrote no {listfile.CLASS_NAMES_FILE}, "
                 "so the classes will have no names")
-    lines = summary(entries, train, test, config.class_names, config)
+    lines = summary(entries, train, test, class_names, config)
     lines.append(f"wrote {listfile.FULL_LIST}, {listfile.TRAIN_LIST}, {listfile.TEST_LIST} "
                  f"in {config.image_dir}; {note}")
     return lines
+
+
+def _images_folder(config):
+    """The images folder and its path inside the dataset folder, as list paths begin."""
+    images_dir = os.path.join(config.image_dir, config.images)
+    inside = os.path.relpath(images_dir, config.image_dir).replace(os.sep, "/")
+    if inside == ".." or inside.startswith("../"):
+        raise UserError(f"--images {config.images} is outside the dataset folder "
+                        f"{config.image_dir}; the lists name images relative to it")
+    return images_dir, "" if inside == "." else inside
+
+
+def _labelled_entries(config, images_dir, prefix):
+    """`(entries, class_names)` from the layout the flags name (see label_formats)."""
+    if config.label_folders:
+        return label_formats.from_folders(images_dir, prefix, config.class_names)
+    labels = config.labels or os.path.join(config.image_dir, LABELS_JSON)
+    if os.path.isdir(labels):
+        raise UserError("is a folder, not a labels file; for images/<label>/<file> give "
+                        "--label_folders instead of --labels", labels)
+    if label_formats.layout_of(labels) == "csv":
+        return label_formats.from_csv(labels, images_dir, prefix, config.suffix,
+                                      config.label_delim, config.class_names)
+    try:
+        os.stat(labels)
+    except FileNotFoundError:
+        raise UserError(f"labels file not found; {label_formats.LAYOUTS}", labels) from None
+    except OSError:
+        pass  # reading it names the problem
+    rows = labels_json.read_labels_file(labels)
+    if config.class_names and len(config.class_names) != len(rows[0][1]):
+        raise UserError(f"{len(rows[0][1])} flags, but --class_names gives "
+                        f"{len(config.class_names)} names", labels, rows[0][0])
+    return (pair_images(rows, list_images(images_dir), labels, images_dir, prefix),
+            config.class_names)
+
+
+def _warn_empty_classes(entries, class_names):
+    empty = [name for c, name in enumerate(class_names) if not any(e.flags[c] for e in entries)]
+    if empty:
+        logger.warning("no image has the label(s) %s: nothing to learn them from",
+                       ", ".join(empty))

@@ -2,11 +2,12 @@
 
 One image a line, fields separated by tabs:
 
-    index<TAB>flag<TAB>...<TAB>flag<TAB>images/NAME
+    index<TAB>flag<TAB>...<TAB>flag<TAB>PATH
 
 `index` is a non-negative integer, unique in the file; there is one flag per class, `1`
-present and `0` absent; the path is relative to the dataset folder, with forward
-slashes. Reading forgives what editors and older tools leave behind (a UTF-8 byte-order
+present and `0` absent; PATH is relative to the dataset folder, with forward slashes,
+and may have subfolders: the user's own names (`images/12.jpg`,
+`train-jpg/img_00042.jpg`, `images/sea/img_00042.jpg`). Reading forgives what editors and older tools leave behind (a UTF-8 byte-order
 mark, CRLF line ends, a trailing tab, blank lines) and rejects everything else with a
 `UserError` naming the file and line, so that a bad list stops before any training.
 

@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from multilabel.data.distortions import distorted_image
 from multilabel.features.engines import cores
 from multilabel.base.errors import UserError
+from multilabel.base.progress import progress
 from multilabel.data.images import load_pixels, scale
 
 logger = logging.getLogger(__name__)
@@ -91,12 +91,12 @@ def distorted_batches(paths, seeds, height, width, distortions, batch_size):
 
 
 def feature_batches(engine, paths, height, width, batch_size, description="Bottlenecks"):
-    """Yield the engine's vectors for `paths` batch by batch, with a progress bar."""
+    """Yield the engine's vectors for `paths` batch by batch, showing progress."""
     start = time.perf_counter()
-    with tqdm(total=len(paths), unit="img", desc=description, dynamic_ncols=True) as bar:
+    with progress(len(paths), description) as shown:
         for vectors in mapped_batches(engine, paths, height, width, batch_size):
             yield vectors
-            bar.update(len(vectors))
+            shown.update(len(vectors))
     seconds = time.perf_counter() - start
     logger.info("%s: %d images in %.1f s (%.0f images/s)", description, len(paths), seconds,
                 len(paths) / seconds)

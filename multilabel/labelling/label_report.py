@@ -1,5 +1,9 @@
 """How label_image.py shows a labelled image: text for people, JSON lines or CSV for scripts.
 
+The CSV has a column per label's probability, then `predicted`: the predicted label names
+joined by a space, so that its `image` and `predicted` columns are a Kaggle-style
+`image,tags` file, the layout data_generation.py reads.
+
 Probabilities are written in float32's shortest round-trip form (`str(np.float32)`),
 so a script reading the JSON or CSV gets exactly the values the graph produced.
 """
@@ -15,6 +19,7 @@ import numpy as np
 from multilabel.evaluation.thresholds import apply_thresholds
 
 FORMATS = ("text", "json", "csv")
+PREDICTED_COLUMN = "predicted"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Report:
     def header(self):
         """Text to write before the first record ('' when the format has none)."""
         if self.format == "csv":
-            return _csv_line(["image", *self.labels])
+            return _csv_line(["image", *self.labels, PREDICTED_COLUMN])
         return ""
 
     def record(self, image, probabilities):
@@ -49,7 +54,8 @@ class Report:
             raise ValueError(f"expected {len(self.labels)} probabilities, "
                              f"got shape {probabilities.shape}")
         if self.format == "csv":
-            return _csv_line([image, *(_number(p) for p in probabilities)])
+            return _csv_line([image, *(_number(p) for p in probabilities),
+                              " ".join(self.predicted(probabilities))])
         if self.format == "json":
             return json.dumps({
                 "image": image,

@@ -34,13 +34,13 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from multilabel.training import head as head_lib
 from multilabel.training import keep_best
 from multilabel.evaluation import metrics
 from multilabel.data.distortions import Distortions
 from multilabel.base.errors import UserError, no_space_left
+from multilabel.base.progress import progress
 from multilabel.features.feature_modules import load_module
 from multilabel.features.input_pipeline import distorted_batches, image_batches
 from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
@@ -234,15 +234,14 @@ class _Model:
         return self.predict(paths, description)[0]
 
     def predict(self, paths, description):
-        """`(vectors, probabilities)` for `paths`, with a progress bar."""
+        """`(vectors, probabilities)` for `paths`, showing progress."""
         vectors, probs = [], []
-        with tqdm(total=len(paths), unit="img", desc=description, dynamic_ncols=True,
-                  leave=False) as bar:
+        with progress(len(paths), description, leave=False) as shown:
             for images in image_batches(paths, *self._size(), BATCH_SIZE):
                 v, p = self._predict(images)
                 vectors.append(v.numpy())
                 probs.append(p.numpy())
-                bar.update(len(images))
+                shown.update(len(images))
         if not vectors:
             dim, classes = self.weights.shape
             return np.zeros([0, dim], np.float32), np.zeros([0, classes], np.float32)
@@ -306,8 +305,7 @@ class _Run:
         total = self.config.epochs * self.steps_per_epoch
         step = (epoch - 1) * self.steps_per_epoch
         losses = []
-        with tqdm(total=len(order), unit="img", dynamic_ncols=True,
-                  desc=f"Fine-tuning epoch {epoch}/{self.config.epochs}") as bar:
+        with progress(len(order), f"Fine-tuning epoch {epoch}/{self.config.epochs}") as shown:
             batches = distorted_batches(paths, seeds, self.height, self.width,
                                         self.config.distortions, BATCH_SIZE)
             for start, images in zip(range(0, len(order), BATCH_SIZE), batches):
@@ -320,8 +318,7 @@ class _Run:
                                     "lower --fine_tune_learning_rate")
                 step += 1
                 losses.append(loss)
-                bar.update(len(images))
-                bar.set_postfix(loss=f"{loss:.4f}")
+                shown.update(len(images), loss=f"{loss:.4f}")
         return float(np.mean(losses))
 
     def _validate(self, epoch, loss=None):

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow  # the real module, a retrain and a TFLite convers
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mediapipe_client.py")
 # The largest difference of any class's score between MediaPipe and label_image.py on one
 # photo, all from resizing: 0.099 measured on this test's 15 photos, 0.33 on 20 demo photos
-# with the model of `make demo` (bench/mediapipe_agreement.py). At the input size the two
-# agree within 1.2e-6.
+# with the model of `make demo` (bench/experiments/mediapipe_agreement.py). At the input
+# size the two agree within 1.2e-6.
 RESIZING_BOUND = 0.15
 SAME_SIZE_BOUND = 1e-5
 # A photo whose two best classes lie nearer than twice RESIZING_BOUND could have either on

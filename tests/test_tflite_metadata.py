@@ -17,7 +17,7 @@ from ai_edge_litert import schema_py_generated as tflite_schema
 from multilabel.evaluation import thresholds as thresholds_lib
 from multilabel.export import formats, tflite_metadata
 from multilabel.features.backbones import module_builder
-from multilabel.features.engines import TFLiteEngine
+from multilabel.features import engines
 
 CLASSES = ("cat", "dog", "sky")
 THRESHOLDS = (0.25, 0.5, 0.1 + 0.2)  # 0.30000000000000004 must come back exactly
@@ -32,7 +32,7 @@ def plain_model(tiny_module, tmp_path_factory):
     saved = str(tmp_path_factory.mktemp("saved") / "model")
     formats.write_saved_model(saved, tiny_module, 32, 32, rng.normal(size=(24, 3)).astype("f4"),
                               rng.normal(size=3).astype("f4"))
-    return formats.tflite_model(saved)
+    return engines.convert(saved)
 
 
 def _root_string(buffer, slot):
@@ -53,8 +53,8 @@ def _metadata_buffer(model_bytes):
 def test_the_model_computes_exactly_what_it_did(plain_model):
     images = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     with_metadata = tflite_metadata.with_metadata(plain_model, INFO)
-    np.testing.assert_array_equal(TFLiteEngine(with_metadata)(images),
-                                  TFLiteEngine(plain_model)(images))
+    np.testing.assert_array_equal(engines.TFLiteEngine(with_metadata)(images),
+                                  engines.TFLiteEngine(plain_model)(images))
     _, model = _metadata_buffer(with_metadata)
     plain = tflite_schema.ModelT.InitFromPackedBuf(bytearray(plain_model), 0)
     assert [t.name for t in model.subgraphs[0].tensors] == \

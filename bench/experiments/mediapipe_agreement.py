@@ -1,7 +1,7 @@
 """How closely MediaPipe's ImageClassifier follows label_image.py on an exported model.
 
-    python bench/mediapipe_agreement.py --tflite M.tflite --graph G.pb --labels L.txt \
-        [--image_dir DATASET] [--count 20] [--python PY]
+    python -m bench.experiments.mediapipe_agreement --tflite M.tflite --graph G.pb \
+        --labels L.txt [--image_dir DATASET] [--count 20] [--python PY]
 
 Takes `--count` photos spread evenly over the test list of `--image_dir`, labels them with
 label_image.py's code on the frozen graph and with MediaPipe on the TFLite model (default
@@ -20,12 +20,10 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # run as a script from anywhere: the package lives one folder up
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import label_image
+from multilabel.data import listfile
 
-import label_image  # noqa: E402
-from multilabel.data import listfile  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):

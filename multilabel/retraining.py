@@ -4,8 +4,10 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime
 import itertools
 import logging
+import os
 import tempfile
 
 import numpy as np
@@ -14,8 +16,9 @@ from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
 from multilabel.evaluation import metrics
-from multilabel.export import stage
+from multilabel.export import stage, tflite_metadata
 from multilabel.features import module_set
+from multilabel.features.backbones import module_builder
 from multilabel.features.engines import cores
 from multilabel.training import feature_scaling, fine_tuning, trainer
 
@@ -232,7 +235,25 @@ def _export(config, module, result, data, evaluation, report):
                              data.class_names)
     stage.write_outputs(config.outputs, _classifier(config, module, result), stage.Results(
         tuple(data.class_names), np.asarray(evaluation.thresholds), tuple(evaluation.test.paths),
-        evaluation.test_probs, report))
+        evaluation.test_probs, report, _model_info(config, module, data, evaluation.thresholds)))
+
+
+def _model_info(config, module, data, thresholds):
+    """What the TFLite model's metadata says: module, data, date, classes, thresholds, licence."""
+    when = datetime.datetime.now(datetime.timezone.utc)
+    licences = "; ".join(
+        f"{m.handle}: {module_builder.weights_licence(m.path) or 'not recorded, see its source'}"
+        for m in module.members)
+    return tflite_metadata.ModelInfo(
+        name=f"Multi-label classifier: {', '.join(data.class_names)}",
+        description=(
+            f"Sigmoid scores of {len(data.class_names)} classes on the features of "
+            f"{', '.join(config.tfhub_modules)}{' (fine-tuned)' if config.fine_tune else ''}, "
+            f"trained by retrain.py on {len(data.train)} images of "
+            f"{os.path.basename(os.path.normpath(config.image_dir))}; exported "
+            f"{when:%Y-%m-%d %H:%M} UTC."),
+        version=f"{when:%Y%m%d.%H%M%S}", class_names=tuple(data.class_names),
+        thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
 def _write_report_page(config, module, data, result, report, evaluation, stage_seconds):

@@ -1,34 +1,11 @@
 """Integration: the real MobileNetV2 module on a few dozen real scene photos."""
 
 import json
-import os
-import shutil
 
 import numpy as np
-import pytest
 
-import data_generation
 import label_image
 import retrain
-
-PER_BLOCK = 12  # images from each 400-image block (desert, mountains, sea, sunset, trees)
-
-
-@pytest.fixture(scope="module")
-def small_scene_set(tmp_path_factory, scenes):
-    """60 real photos, renumbered 1..60, with their label lines, as data_generation wants."""
-    folder = tmp_path_factory.mktemp("scenes")
-    (folder / "images").mkdir()
-    lines = open(os.path.join(scenes, "labels.json")).read().splitlines()
-    picked = [block * 400 + k * 31 + 1 for block in range(5) for k in range(PER_BLOCK)]
-    for n, original in enumerate(picked, start=1):
-        shutil.copy(os.path.join(scenes, "images", f"{original}.jpg"), folder / "images" / f"{n}.jpg")
-    (folder / "labels.json").write_text("\n".join(lines[i - 1] for i in picked))
-    assert data_generation.main(["--image_dir", str(folder), "--class_names",
-                                 "desert,mountains,sea,sunset,trees", "--split", "0.75",
-                                 "--seed", "1"]) == 0
-    return folder
-
 
 def test_retrain_on_real_photos_learns_and_exports_what_it_measured(
         small_scene_set, mobilenet_v2, tmp_path, capsys):

@@ -20,7 +20,7 @@ from multilabel.base import atomic
 from multilabel.data import listfile
 from multilabel.data.images import load_image
 from multilabel.evaluation import thresholds as thresholds_lib
-from multilabel.export import formats
+from multilabel.export import formats, tflite_metadata
 from multilabel.features import engines
 from multilabel.labelling import label_report
 
@@ -78,6 +78,7 @@ class Results:
     test_paths: tuple
     test_probs: np.ndarray  # [len(test_paths), num_classes]
     report: dict  # metrics.json's content; the export check's difference is added
+    model_info: tflite_metadata.ModelInfo  # what the TFLite model's metadata says
 
 
 def write_outputs(outputs, classifier, results):
@@ -95,7 +96,7 @@ def write_outputs(outputs, classifier, results):
     logger.info("Wrote %s, %s, %s and %s", outputs.output_labels, outputs.output_thresholds,
                 outputs.metrics_file, outputs.test_predictions)
     if outputs.saved_model_dir or outputs.tflite_output_file:
-        _write_saved_model_and_tflite(outputs, classifier, graph_def)
+        _write_saved_model_and_tflite(outputs, classifier, graph_def, results.model_info)
 
 
 def intermediate_graph_writer(outputs, classifier):
@@ -134,15 +135,16 @@ def _write_predictions(path, results):
                                     for image, row in zip(results.test_paths, results.test_probs)))
 
 
-def _write_saved_model_and_tflite(outputs, classifier, graph_def):
-    """The SavedModel (kept only where asked for) and the TFLite model converted from it."""
+def _write_saved_model_and_tflite(outputs, classifier, graph_def, model_info):
+    """The SavedModel (kept only where asked for) and the TFLite model converted from it,
+    with TFLite metadata (so that MediaPipe runs it as it is)."""
     with tempfile.TemporaryDirectory() as scratch:
         saved = outputs.saved_model_dir or os.path.join(scratch, "saved_model")
         formats.write_saved_model(saved, classifier.module_path, classifier.height,
                                   classifier.width, classifier.weights, classifier.biases)
         if not outputs.tflite_output_file:
             return
-        content = engines.convert(saved)
+        content = tflite_metadata.with_metadata(engines.convert(saved), model_info)
         probe = np.random.default_rng(0).random((2, classifier.height, classifier.width, 3),
                                                 dtype=np.float32)
         difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(

@@ -131,3 +131,12 @@ def _provenance(name, recipe, data):
         "tensorflow": tf.__version__,
     }
 
+
+def weights_licence(module_path):
+    """The licence of the weights `module_path` was built from, as its provenance file says;
+    None for a module this project did not build (a TF Hub or user SavedModel)."""
+    try:
+        with open(os.path.join(module_path, PROVENANCE_FILE), encoding="utf-8") as f:
+            return json.load(f)["weights"]["license"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -42,8 +42,8 @@ DEV_STAMP := $(VENV)/.dev-installed
 # The figures print even when a test fails; make still reports the failure.
 coverage: $(DEV_STAMP)
 	$(PY) -m coverage run --branch --source=multilabel -m pytest -q tests; status=$$?; \
-	$(PY) -m coverage json -q -o .coverage.json && \
-	$(PY) bench/coverage_by_wing.py .coverage.json && exit $$status
+	$(PY) -m coverage json -q -o coverage.json && \
+	$(PY) bench/coverage_by_wing.py coverage.json && exit $$status
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -291,3 +291,10 @@ def test_bad_input_is_rejected():
         precision_recall_f1(A_TRUE, A_PROBS, average="weighted")
     with pytest.raises(ValueError):
         evaluate(A_TRUE, A_PROBS[:, :3])
+
+
+# Equivalent mutant: `np.where(denominator == 0, 1.0, denominator)` -> `np.where(denominator == 0, 2.0, denominator)`:
+# the 1.0 only stands in for a zero denominator, whose quotient np.where then replaces by 0.
+# Equivalent mutant: `np.where(y_true, rank, 0)` -> `np.where(y_true, rank, 1)`: a true
+# label's rank is at least 1, so the row's maximum is unchanged, and a row without true
+# labels gives max(0 - 1, 0) = max(1 - 1, 0) = 0 either way.

@@ -173,10 +173,11 @@ def test_validation_split_matches_the_original_retrain_rule():
 
 
 # Equivalent mutant: `_hash_percentage(entry.path) < percentage` -> `_hash_percentage(entry.path) <= percentage`:
-# the two differ only for a file name whose percentage is exactly the cut. 2 ** 27 - 1 is
-# odd and not a multiple of 5, so no hash gives a whole percentage from 1 to 99 (and
-# the float product is off by far more than its last digit); only a cut of 0 with a hash
-# of exactly 0 mod 2 ** 27 would, one file name in 134 million.
+# they differ only for a file name whose percentage is exactly the cut, a whole number
+# (retrain.py's flag is an int). For a cut P from 1 to 99 the hash would be P (2 ** 27 - 1)
+# / 100, no integer (2 ** 27 - 1 is odd and no multiple of 5), so every hash's percentage
+# is at least 1 / (2 ** 27 - 1) from P, far beyond float rounding. A cut of 0 needs a hash
+# of 0 modulo 2 ** 27: one file name in 134 million, none findable for a test.
 
 
 def test_validation_split_depends_on_the_file_name_only():

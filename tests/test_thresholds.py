@@ -48,6 +48,11 @@ def test_tie_at_equal_distance_goes_to_the_larger():
     assert best_f1_threshold(labels, [0.875, 0.625, 0.625, 0.375, 0.125]) == 0.75
 
 
+# Equivalent mutant: `2 * tp_at` -> `3 * tp_at`: F1 is only compared with itself, and
+# scaling every candidate's value by 3/2 keeps which are largest and which tie (equal
+# ratios of integers stay equal floats, unequal ones stay apart).
+
+
 def test_a_class_without_positives_keeps_one_half():
     assert best_f1_threshold([0, 0, 0], [0.9, 0.2, 0.6]) == 0.5
 

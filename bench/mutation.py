@@ -180,8 +180,8 @@ def _run_tests(scratch, test_file, args, timeout):
     """`"passed"`, `"failed"` or `"timeout"` for the tests in the scratch copy."""
     env = dict(os.environ, PYTHONPATH=scratch, PYTHONDONTWRITEBYTECODE="1",
                TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-               "-o", "addopts=", *args, test_file]
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args,
+               test_file]
     process = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:

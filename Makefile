@@ -15,7 +15,7 @@ DEMO_IMAGE ?= $(firstword $(wildcard ../shared/datasets/extra-photos/sunset.jpg)
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench check-weights tensorboard
+.PHONY: demo test bench check-weights mutation coverage tensorboard
 .NOTPARALLEL:
 
 demo: $(STAMP)
@@ -41,6 +41,25 @@ check-weights: $(WEIGHTS_STAMP)
 
 $(WEIGHTS_STAMP): $(STAMP) bench/requirements.txt
 	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+# Mutation testing of the pure modules: each module's score and the mutants its tests
+# miss (docs/development.md; about 10 minutes on 2 cores).
+mutation: $(STAMP)
+	$(PY) bench/mutation.py
+
+# Line and branch coverage of the package over the whole test suite, one row per wing
+# (docs/development.md). coverage.py is installed on first use (requirements-dev.txt).
+DEV_STAMP := $(VENV)/.dev-installed
+
+# The figures print even when a test fails; make still reports the failure.
+coverage: $(DEV_STAMP)
+	$(PY) -m coverage run --branch --source=multilabel -m pytest -q tests; status=$$?; \
+	$(PY) -m coverage json -q -o coverage.json && \
+	$(PY) bench/coverage_by_wing.py coverage.json && exit $$status
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 # TensorBoard on the summaries of every retrain.py run, at http://localhost:6006 (Ctrl-C stops

@@ -54,6 +54,24 @@ def nested_write_graph_def(target):
     return graph.as_graph_def()
 
 
+def switch_case_write_graph_def(target):
+    """WriteFile in one branch of a `tf.switch_case`: a `Case` node names its branches in
+    a list of functions (`branches`), not in one function-valued attribute."""
+    @tf.function
+    def features(images):
+        def write():
+            with tf.control_dependencies([tf.io.write_file(str(target), "x")]):
+                return tf.identity(images)
+        branch = tf.cast(tf.reduce_all(images >= 0), tf.int32)
+        return tf.switch_case(branch, [lambda: tf.identity(images), write])
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.compat.v1.placeholder(tf.float32, [None, SIZE, SIZE, 3], name="Placeholder")
+        _classifier(features(images))
+    return graph.as_graph_def()
+
+
 def test_a_graph_that_writes_a_file_is_refused_before_it_runs(tmp_path, capsys):
     target = tmp_path / "written.txt"
     graph = write_file_graph(tmp_path / "graph.pb", target)
@@ -80,6 +98,16 @@ def test_ops_inside_nested_functions_are_found(tmp_path):
     assert "WriteFile" in found
     function_name = found["WriteFile"].split("/")[0]
     assert function_name in {f.signature.name for f in graph_def.library.function}
+    with pytest.raises(UserError, match=r"^g\.pb: .*: WriteFile \(node '[^']+/WriteFile'\)"):
+        graph_ops.check_classifier_ops(graph_def, "g.pb")
+
+
+def test_ops_in_the_branches_of_a_switch_case_are_found(tmp_path):
+    graph_def = switch_case_write_graph_def(tmp_path / "x")
+    function_ops = {n.op for f in graph_def.library.function for n in f.node_def}
+    assert function_ops & {"Case", "StatelessCase"}  # the graph holds what the test is about
+    found = graph_ops.ops_in_graph(graph_def)
+    assert "WriteFile" in found
     with pytest.raises(UserError, match=r"^g\.pb: .*: WriteFile \(node '[^']+/WriteFile'\)"):
         graph_ops.check_classifier_ops(graph_def, "g.pb")
 

@@ -19,6 +19,8 @@ def test_whole_file_one_array_keeps_line_numbers():
     text = "[\n  [1, -1],\n  [-1, 1]\n]\n"
     assert labels_json.parse_labels(text) == [(2, (1, 0)), (3, (0, 1))]
     assert labels_json.parse_labels("[[1,-1],[0,1]]") == [(1, (1, 0)), (1, (0, 1))]
+    # Lines before the array count too.
+    assert labels_json.parse_labels("\n\n[\n  [1, -1]\n]") == [(4, (1, 0))]
 
 
 @pytest.mark.parametrize("text, num_classes, line, words", [
@@ -31,9 +33,14 @@ def test_whole_file_one_array_keeps_line_numbers():
     ("[1, -1]\n{\"a\": 1}\n", None, 2, "expected a JSON list of flags"),
     ("[1, -1]\n\n[1, -1]\n", None, 2, "blank line between label lines"),
     ("[\n  [1, -1],\n  [1, 2]\n]", None, 3, "flag 2 is not"),
-    ("[\n  [1, -1],\n  [1, -1\n]", None, 4, "bad JSON"),
+    # The outer bracket closes the second list, then the array lacks its own.
+    ("[\n  [1, -1],\n  [1, -1\n]", None, 4, "bad JSON: expected ',' or ']' after a label list"),
+    ("[\n  [1, -1],\n  [1, x]\n]", None, 3, "bad JSON: Expecting value at column 7"),
+    ("[[x]]", None, 1, "bad JSON: Expecting value at column 3"),
     ("[\n  [1, -1]\n  [1, -1]\n]", None, 3, "expected ',' or ']'"),
     ("[[1, -1]]\nx", None, 2, "extra text"),
+    ("[[1, -1]]x", None, 1, "extra text"),  # junk right after the closing bracket
+    ("[]x", None, 1, "extra text"),  # after an empty array
 ])
 def test_rejects_bad_labels_naming_file_and_line(text, num_classes, line, words):
     with pytest.raises(UserError) as info:
@@ -56,3 +63,12 @@ def test_reads_a_file(tmp_path):
         labels_json.read_labels_file(tmp_path / "none.json")
     with pytest.raises(UserError, match="is a folder, not a labels file"):
         labels_json.read_labels_file(tmp_path)
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_bytes(b"[1, -1]\n[-1, 1] \xff\n")
+    with pytest.raises(UserError) as info:
+        labels_json.read_labels_file(path)
+    assert str(info.value) == (
+        f"{path}:2: not UTF-8 text: byte 0xff at column 9 (invalid start byte)")

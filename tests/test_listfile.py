@@ -1,4 +1,6 @@
+import dataclasses
 import io
+import re
 
 import pytest
 
@@ -97,3 +99,71 @@ def test_rejects_bad_class_names(tmp_path, names, words):
     with pytest.raises(UserError, match=words):
         listfile.write_class_names(tmp_path / "names.txt", names)
     assert not (tmp_path / "names.txt").exists()
+
+
+def test_an_entry_is_frozen_and_hashable():
+    entry = Entry(1, (1, 0), "images/1.jpg", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.path = "images/2.jpg"
+    assert {entry, Entry(1, (1, 0), "images/1.jpg", 1)} == {entry}
+
+
+@pytest.mark.parametrize("path, words", [
+    ("", "empty image path"),
+    ("images/a\nb.jpg", "contains a tab or line break"),
+    ("images/a\rb.jpg", "contains a tab or line break"),
+    ("images/a\tb.jpg", "contains a tab or line break"),
+])
+def test_check_path_rejects_what_no_list_line_can_hold(path, words):
+    # read_list never passes these (a tab splits the fields, a line end the lines, a
+    # trailing tab is dropped), but an Entry built by hand can hold them.
+    with pytest.raises(UserError, match=f"^x.lst:4: .*{words}"):
+        listfile.check_path(path, "x.lst", 4)
+    with pytest.raises(UserError, match=words):
+        listfile.image_path("/data", Entry(1, (1,), path, 4))
+
+
+def test_a_line_break_inside_a_line_of_a_plain_list_is_refused():
+    # A list of str is split by its caller, so a CR can sit inside one "line".
+    with pytest.raises(UserError, match=r"^x.lst:2: image path 'a\\rb.jpg' contains"):
+        listfile.read_list(["1\t1\tok.jpg\n", "2\t0\ta\rb.jpg\n"], "x.lst")
+
+
+@pytest.mark.parametrize("read, data, where", [
+    # Latin-1 é in line 2 after "2<TAB>0<TAB>images/" (11 bytes); a lone 0xff in line 3.
+    (listfile.read_list_file, b"1\t1\timages/1.jpg\n2\t0\timages/\xe9t\xe9.jpg\n",
+     "2: not UTF-8 text: byte 0xe9 at column 12 (invalid continuation byte)"),
+    (listfile.read_class_names, b"desert\nmountains\n\xff\n",
+     "3: not UTF-8 text: byte 0xff at column 1 (invalid start byte)"),
+])
+def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path, read, data, where):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(data)
+    with pytest.raises(UserError) as info:
+        read(path)
+    assert str(info.value) == f"{path}:{where}"
+
+
+@pytest.mark.parametrize("text", ["", "\n \n\t\n", "\ufeff\r\n"])
+def test_a_class_names_file_without_names_is_refused(tmp_path, text):
+    path = tmp_path / "class_names.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: no class names in the file$"):
+        listfile.read_class_names(path)
+
+
+def test_class_names_read_ignores_bom_crlf_blank_lines_and_spaces(tmp_path):
+    path = tmp_path / "class_names.txt"
+    path.write_bytes("\ufeffdesert\r\n\r\n  sea view \r\nsunset".encode("utf-8"))
+    assert listfile.read_class_names(path) == ["desert", "sea view", "sunset"]
+
+
+def test_class_names_must_be_one_per_class():
+    with pytest.raises(UserError, match="^names.txt: 2 class names for 3 classes$"):
+        listfile.check_class_names(["a", "b"], "names.txt", num_classes=3)
+    listfile.check_class_names(["a", "b", "c"], "names.txt", num_classes=3)
+
+
+def test_an_empty_class_name_is_named_by_its_position():
+    with pytest.raises(UserError, match="^names.txt: class name 2 is empty$"):
+        listfile.check_class_names(["a", " ", "c"], "names.txt")

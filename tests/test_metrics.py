@@ -227,6 +227,43 @@ def test_evaluate_example_b_is_plain_json():
     assert metrics["support"] == [2, 2, 1]
 
 
+def test_evaluate_example_a_keeps_every_measure_in_its_place():
+    # Example A gives a different value to every summary measure, so a measure reported
+    # under another's name shows (in example B micro P, R and F1 are all 0.4).
+    metrics = evaluate(A_TRUE, A_PROBS)
+    assert metrics["num_instances"] == 3
+    assert metrics["num_classes"] == 4
+    assert metrics["instances_without_labels"] == 0
+    assert metrics["label_accuracy"] == pytest.approx(9 / 12)
+    assert metrics["hamming_loss"] == pytest.approx(3 / 12)
+    assert metrics["exact_match"] == pytest.approx(1 / 3)
+    # micro: TP 4, FP 2, FN 1; macro: the means of the per-class lists below.
+    assert (metrics["micro_precision"], metrics["micro_recall"], metrics["micro_f1"]) == (
+        pytest.approx(4 / 6), pytest.approx(4 / 5), pytest.approx(8 / 11))
+    assert (metrics["macro_precision"], metrics["macro_recall"], metrics["macro_f1"]) == (
+        pytest.approx(3 / 4), pytest.approx(2.5 / 4), pytest.approx((8 / 3) / 4))
+    assert metrics["precision"] == pytest.approx([1, 1, 1, 0])
+    assert metrics["recall"] == pytest.approx([0.5, 1, 1, 0])
+    assert metrics["f1"] == pytest.approx([2 / 3, 1, 1, 0])
+    # Each class's positives score above its negatives: AP 1, 1, 1 and none.
+    assert metrics["average_precision"] == [1, 1, 1, None]
+    assert metrics["mean_average_precision"] == 1
+    # As in test_ranking_measures_example_a.
+    assert metrics["one_error"] == 0
+    assert metrics["coverage"] == pytest.approx(1.0)
+    assert metrics["ranking_loss"] == pytest.approx(1 / 12)
+    assert metrics["label_ranking_average_precision"] == pytest.approx(17 / 18)
+    assert metrics["support"] == [2, 2, 1, 0]
+
+
+@pytest.mark.filterwarnings("error")
+def test_zero_division_gives_zero_without_a_numpy_warning():
+    # Class 3 of example A has recall 0/0 and no positives; 0/0 is answered, never computed.
+    precision, recall, f1 = precision_recall_f1(A_TRUE, A_PROBS)
+    assert (precision[3], recall[3], f1[3]) == (0, 0, 0)
+    assert ranking_loss([[0, 0], [1, 1]], [[0.2, 0.4], [0.3, 0.1]]) == 0
+
+
 def test_evaluate_marks_a_class_without_positives():
     metrics = evaluate(A_TRUE, A_PROBS)
     assert metrics["thresholds"] == [0.5] * 4  # a scalar is spread over the classes
@@ -254,3 +291,10 @@ def test_bad_input_is_rejected():
         precision_recall_f1(A_TRUE, A_PROBS, average="weighted")
     with pytest.raises(ValueError):
         evaluate(A_TRUE, A_PROBS[:, :3])
+
+
+# Equivalent mutant: `np.where(denominator == 0, 1.0, denominator)` -> `np.where(denominator == 0, 2.0, denominator)`:
+# the 1.0 only stands in for a zero denominator, whose quotient np.where then replaces by 0.
+# Equivalent mutant: `np.where(y_true, rank, 0)` -> `np.where(y_true, rank, 1)`: a true
+# label's rank is at least 1, so the row's maximum is unchanged, and a row without true
+# labels gives max(0 - 1, 0) = max(1 - 1, 0) = 0 either way.

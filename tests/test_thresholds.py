@@ -48,6 +48,11 @@ def test_tie_at_equal_distance_goes_to_the_larger():
     assert best_f1_threshold(labels, [0.875, 0.625, 0.625, 0.375, 0.125]) == 0.75
 
 
+# Equivalent mutant: `2 * tp_at` -> `3 * tp_at`: F1 is only compared with itself, and
+# scaling every candidate's value by 3/2 keeps which are largest and which tie (equal
+# ratios of integers stay equal floats, unequal ones stay apart).
+
+
 def test_a_class_without_positives_keeps_one_half():
     assert best_f1_threshold([0, 0, 0], [0.9, 0.2, 0.6]) == 0.5
 
@@ -75,10 +80,14 @@ def test_a_zero_score_still_allows_predicting_everything():
     assert apply_thresholds([[0.0], [0.0]], threshold).all()
 
 
-def test_adjacent_floats_are_still_separated():
-    high = 0.7
+@pytest.mark.parametrize("high", [0.3, 0.7])
+def test_adjacent_floats_are_still_separated(high):
     low = np.nextafter(high, 0.0)  # no float lies strictly between them
+    # Their midpoint rounds down onto `low` for 0.3 (the guard then takes `high` itself)
+    # and up onto `high` for 0.7: both ways the threshold is `high`.
+    assert ((high + low) / 2 == low) == (high == 0.3)
     threshold = best_f1_threshold([1, 0], [high, low])
+    assert threshold == high
     assert apply_thresholds([[high], [low]], threshold).ravel().tolist() == [True, False]
 
 
@@ -101,12 +110,18 @@ def test_thresholds_per_class():
 
 
 def test_thresholds_reject_mismatched_or_bad_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"y_true \(1, 2\) and probs \(1, 3\) must be equal"):
         best_f1_thresholds([[1, 0]], [[0.5, 0.5, 0.5]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="y_true must hold only 0 and 1"):
         best_f1_thresholds([[2, 0]], [[0.5, 0.5]])
-    with pytest.raises(ValueError):
-        best_f1_thresholds([[1, 0]], [[0.5, np.nan]])
+    for bad in (np.nan, 1.5, -0.25, np.nextafter(1.0, 2.0)):
+        with pytest.raises(ValueError, match=r"probs must be probabilities in \[0, 1\]"):
+            best_f1_thresholds([[1, 0]], [[0.5, bad]])
+
+
+def test_probabilities_of_exactly_zero_and_one_are_accepted():
+    # labels 1 0, scores 1.0 0.0: perfect separation in the middle of the gap.
+    np.testing.assert_array_equal(best_f1_thresholds([[1], [0]], [[1.0], [0.0]]), [0.5])
 
 
 def test_apply_thresholds_per_class_and_scalar():
@@ -114,8 +129,21 @@ def test_apply_thresholds_per_class_and_scalar():
     assert apply_thresholds(probs, [0.3, 0.5]).tolist() == [[False, True], [True, False]]
     # `>=`: a probability equal to the threshold is predicted.
     assert apply_thresholds(probs, 0.5).tolist() == [[False, True], [True, False]]
-    with pytest.raises(ValueError):
-        apply_thresholds(probs, [0.5, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("thresholds", [
+    [0.5, 0.5, 0.5],  # one too many: numpy could not broadcast it either
+    [0.5],  # one for two classes: numpy would broadcast it silently
+    [[0.3, 0.5]],  # [1, C]: numpy would broadcast it silently too
+])
+def test_apply_thresholds_refuses_a_shape_other_than_one_per_class(thresholds):
+    with pytest.raises(ValueError, match=r"must be a scalar or \[2\]"):
+        apply_thresholds(np.array([[0.2, 0.6], [0.5, 0.4]]), thresholds)
+
+
+def test_apply_thresholds_refuses_probabilities_that_are_not_a_matrix():
+    with pytest.raises(ValueError, match=r"probs must be \[N, C\], got shape \(2,\)"):
+        apply_thresholds([0.2, 0.6], 0.5)
 
 
 def test_thresholds_round_trip_exactly(tmp_path):

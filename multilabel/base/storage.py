@@ -16,6 +16,7 @@ import os
 import stat
 
 from multilabel.base import atomic
+from multilabel.base.errors import UserError, file_error
 
 
 def is_remote(path):
@@ -124,6 +125,27 @@ def read_bytes(path):
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def read_text(path, what="file"):
+    """The text of the UTF-8 file at `path`, a `what` ("list file"), any byte-order mark kept.
+
+    Raises `UserError` naming the path when the file cannot be read, and the line and
+    column of the first byte that is not UTF-8: the whole file is decoded at once, since a
+    text file object decodes in chunks and reports a position within one of them.
+    """
+    try:
+        with open_file(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise file_error(e, path, what) from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        raise UserError(f"not UTF-8 text: byte 0x{data[e.start]:02x} at column "
+                        f"{e.start - line_start + 1} ({e.reason})", path,
+                        data.count(b"\n", 0, e.start) + 1) from e
 
 
 def write_bytes(path, data, durable=True):

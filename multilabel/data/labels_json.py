@@ -17,7 +17,7 @@ import logging
 import sys
 
 from multilabel.base import storage
-from multilabel.base.errors import UserError, file_error
+from multilabel.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,7 @@ _PRESENT = 1
 
 def read_labels_file(path, num_classes=None):
     """The label rows of the file at `path`, see `parse_labels`."""
-    try:
-        with storage.open_file(path, "r", encoding="utf-8-sig") as f:
-            text = f.read()
-    except OSError as e:
-        raise file_error(e, path, "labels file") from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text: {e}", path) from e
+    text = storage.read_text(path, "labels file")
     return parse_labels(text, source=path, num_classes=num_classes)
 
 

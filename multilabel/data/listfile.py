@@ -15,13 +15,14 @@ This module must not import TensorFlow: the data step and the tests use it alone
 """
 
 import dataclasses
+import io
 import logging
 import os
 import posixpath
 import re
 
 from multilabel.base import atomic, storage
-from multilabel.base.errors import UserError, file_error
+from multilabel.base.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +131,8 @@ def _clip(text, limit=40):
 
 def read_list_file(path, num_classes=None):
     """Read and validate the list file at `path` (see `read_list`)."""
-    try:
-        with storage.open_file(path, "r", encoding="utf-8", newline="") as f:
-            return read_list(f, source=path, num_classes=num_classes)
-    except OSError as e:
-        raise file_error(e, path, "list file") from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text: {e}", path) from e
+    text = storage.read_text(path, "list file")
+    return read_list(io.StringIO(text, newline=""), source=path, num_classes=num_classes)
 
 
 def format_entry(entry):
@@ -179,13 +175,8 @@ def check_class_names(names, source=None, num_classes=None):
 
 def read_class_names(path):
     """The class names in `path`, one a line, in output order (blank lines ignored)."""
-    try:
-        with storage.open_file(path, "r", encoding="utf-8-sig") as f:
-            names = [line.strip() for line in f]
-    except OSError as e:
-        raise file_error(e, path, "class names file") from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text: {e}", path) from e
+    text = storage.read_text(path, "class names file").removeprefix(_BOM)
+    names = [line.strip() for line in io.StringIO(text, newline=None)]
     names = [n for n in names if n]
     if not names:
         raise UserError("no class names in the file", path)

@@ -49,7 +49,7 @@ import io
 import numpy as np
 
 from multilabel.base import atomic
-from multilabel.evaluation.thresholds import check_labels_and_probs
+from multilabel.evaluation.label_arrays import check_labels_and_probs
 
 SCORE_ALPHA = 0.8  # the exponential moving average's weight on each lower self-confidence
 TOLERANCE = 1e-6  # slack on the thresholds and on the 0.5 check, as in the papers' code

@@ -1,0 +1,185 @@
+"""Does label_issues.csv find labels corrupted on purpose? Ours beside cleanlab's, one table.
+
+For each corruption count, that many training images of the demo split (train and
+validation parts, as the out-of-fold predictions cover both) get one present label
+swapped for an absent one, in a copy of dataset_train.lst in a scratch folder whose
+`images` links to the demo images; the test list and class names are copied unchanged
+(`make demo` or data_generation.py writes them). retrain.py then
+runs with its defaults on the copy (reusing the bottleneck cache, which is keyed by
+image content) and writes label_issues.csv. The table gives, for the top k rows
+(k = the number corrupted, and twice that):
+
+- `csv`: the first k rows of label_issues.csv itself (test rows included: what a user
+  reads);
+- `ours`: multilabel/evaluation/label_issues.py on the training part's out-of-fold
+  predictions, the very probabilities retrain.py passed it;
+- `cleanlab`: cleanlab 2.9.0's `find_label_issues(multi_label=True,
+  return_indices_ranked_by="self_confidence")` on the same probabilities;
+- `max|y-p|`: every training image ranked by its largest |given - p|, no filter.
+
+precision = corrupted among the top k / k, recall = corrupted among the top k / number
+corrupted; `flagged` is how many images the rule reports at all (and, for cleanlab,
+how many of its flagged images ours flags too).
+
+cleanlab is AGPL-3.0: it is never a dependency of the project, only of this script,
+installed into a folder of its own and put at the end of sys.path:
+
+    python -m pip install --target /work/venvs/cleanlab cleanlab==2.9.0
+    python bench/label_issues_vs_cleanlab.py --cleanlab_path /work/venvs/cleanlab \\
+        --counts 0,40,80,160 --seeds 1,2
+
+A run takes under a minute once the bottlenecks are cached. With no corruption, the
+first rows of label_issues.csv are printed instead, for a look at the images.
+"""
+
+import argparse
+import contextlib
+import csv
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import retrain  # noqa: E402
+from multilabel.data import listfile  # noqa: E402
+from multilabel.evaluation import label_issues  # noqa: E402
+
+SHOWN_CLEAN = 12  # rows of the uncorrupted run's label_issues.csv printed for a look
+
+
+def corrupt(entries, count, rng):
+    """`(entries, corrupted paths)`: `count` entries, drawn at random among those with a
+    present and an absent label, with one present label swapped for an absent one."""
+    eligible = [i for i, e in enumerate(entries) if 0 < sum(e.flags) < len(e.flags)]
+    chosen = rng.choice(eligible, count, replace=False)
+    out = list(entries)
+    for i in chosen:
+        flags = np.array(entries[i].flags)
+        present, absent = np.flatnonzero(flags), np.flatnonzero(flags == 0)
+        flags[rng.choice(present)], flags[rng.choice(absent)] = 0, 1
+        out[i] = listfile.Entry(entries[i].index, tuple(int(f) for f in flags),
+                                entries[i].path, entries[i].line)
+    return out, {entries[i].path for i in chosen}
+
+
+@contextlib.contextmanager
+def recorded_parts():
+    """The label_issues.Part list retrain.py hands to write_label_issues, recorded."""
+    original, seen = label_issues.write_label_issues, []
+
+    def recording(path, parts, class_names):
+        seen.extend(parts)
+        return original(path, parts, class_names)
+
+    label_issues.write_label_issues = recording
+    try:
+        yield seen
+    finally:
+        label_issues.write_label_issues = original
+
+
+def run_retrain(folder, args):
+    out = os.path.join(folder, "out")
+    argv = ["--image_dir", folder, "--model_dir", args.model_dir,
+            "--bottleneck_dir", args.bottleneck_dir, "--logging_verbosity", "ERROR",
+            *[arg for name in ("output_graph", "output_labels", "output_thresholds",
+                               "test_predictions", "summaries_dir", "checkpoint_path",
+                               "report_page")
+              for arg in (f"--{name}", os.path.join(out, name))],
+            "--metrics_file", os.path.join(out, "metrics.json")]
+    with recorded_parts() as parts:
+        assert retrain.main(argv) == 0
+    with open(os.path.join(out, "label_issues.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return rows, {p.name: p for p in parts}
+
+
+def relative(path, folder):
+    return os.path.relpath(path, folder).replace(os.sep, "/")
+
+
+def cleanlab_ranking(labels, probs):
+    from cleanlab.filter import find_label_issues
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return find_label_issues([list(np.flatnonzero(r)) for r in labels], probs,
+                                 multi_label=True, return_indices_ranked_by="self_confidence")
+
+
+def measure(ranked, corrupted, k):
+    hits = len(set(ranked[:k]) & corrupted)
+    return hits / k, hits / len(corrupted)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image_dir", default=os.path.join(REPO, "DATASET"),
+                   help="the demo folder: images/, dataset_train.lst, dataset_test.lst")
+    p.add_argument("--counts", default="0,40,80,160", help="training images to corrupt")
+    p.add_argument("--seeds", default="1", help="one corruption draw per seed")
+    p.add_argument("--cleanlab_path", default="/work/venvs/cleanlab",
+                   help="the folder cleanlab was installed into with pip --target")
+    p.add_argument("--model_dir", default=os.path.join(REPO, "MODEL"))
+    p.add_argument("--bottleneck_dir", default=os.path.join(REPO, "MODEL_DETAILS", "bottlenecks"))
+    args = p.parse_args(argv)
+    sys.path.append(args.cleanlab_path)  # last: the project's own numpy comes first
+    logging.basicConfig(level=logging.ERROR)
+    source = os.path.abspath(args.image_dir)
+    train = listfile.read_list_file(os.path.join(source, "dataset_train.lst"))
+
+    header = (f"{'corrupted':>9} {'seed':>4} {'k':>4} | {'rule':<9} {'precision':>9} "
+              f"{'recall':>6} {'flagged':>12}")
+    print(header)
+    print("-" * len(header))
+    for count in [int(c) for c in args.counts.split(",")]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            with tempfile.TemporaryDirectory() as folder:
+                os.symlink(os.path.join(source, "images"), os.path.join(folder, "images"))
+                for name in ("dataset_test.lst", "class_names.txt"):
+                    shutil.copy(os.path.join(source, name), folder)
+                entries, corrupted = corrupt(train, count, np.random.default_rng(seed))
+                listfile.write_list_file(os.path.join(folder, "dataset_train.lst"), entries)
+                rows, parts = run_retrain(folder, args)
+                part = parts["train"]
+                paths = [relative(path, folder) for path in part.paths]
+                if not count:
+                    print_clean_rows(rows, folder)
+                    continue
+                csv_ranked = [relative(r["image"], folder) for r in rows]
+                ours = [relative(i.image, folder) for i in label_issues.rank_issues([part])]
+                theirs = [paths[i] for i in cleanlab_ranking(part.labels, part.probs)]
+                largest = np.abs(part.labels - part.probs).max(axis=1)
+                plain = [paths[i] for i in np.argsort(-largest, kind="stable")]
+                agree = len(set(ours) & set(theirs))
+                for k in (count, 2 * count):
+                    for name, ranked, flagged in (
+                            ("csv", csv_ranked, f"{len(rows)}"), ("ours", ours, f"{len(ours)}"),
+                            ("cleanlab", theirs, f"{len(theirs)} ({agree} same)"),
+                            ("max|y-p|", plain, "all")):
+                        precision, recall = measure(ranked, corrupted, k)
+                        print(f"{count:>9} {seed:>4} {k:>4} | {name:<9} {precision:>9.3f} "
+                              f"{recall:>6.3f} {flagged:>12}")
+                print()
+
+
+def print_clean_rows(rows, folder):
+    print(f"        0 corrupted: {len(rows)} rows in label_issues.csv; the first "
+          f"{min(SHOWN_CLEAN, len(rows))}:")
+    for r in rows[:SHOWN_CLEAN]:
+        print(f"          {relative(r['image'], folder):<18} {r['part']:<5} given "
+              f"{r['given'] or '-':<22} add {r['suggested_add'] or '-':<16} "
+              f"remove {r['suggested_remove'] or '-':<16} score {r['score']}")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

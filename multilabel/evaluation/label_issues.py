@@ -142,7 +142,7 @@ def quality_scores(labels, probs, alpha=SCORE_ALPHA):
     labels, probs = check_labels_and_probs(labels, probs)
     confidence = np.where(labels == 1, probs, 1 - probs)
     descending = -np.sort(-confidence, axis=1)
-    score = descending[:, 0] if descending.shape[1] else np.ones(len(labels))
+    score = descending[:, 0]
     for column in descending.T[1:]:
         score = alpha * column + (1 - alpha) * score
     return score

@@ -19,7 +19,7 @@ image content) and writes label_issues.csv. The table gives, for the top k rows
 
 precision = corrupted among the top k / k, recall = corrupted among the top k / number
 corrupted; `flagged` is how many images the rule reports at all (and, for cleanlab,
-how many of its flagged images ours flags too).
+"same list" when its ranked list is ours, image for image, else how many both flag).
 
 cleanlab is AGPL-3.0: it is never a dependency of the project, only of this script,
 installed into a folder of its own and put at the end of sys.path:
@@ -137,7 +137,7 @@ def main(argv=None):
     train = listfile.read_list_file(os.path.join(source, "dataset_train.lst"))
 
     header = (f"{'corrupted':>9} {'seed':>4} {'k':>4} | {'rule':<9} {'precision':>9} "
-              f"{'recall':>6} {'flagged':>12}")
+              f"{'recall':>6} {'flagged':>16}")
     print(header)
     print("-" * len(header))
     for count in [int(c) for c in args.counts.split(",")]:
@@ -160,15 +160,16 @@ def main(argv=None):
                 theirs = [paths[i] for i in cleanlab_ranking(part.labels, part.probs)]
                 largest = np.abs(part.labels - part.probs).max(axis=1)
                 plain = [paths[i] for i in np.argsort(-largest, kind="stable")]
-                agree = len(set(ours) & set(theirs))
+                agree = ("same list" if ours == theirs
+                         else f"{len(set(ours) & set(theirs))} common")
                 for k in (count, 2 * count):
                     for name, ranked, flagged in (
                             ("csv", csv_ranked, f"{len(rows)}"), ("ours", ours, f"{len(ours)}"),
-                            ("cleanlab", theirs, f"{len(theirs)} ({agree} same)"),
+                            ("cleanlab", theirs, f"{len(theirs)}, {agree}"),
                             ("max|y-p|", plain, "all")):
                         precision, recall = measure(ranked, corrupted, k)
                         print(f"{count:>9} {seed:>4} {k:>4} | {name:<9} {precision:>9.3f} "
-                              f"{recall:>6.3f} {flagged:>12}")
+                              f"{recall:>6.3f} {flagged:>16}")
                 print()
 
 

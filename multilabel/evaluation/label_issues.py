@@ -37,9 +37,9 @@ least credible label weighs most (0.8), the next 0.16, and so on. A score near 0
 the given labels are surely wrong, near 1 surely right; the worst come first.
 
 These are the defaults of cleanlab's `find_label_issues(multi_label=True)` and
-`get_label_quality_scores`, which bench/label_issues_vs_cleanlab.py compares against;
-cleanlab is AGPL-3.0, so this module reimplements the published rule instead of
-depending on it.
+`get_label_quality_scores`, which bench/experiments/label_issues_vs_cleanlab.py compares
+against; cleanlab is AGPL-3.0, so this module reimplements the published rule instead
+of depending on it.
 """
 
 import csv

@@ -2,10 +2,11 @@
 
 What people check first after training a classifier is visual: where each label's
 precision/recall trade-off sits, whether training converged, which images came out wrong
-and why, and which given labels look wrong. The page holds it all in one file that opens from disk in any browser and
-fetches nothing: plots (report_plots, matplotlib) and thumbnails are inline data URIs,
-the style sheet is inline, there is no script and no link out. It is built with the
-stdlib (`html.escape`); every text that comes from the data is escaped.
+and why, and which given labels look wrong. The page holds it all in one file that
+opens from disk in any browser and fetches nothing: plots (report_plots, matplotlib) and
+thumbnails are inline data URIs, the style sheet is inline, there is no script and no
+link out. It is built with the stdlib (`html.escape`); every text that comes from the
+data is escaped.
 """
 
 import base64

@@ -25,7 +25,7 @@ cleanlab is AGPL-3.0: it is never a dependency of the project, only of this scri
 installed into a folder of its own and put at the end of sys.path:
 
     python -m pip install --target /work/venvs/cleanlab cleanlab==2.9.0
-    python bench/label_issues_vs_cleanlab.py --cleanlab_path /work/venvs/cleanlab \\
+    python -m bench.experiments.label_issues_vs_cleanlab --cleanlab_path /work/venvs/cleanlab \\
         --counts 0,40,80,160 --seeds 1,2
 
 It first compares the two rules' flags on random label sets and probabilities, then
@@ -45,12 +45,12 @@ import warnings
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import retrain
+from bench.retrain_outputs import output_flags
+from multilabel.data import listfile
+from multilabel.evaluation import label_issues
 
-import retrain  # noqa: E402
-from multilabel.data import listfile  # noqa: E402
-from multilabel.evaluation import label_issues  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SHOWN_CLEAN = 12  # rows of the uncorrupted run's label_issues.csv printed for a look
 
@@ -90,11 +90,7 @@ def run_retrain(folder, args):
     out = os.path.join(folder, "out")
     argv = ["--image_dir", folder, "--model_dir", args.model_dir,
             "--bottleneck_dir", args.bottleneck_dir, "--logging_verbosity", "ERROR",
-            *[arg for name in ("output_graph", "output_labels", "output_thresholds",
-                               "test_predictions", "summaries_dir", "checkpoint_path",
-                               "report_page")
-              for arg in (f"--{name}", os.path.join(out, name))],
-            "--metrics_file", os.path.join(out, "metrics.json")]
+            *output_flags(out)]
     with recorded_parts() as parts:
         assert retrain.main(argv) == 0
     with open(os.path.join(out, "label_issues.csv"), newline="", encoding="utf-8") as f:

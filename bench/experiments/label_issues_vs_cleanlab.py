@@ -36,6 +36,7 @@ first rows of label_issues.csv are printed instead, for a look at the images.
 import argparse
 import contextlib
 import csv
+import dataclasses
 import logging
 import os
 import shutil
@@ -65,8 +66,7 @@ def corrupt(entries, count, rng):
         flags = np.array(entries[i].flags)
         present, absent = np.flatnonzero(flags), np.flatnonzero(flags == 0)
         flags[rng.choice(present)], flags[rng.choice(absent)] = 0, 1
-        out[i] = listfile.Entry(entries[i].index, tuple(int(f) for f in flags),
-                                entries[i].path, entries[i].line)
+        out[i] = dataclasses.replace(entries[i], flags=tuple(int(f) for f in flags))
     return out, {entries[i].path for i in chosen}
 
 

@@ -183,8 +183,9 @@ def parse_args(argv):
                           "and training curves, the test images it got wrong; '' for none "
                           "(default: %(default)s)")
     out.add_argument("--report_wrong_images", type=int, default=100,
-                     help="wrong test images the page shows at most, the worst by loss first; "
-                          "-1 for all (default: %(default)s)")
+                     help="wrong test images the page shows at most, the worst by loss first, "
+                          "and as many images whose labels look wrong; -1 for all "
+                          "(default: %(default)s)")
     p.add_argument("--logging_verbosity", default="INFO",
                    choices=("DEBUG", "INFO", "WARN", "ERROR", "FATAL"),
                    help="how much to log (default: %(default)s)")

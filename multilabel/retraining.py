@@ -15,7 +15,7 @@ import numpy as np
 from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
-from multilabel.evaluation import metrics
+from multilabel.evaluation import label_issues, metrics
 from multilabel.export import stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
@@ -95,23 +95,25 @@ def run(config):
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
             _export(config, module._replace(path=tuned.module_path), tuned.head, data, final,
                     report)
+    issues = _write_label_issues(config.outputs, final, data.class_names)
     clock.lap("export")
     if config.outputs.report_page:
-        _write_report_page(config, module, data, result, report, final, clock.seconds)
+        _write_report_page(config, module, data, result, report, final, clock.seconds, issues)
 
 
-class _Evaluation(collections.namedtuple("_Evaluation", "report thresholds test test_probs")):
-    """A trained model's thresholds, its report entries, and its test probabilities."""
+class _Evaluation(collections.namedtuple("_Evaluation",
+                                         "report thresholds test test_probs held_out")):
+    """A trained model's thresholds, its report entries, its test probabilities, and the
+    held-out predictions (label_issues.Part) that label issues are found in."""
 
 
 def _evaluate(config, data, result, features, head_steps, scales):
     """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
     then the validation and test report."""
     train_x, validation_x, test_x = features
-    chosen = trainer.out_of_fold_thresholds(
-        np.concatenate([train_x, validation_x]),
-        np.concatenate([data.train.labels, data.validation.labels]), config.train, head_steps,
-        scales)
+    train_labels = np.concatenate([data.train.labels, data.validation.labels])
+    chosen, out_of_fold = trainer.out_of_fold_thresholds(
+        np.concatenate([train_x, validation_x]), train_labels, config.train, head_steps, scales)
     report = {"thresholds": [float(t) for t in chosen]}
     if len(data.validation):
         report["validation"] = metrics.evaluate(
@@ -124,7 +126,11 @@ def _evaluate(config, data, result, features, head_steps, scales):
                     metrics.format_report(report["test"], data.class_names))
     else:
         logger.warning("The test part is empty: no test report")
-    return _Evaluation(report, chosen, test, test_probs)
+    held_out = [label_issues.Part("test", test.paths, test.labels, test_probs)]
+    if out_of_fold is not None:
+        held_out.insert(0, label_issues.Part("train", data.train.paths + data.validation.paths,
+                                             train_labels, out_of_fold))
+    return _Evaluation(report, chosen, test, test_probs, tuple(held_out))
 
 
 def _feature_scales(module, train_x):
@@ -256,7 +262,16 @@ def _model_info(config, module, data, thresholds):
         thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
-def _write_report_page(config, module, data, result, report, evaluation, stage_seconds):
+def _write_label_issues(out, evaluation, class_names):
+    """label_issues.csv from the held-out predictions; return its issues, worst first."""
+    path = out.label_issues or os.path.join(os.path.dirname(out.metrics_file),
+                                            "label_issues.csv")
+    issues = label_issues.write_label_issues(path, evaluation.held_out, class_names)
+    logger.info("Wrote %s: %d images whose labels look wrong", path, len(issues))
+    return issues
+
+
+def _write_report_page(config, module, data, result, report, evaluation, stage_seconds, issues):
     """Write the HTML report page last; a failure is one warning, never a failed run."""
     path = config.outputs.report_page
     try:
@@ -275,7 +290,7 @@ def _write_report_page(config, module, data, result, report, evaluation, stage_s
             path, run_facts, report,
             page.TestImages(evaluation.test.paths, evaluation.test.labels,
                                    evaluation.test_probs, np.asarray(evaluation.thresholds)),
-            config.outputs.report_wrong_images)
+            config.outputs.report_wrong_images, issues=issues)
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "
                        "written", path, type(e).__name__, e)

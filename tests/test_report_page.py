@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multilabel.evaluation import metrics
+from multilabel.evaluation import label_issues, metrics
 from multilabel.report import page
 from tests.report_html import assert_self_contained, decode_data_uri
 
@@ -68,7 +68,7 @@ def test_a_page_with_every_section_escaped_and_self_contained(tmp_path):
     text = path.read_text(encoding="utf-8")
 
     shown = assert_self_contained(text)
-    assert shown.sections == ["run", "measures", "curves", "wrong", "correct"]
+    assert shown.sections == ["run", "measures", "curves", "wrong", "correct", "labels"]
     assert "&lt;sea&gt;" in text and "sun &amp; set" in text and "<sea>" not in text
     assert "&lt;img 1&gt;.png" in text
     assert shown.cards == {"wrong": 1, "correct": 3}  # max_wrong=1 of 2; all 3 right ones
@@ -86,7 +86,7 @@ def test_without_test_images_or_validation_the_page_says_so(tmp_path):
     text = page.render(_run_facts(("a", "b"), history),
                        {"best_step": 10, "thresholds": [0.5, 0.5]}, empty, 100)
     shown = assert_self_contained(text)
-    assert shown.sections == ["run", "measures", "curves", "wrong", "correct"]
+    assert shown.sections == ["run", "measures", "curves", "wrong", "correct", "labels"]
     assert "The test part is empty" in text
     assert len(shown.images["curves"]) == 1  # the training curve only
     assert not shown.cards
@@ -112,3 +112,24 @@ def test_max_wrong_zero_shows_none_and_minus_one_all(tmp_path, max_wrong):
     shown = assert_self_contained(
         page.render(_run_facts(("a", "b"), ()), measures, test, max_wrong))
     assert shown.cards.get("wrong", 0) == (0 if max_wrong == 0 else 2)
+
+
+def test_labels_that_look_wrong_worst_first_limited_like_the_wrong_images(tmp_path):
+    paths = _images(tmp_path, 3)
+    issues = [label_issues.Issue(path, part, np.array([True, False]), np.array([0.2, 0.9]),
+                                 np.array([False, True]), np.array([True, False]), score)
+              for path, part, score in zip(paths, ("train", "test", "train"), (0.1, 0.2, 0.3))]
+    measures = {"best_step": 10, "thresholds": [0.5, 0.5],
+                "test": metrics.evaluate(LABELS, PROBS, THRESHOLDS)}
+    test = page.TestImages(_images(tmp_path, 5), LABELS, PROBS, THRESHOLDS)
+    text = page.render(_run_facts(("<sea>", "sun"), ()), measures, test, 2, issues=issues)
+    shown = assert_self_contained(text)
+    assert shown.cards["labels"] == 2 and len(shown.images["labels"]) == 2
+    section = text[text.index('<section id="labels">'):]
+    assert "3 images whose given labels" in section and "the 2 worst" in section
+    assert section.index("&lt;img 0&gt;.png (train)") < section.index("&lt;img 1&gt;.png (test)")
+    assert "&lt;img 2&gt;" not in section and "score 0.100" in section
+    assert "given: <b>&lt;sea&gt;</b>" in section and "predicted: <b>sun</b>" in section
+    assert "add: <b>sun</b>, remove: <b>&lt;sea&gt;</b>" in section
+    none = assert_self_contained(page.render(_run_facts(("a", "b"), ()), measures, test, -1))
+    assert "labels" not in none.cards

@@ -5,6 +5,8 @@ colour fills a vertical stripe of the image, so an image can carry one, two or t
 labels. The tiny module's quadrant means tell the stripes apart.
 """
 
+import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -69,11 +71,23 @@ def retrain_flags(tmp_path, module, *extra):
             *extra]
 
 
+def corrupt_first_training_label_set(folder):
+    """Give the first training image the complement of its labels, as a careless
+    labeller might; return its list entry (the corrupted one)."""
+    path = folder / "dataset_train.lst"
+    first, *rest = listfile.read_list_file(path)
+    corrupted = dataclasses.replace(first, flags=tuple(1 - f for f in first.flags))
+    listfile.write_list_file(path, [corrupted, *rest])
+    return corrupted
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_module):
-    """One full run, shared by the tests that only read its outputs."""
+    """One full run, shared by the tests that only read its outputs; one training
+    image's labels are wrong."""
     tmp_path = tmp_path_factory.mktemp("run")
     make_dataset(tmp_path / "data")
+    corrupt_first_training_label_set(tmp_path / "data")
     assert retrain.main(retrain_flags(tmp_path, tiny_module, "--num_classes", "3")) == 0
     return tmp_path
 
@@ -126,7 +140,7 @@ def test_the_report_page_shows_the_run_and_embeds_everything(trained):
     out = trained / "details"
     text = (out / "report.html").read_text(encoding="utf-8")
     page = assert_self_contained(text)
-    assert page.sections == ["run", "measures", "curves", "wrong", "correct"]
+    assert page.sections == ["run", "measures", "curves", "wrong", "correct", "labels"]
     images = [decode_data_uri(src) for srcs in page.images.values() for src in srcs]
     assert len(images) == sum(len(srcs) for srcs in page.images.values())
     assert [i.format for i in images[:4]] == ["PNG"] * 4  # training curve, 3 PR curves
@@ -145,6 +159,24 @@ def test_the_report_page_shows_the_run_and_embeds_everything(trained):
     assert f"kept step {report['best_step']}" in text
     for stage in ("data", "module", "bottlenecks", "training", "evaluation", "export"):
         assert f"<td>{stage}</td>" in text
+
+
+def test_the_wrong_labels_come_first_in_label_issues_csv_and_on_the_page(trained):
+    out = trained / "details"
+    corrupted = listfile.read_list_file(trained / "data" / "dataset_train.lst")[0]
+    true_flags = LABEL_SETS[(corrupted.index - 1) % len(LABEL_SETS)]
+    names = NAMES.split(",")
+    with open(out / "label_issues.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["image"].endswith(corrupted.path) and rows[0]["part"] == "train"
+    assert rows[0]["suggested_add"] == ";".join(
+        n for n, t, g in zip(names, true_flags, corrupted.flags) if t and not g)
+    assert rows[0]["suggested_remove"] == ";".join(
+        n for n, t, g in zip(names, true_flags, corrupted.flags) if g and not t)
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores) and {r["part"] for r in rows} <= {"train", "test"}
+    page = assert_self_contained((out / "report.html").read_text(encoding="utf-8"))
+    assert page.cards["labels"] == min(len(rows), 100)
 
 
 def test_a_report_page_that_fails_is_one_warning_and_the_run_still_succeeds(

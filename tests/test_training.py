@@ -162,13 +162,14 @@ def test_scaled_features_train_on_scaled_inputs_and_return_folded_weights():
 def test_thresholds_are_chosen_on_the_out_of_fold_predictions():
     x, y = _data(100, 0)
     config = _config(steps=40)
+    chosen, probs = trainer.out_of_fold_thresholds(x, y, config, 40)
     np.testing.assert_array_equal(
-        trainer.out_of_fold_thresholds(x, y, config, 40),
-        best_f1_thresholds(y, trainer.out_of_fold_probs(x, y, config, 40,
-                                                        trainer.THRESHOLD_FOLDS)))
+        probs, trainer.out_of_fold_probs(x, y, config, 40, trainer.THRESHOLD_FOLDS))
+    np.testing.assert_array_equal(chosen, best_f1_thresholds(y, probs))
 
 
 def test_too_few_images_for_the_folds_keep_one_half(caplog):
     x, y = _data(trainer.THRESHOLD_FOLDS - 1, 0)
-    assert trainer.out_of_fold_thresholds(x, y, _config(), 40).tolist() == [0.5] * y.shape[1]
+    chosen, probs = trainer.out_of_fold_thresholds(x, y, _config(), 40)
+    assert chosen.tolist() == [0.5] * y.shape[1] and probs is None
     assert "Too few images" in caplog.text

@@ -90,7 +90,7 @@ def _test(x, data, config, scales):
     result = trainer.train(trainer.TrainData(lambda i: train_x[i], data.train.labels,
                                              validation_x, data.validation.labels,
                                              feature_scales=scales), config)
-    chosen = trainer.out_of_fold_thresholds(
+    chosen, _ = trainer.out_of_fold_thresholds(
         np.concatenate([train_x, validation_x]),
         np.concatenate([data.train.labels, data.validation.labels]), config, result.step,
         scales)

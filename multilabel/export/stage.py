@@ -51,6 +51,7 @@ class Outputs:
     tflite_output_file: str
     report_page: str = ""  # the HTML report page; "" for none
     report_wrong_images: int = 100  # wrong test images it shows at most; -1 for all
+    label_issues: str = ""  # the labels that look wrong, CSV; "" for beside metrics_file
 
 
 @dataclasses.dataclass(frozen=True)

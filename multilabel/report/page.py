@@ -2,10 +2,11 @@
 
 What people check first after training a classifier is visual: where each label's
 precision/recall trade-off sits, whether training converged, which images came out wrong
-and why. The page holds it all in one file that opens from disk in any browser and
-fetches nothing: plots (report_plots, matplotlib) and thumbnails are inline data URIs,
-the style sheet is inline, there is no script and no link out. It is built with the
-stdlib (`html.escape`); every text that comes from the data is escaped.
+and why, and which given labels look wrong. The page holds it all in one file that
+opens from disk in any browser and fetches nothing: plots (report_plots, matplotlib) and
+thumbnails are inline data URIs, the style sheet is inline, there is no script and no
+link out. It is built with the stdlib (`html.escape`); every text that comes from the
+data is escaped.
 """
 
 import base64
@@ -65,17 +66,18 @@ class TestImages:
     thresholds: np.ndarray  # [C], the chosen ones
 
 
-def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN):
+def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
     """Atomically write the page for one run.
 
     `measures` is the run's metrics.json content (`best_step`, `thresholds`, `test` and
     `validation` when those parts were not empty). At most `max_wrong` wrong test
-    images are shown, the worst by loss first (-1: all of them).
+    images are shown, the worst by loss first (-1: all of them), and as many of
+    `issues` (label_issues.Issue, worst first), the images whose labels look wrong.
     """
-    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown))
+    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues))
 
 
-def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN):
+def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
     """The page's HTML text."""
     written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
@@ -86,6 +88,7 @@ def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN):
         _measures_section(run.class_names, measures),
         _curves_section(run, measures, test),
         *_gallery_sections(run.class_names, test, max_wrong, correct_shown),
+        _issues_section(run.class_names, issues, test.thresholds, max_wrong),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>Retraining report: {_e(run.module)}</title>\n<style>{STYLE}</style>\n"
@@ -245,21 +248,54 @@ def _gallery_sections(class_names, test, max_wrong, correct_shown):
 def _card(i, class_names, test, loss):
     truth = test.labels[i].astype(bool)
     predicted = apply_thresholds(test.probs[i:i + 1], test.thresholds)[0]
-    rows = []
-    for c, name in enumerate(class_names):
-        kind = {(True, True): "tp", (True, False): "fn", (False, True): "fp"}.get(
-            (bool(truth[c]), bool(predicted[c])), "tn")
-        p = float(test.probs[i, c])
-        rows.append(f'<tr class="{kind}"><td>{_e(name)}</td>'
-                    f'<td class="bar"><span style="width:{100 * p:.0f}%"></span></td>'
-                    f"<td>{p:.3f}</td><td>&ge;{test.thresholds[c]:.2f}</td></tr>")
     path = test.paths[i]
     return (f'<figure class="card"><img src="{thumbnail_uri(path)}" alt="{_e(path)}">'
             f'<figcaption><div class="file" title="{_e(path)}">{_e(_basename(path))}</div>'
             f"<div>true: <b>{_names(class_names, truth)}</b></div>"
             f"<div>predicted: <b>{_names(class_names, predicted)}</b></div>"
             f'<div class="note">loss {loss:.3f}</div>'
-            f'<table class="probs">{"".join(rows)}</table></figcaption></figure>')
+            f"{_probability_table(class_names, truth, predicted, test.probs[i], test.thresholds)}"
+            "</figcaption></figure>")
+
+
+def _probability_table(class_names, truth, predicted, probs, thresholds):
+    rows = []
+    for c, name in enumerate(class_names):
+        kind = {(True, True): "tp", (True, False): "fn", (False, True): "fp"}.get(
+            (bool(truth[c]), bool(predicted[c])), "tn")
+        p = float(probs[c])
+        rows.append(f'<tr class="{kind}"><td>{_e(name)}</td>'
+                    f'<td class="bar"><span style="width:{100 * p:.0f}%"></span></td>'
+                    f"<td>{p:.3f}</td><td>&ge;{thresholds[c]:.2f}</td></tr>")
+    return f'<table class="probs">{"".join(rows)}</table>'
+
+
+def _issues_section(class_names, issues, thresholds, max_shown):
+    shown = issues if max_shown < 0 else issues[:max_shown]
+    how_many = "all of them" if len(shown) == len(issues) else f"the {len(shown):,} worst"
+    cards = "".join(_issue_card(issue, class_names, thresholds) for issue in shown)
+    return (
+        '<section id="labels"><h2>Labels that look wrong</h2>\n'
+        f"<p>{len(issues):,} images whose given labels the model confidently contradicts "
+        "(confident learning on held-out predictions: out-of-fold ones for the training "
+        "images, the final model's for the test part), listed in label_issues.csv; shown: "
+        f"{how_many}, worst first. Probabilities are coloured against the given labels, "
+        "as above; the score is the label quality, from 0 (surely wrong) to 1.</p>"
+        f'<div class="cards">{cards}</div></section>')
+
+
+def _issue_card(issue, class_names, thresholds):
+    predicted = apply_thresholds(issue.probs[None], thresholds)[0]
+    table = _probability_table(class_names, issue.given, predicted, issue.probs, thresholds)
+    return (f'<figure class="card"><img src="{thumbnail_uri(issue.image)}" '
+            f'alt="{_e(issue.image)}"><figcaption>'
+            f'<div class="file" title="{_e(issue.image)}">{_e(_basename(issue.image))} '
+            f"({_e(issue.part)})</div>"
+            f"<div>given: <b>{_names(class_names, issue.given)}</b></div>"
+            f"<div>predicted: <b>{_names(class_names, predicted)}</b></div>"
+            f"<div>add: <b>{_names(class_names, issue.add)}</b>, remove: "
+            f"<b>{_names(class_names, issue.remove)}</b></div>"
+            f'<div class="note">score {issue.score:.3f}</div>{table}</figcaption></figure>')
 
 
 def _names(class_names, flags):

@@ -290,19 +290,21 @@ def out_of_fold_probs(x, y, config, steps, folds=5, feature_scales=None):
 
 
 def out_of_fold_thresholds(x, labels, config, steps, feature_scales=None):
-    """Per-class thresholds maximising F1 on out-of-fold predictions of every row of `x`.
+    """`(thresholds, probs)`: per-class thresholds maximising F1 on out-of-fold predictions
+    of every row of `x`, and those predictions.
 
     The run's thresholding step (retraining calls it, and so does the bench that compares
     feature scalings): heads trained `steps` steps as `config` says on THRESHOLD_FOLDS
-    folds, then `best_f1_thresholds`. With fewer rows than folds there is nothing to fit:
-    0.5 for every class, and a warning.
+    folds, then `best_f1_thresholds`. The run also looks for wrong labels in the
+    predictions (evaluation.label_issues). With fewer rows than folds there is nothing to
+    fit: 0.5 for every class, a warning, and no predictions (None).
     """
     if len(labels) < THRESHOLD_FOLDS:
         logger.warning("Too few images to choose thresholds on: using 0.5 for every class")
-        return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD)
+        return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD), None
     logger.info("Choosing per-class thresholds on %d-fold out-of-fold predictions", THRESHOLD_FOLDS)
     probs = out_of_fold_probs(x, labels, config, steps, THRESHOLD_FOLDS, feature_scales)
-    return thresholds_lib.best_f1_thresholds(labels, probs)
+    return thresholds_lib.best_f1_thresholds(labels, probs), probs
 
 
 def sigmoid(logits):

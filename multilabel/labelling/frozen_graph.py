@@ -9,6 +9,7 @@ naming the graph file, before any image is read; so does an operation outside wh
 image classifier needs (`multilabel.labelling.graph_ops`), before the graph can run.
 """
 
+import contextlib
 import logging
 from typing import NamedTuple
 
@@ -36,6 +37,22 @@ class FrozenGraph(NamedTuple):
     width: int
     batch_size: int | None  # None when the input takes any number of images
     num_classes: int | None  # None when the graph leaves the output width open
+
+    @property
+    def output_name(self):
+        return self.output.op.name
+
+    @contextlib.contextmanager
+    def running(self, session_config=None):
+        """A session on the graph, as a function from a float batch to probabilities."""
+        with tf.compat.v1.Session(graph=self.graph, config=session_config) as session:
+            def run(batch):
+                try:
+                    return session.run(self.output, {self.input: batch})
+                except tf.errors.OpError as e:
+                    # e.g. a graph whose output needs a second input fed: the graph's fault.
+                    raise UserError(f"running the graph failed: {e.message}", self.path) from e
+            yield run
 
 
 def read_graph_def(path):

@@ -139,8 +139,8 @@ def train(image_dir, output_dir=None, module=DEFAULT_MODULE, **options):
     settings = TrainOptions(**options)
     settings.check()
     modules = _module_handles(module)
+    start_tensorflow()  # before anything imports it, so without its C++ start-up lines
     config = retrain_config(image_dir, output_dir, modules, settings)
-    start_tensorflow()  # without its C++ start-up lines
     from multilabel import retraining
 
     measures = retraining.run(config)

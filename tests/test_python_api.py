@@ -3,6 +3,7 @@ label_image.py on the run's TFLite model, on the tiny module and the striped ima
 test_retrain.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,8 +16,11 @@ from PIL import Image
 
 import label_image
 import multilabel
+import retrain
+from multilabel import api
 from multilabel.labelling import run_folder
 from tests.test_retrain import make_dataset
+from tests.tf_start_up import start_up_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -239,3 +243,35 @@ def test_import_multilabel_is_light():
          "print(sorted(m for m in ('tensorflow', 'PIL', 'ai_edge_litert') if m in sys.modules))"],
         cwd=REPO, env=ENV, capture_output=True, text=True, check=True, timeout=120)
     assert process.stdout.strip() == "['PIL', 'ai_edge_litert']"  # and never TensorFlow
+
+
+def test_each_output_goes_into_the_run_folder_unless_its_own_option_names_a_path(tmp_path):
+    settings = multilabel.TrainOptions(metrics_file="elsewhere/m.json")
+    paths = api.run_folder_paths("runs/a", settings)
+    assert paths["output_graph"] == os.path.join("runs/a", "output_graph.pb")
+    assert paths["tflite_output_file"] == os.path.join("runs/a", "output_graph.tflite")
+    assert paths["checkpoint_path"] == os.path.join("runs/a", "checkpoints", "retrain")
+    assert paths["metrics_file"] == "elsewhere/m.json"
+    beside = api.run_folder_paths(None, multilabel.TrainOptions(output_graph="g/graph.pb"))
+    assert beside["output_labels"] == os.path.join("g", "output_labels.txt")
+    default = api.run_folder_paths(None, multilabel.TrainOptions())
+    assert default["output_graph"] == os.path.join(REPO, "MODEL_DETAILS", "output_graph.pb")
+
+
+def test_retrain_flags_are_the_options_with_their_defaults(tmp_path):
+    args = retrain.parse_args(["--output_dir", "runs/b", "--learning_rate", "0.1"])
+    assert retrain.options(args) == multilabel.TrainOptions(learning_rate=0.1)
+    assert args.output_dir == "runs/b"
+    defaults = retrain.parse_args([])
+    for field in dataclasses.fields(multilabel.TrainOptions):
+        assert getattr(defaults, field.name) == field.default, field.name
+
+
+def test_train_starts_tensorflow_quietly_and_raises_its_error():
+    process = subprocess.run(
+        [sys.executable, "-c", "import multilabel\ntry:\n    multilabel.train('no_such_dir', "
+         "output_dir='unused')\nexcept multilabel.UserError as e:\n    print(e)"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert process.stdout.startswith(os.path.join("no_such_dir", "dataset_train.lst")
+                                      + ": no training list")
+    assert start_up_lines(process.stderr) == [], process.stderr

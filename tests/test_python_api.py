@@ -275,3 +275,14 @@ def test_train_starts_tensorflow_quietly_and_raises_its_error():
     assert process.stdout.startswith(os.path.join("no_such_dir", "dataset_train.lst")
                                       + ": no training list")
     assert start_up_lines(process.stderr) == [], process.stderr
+
+
+def test_the_frozen_graph_path_is_quiet_from_python_too(run):
+    folder, _ = run
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    process = subprocess.run(
+        [sys.executable, "-c", "import sys, multilabel\nc = multilabel.Classifier.load("
+         "sys.argv[1], engine='tf')\nprint(c.predict(sys.argv[2])[0].labels)", str(folder),
+         predictions(folder)[0]["image"]],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0 and process.stderr == "", process.stderr

@@ -210,8 +210,8 @@ class FrozenGraphHandler(_FixedBatches):
         model = load_frozen_graph(self._graph_path)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self._threads,
                                           inter_op_parallelism_threads=self._threads)
-        # Open for the worker's life: Beam keeps the loaded model until the worker ends.
-        run = model.running(config).__enter__()
+        session = tf.compat.v1.Session(graph=model.graph, config=config)
+        run = model.runner(session)
         return _Serialised(lambda pixels: _probabilities(run, model, pixels))
 
     def run_inference(self, batch, model, inference_args=None):

@@ -42,17 +42,21 @@ class FrozenGraph(NamedTuple):
     def output_name(self):
         return self.output.op.name
 
+    def runner(self, session):
+        """A function from a float batch to probabilities, run in `session` (on `graph`)."""
+        def run(batch):
+            try:
+                return session.run(self.output, {self.input: batch})
+            except tf.errors.OpError as e:
+                # e.g. a graph whose output needs a second input fed: the graph's fault.
+                raise UserError(f"running the graph failed: {e.message}", self.path) from e
+        return run
+
     @contextlib.contextmanager
-    def running(self, session_config=None):
+    def running(self):
         """A session on the graph, as a function from a float batch to probabilities."""
-        with tf.compat.v1.Session(graph=self.graph, config=session_config) as session:
-            def run(batch):
-                try:
-                    return session.run(self.output, {self.input: batch})
-                except tf.errors.OpError as e:
-                    # e.g. a graph whose output needs a second input fed: the graph's fault.
-                    raise UserError(f"running the graph failed: {e.message}", self.path) from e
-            yield run
+        with tf.compat.v1.Session(graph=self.graph) as session:
+            yield self.runner(session)
 
 
 def read_graph_def(path):

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from multilabel.api import project_folder
 from multilabel.beam import command
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
 
@@ -39,8 +40,10 @@ def parse_args(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
-    p.add_argument("--graph", default=os.path.join("MODEL_DETAILS", "output_graph.pb"),
-                   help="frozen graph from retrain.py (default: %(default)s)")
+    p.add_argument("--graph", default=os.path.join(project_folder(), "MODEL_DETAILS",
+                                                   "output_graph.pb"),
+                   help="frozen graph from retrain.py (default: MODEL_DETAILS/output_graph.pb "
+                        "in the project folder)")
     p.add_argument("--labels", help=f"class names (default: {LABELS_NAME} next to --graph)")
     p.add_argument("--thresholds",
                    help=f"per-class thresholds (default: {THRESHOLDS_NAME} next to --graph; "

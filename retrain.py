@@ -205,13 +205,10 @@ def _pos_weight(text):
 
 def _module_handles(text):
     """The comma-separated module handles of --tfhub_module, as a tuple."""
-    handles = tuple(h.strip() for h in text.split(","))
-    if not all(handles):
-        raise argparse.ArgumentTypeError(f"empty module handle in {text!r}")
-    repeated = sorted({h for h in handles if handles.count(h) > 1})
-    if repeated:
-        raise argparse.ArgumentTypeError(f"module {repeated[0]!r} given twice in {text!r}")
-    return handles
+    try:
+        return api.module_handles(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _layers(text):
@@ -245,10 +242,6 @@ def main(argv=None):
     level = "CRITICAL" if args.logging_verbosity == "FATAL" else args.logging_verbosity
     logging.basicConfig(level=logging.getLevelName(level),
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    # TensorFlow's own deprecation notices about the v1 API we use on purpose, and its
-    # notes (through absl) on renaming a saved module set's inputs.
-    for name in ("tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         # TensorFlow loads only once the flags are fine, without its C++ start-up lines.
         api.train(args.image_dir or os.path.join(api.project_folder(), "DATASET"),

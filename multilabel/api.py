@@ -15,6 +15,7 @@ explicitly are taken as given.
 """
 
 import dataclasses
+import logging
 import os
 from typing import NamedTuple
 
@@ -138,7 +139,11 @@ def train(image_dir, output_dir=None, module=DEFAULT_MODULE, **options):
 
     settings = TrainOptions(**options)
     settings.check()
-    modules = _module_handles(module)
+    modules = module_handles(module)
+    # TensorFlow's own deprecation notices about the v1 API used on purpose, and its
+    # notes (through absl) on renaming a saved module set's inputs: not the user's concern.
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     start_tensorflow()  # before anything imports it, so without its C++ start-up lines
     config = retrain_config(image_dir, output_dir, modules, settings)
     from multilabel import retraining
@@ -152,7 +157,9 @@ def train(image_dir, output_dir=None, module=DEFAULT_MODULE, **options):
     return TrainResult(measures, os.path.dirname(config.outputs.output_graph), written)
 
 
-def _module_handles(module):
+def module_handles(module):
+    """The module handles of `module` (comma-separated, or a sequence), as a tuple; UserError
+    for an empty or repeated one."""
     handles = tuple(h.strip() for h in (module.split(",") if isinstance(module, str)
                                         else module))
     if not handles or not all(handles):

@@ -20,7 +20,7 @@ import os
 import sys
 
 from multilabel.data import list_generation, listfile
-from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from multilabel.base.errors import EXIT_INTERRUPTED, EXIT_OK, UserError
 from multilabel.data.list_generation import GenerationConfig
 
 DEFAULT_SEED = 0
@@ -69,7 +69,7 @@ def main(argv=None):
         lines = list_generation.generate(config)
     except UserError as e:
         print(str(e), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return e.exit_code  # 2 for bad input, 1 for a full disk
     except KeyboardInterrupt:  # nothing is half-written: every list is written atomically
         print("data_generation.py: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -65,6 +65,13 @@ def _finite_float(text):
     return value
 
 
+def _positive_float(text):
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _nonzero_float(text):
     value = _finite_float(text)
     if value == 0:
@@ -137,6 +144,12 @@ def parse_args(argv=None):
                        help="run the graph even though it holds these operations, which an "
                             "image classifier does not need and which may read or write files "
                             "or run code; only for a graph you trust (default: refuse them)")
+    model.add_argument("--max_input_size", type=_positive_int, default=4096,
+                       help="refuse a graph whose input is larger than this a side, which "
+                            "would take that much memory per image (default: %(default)s)")
+    model.add_argument("--timeout", type=_positive_float, default=300.0,
+                       help="seconds one run of the graph on a batch may take before it is "
+                            "stopped as stuck (default: %(default)s)")
     model.add_argument("--input_height", type=_positive_int,
                        help="image height (default: from the graph's input shape)")
     model.add_argument("--input_width", type=_positive_int,
@@ -191,7 +204,8 @@ def label(args):
         # One interpreter per core for a folder; one photo needs one (each costs its start).
         interpreters=min(cores(), len(paths)), input_layer=args.input_layer,
         output_layer=args.output_layer, input_height=args.input_height,
-        input_width=args.input_width, allow_ops=args.allow_ops, input_mean=args.input_mean,
+        input_width=args.input_width, allow_ops=args.allow_ops,
+        max_input_size=args.max_input_size, timeout=args.timeout, input_mean=args.input_mean,
         input_std=args.input_std))
     labels = classifier.class_names
     report = Report(args.output_format, labels, classifier.thresholds, top_k=args.top_k,

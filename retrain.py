@@ -21,7 +21,7 @@ import os
 import sys
 
 from multilabel import api
-from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, UserError
+from multilabel.base.errors import EXIT_INTERRUPTED, EXIT_OK, UserError
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -250,7 +250,7 @@ def main(argv=None):
         for line in e.details:
             print(line, file=sys.stderr)
         print(f"retrain.py: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return e.exit_code  # 2 for bad input, 1 for a full disk
     except KeyboardInterrupt:
         # Every file is written atomically, so stopping anywhere is safe.
         print("retrain.py: interrupted; finished bottlenecks are kept, and --resume continues "

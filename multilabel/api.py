@@ -16,7 +16,9 @@ explicitly are taken as given.
 
 import dataclasses
 import logging
+import math
 import os
+import re
 from typing import NamedTuple
 
 from multilabel.base.errors import UserError
@@ -28,6 +30,11 @@ DETAILS = "MODEL_DETAILS"
 FINE_TUNE_LAYERS = 20
 FINE_TUNE_EPOCHS = 5
 FINE_TUNE_LEARNING_RATE = 1e-4
+# TensorFlow's rule for node names; the output must also differ from the graph's others
+# (a clash with the module's own nodes is caught when the layer is built).
+_NODE_NAME = r"[A-Za-z0-9.][A-Za-z0-9_./>-]*"
+_TAKEN_NAMES = ("Placeholder", "BottleneckInputPlaceholder", "GroundTruthInput")
+_LAYER_SCOPE = "final_retrain_ops/"
 
 
 def project_folder():
@@ -104,6 +111,14 @@ class TrainOptions:
         for name in ("train_batch_size", "validation_batch_size", "test_batch_size"):
             need(getattr(self, name) >= 1 or getattr(self, name) == -1,
                  f"--{name} must be positive, or -1 for all")
+        # NaN passes every comparison below; an infinite rate fails only at the first step.
+        weights = (self.pos_weight if isinstance(self.pos_weight, (list, tuple))
+                   else [self.pos_weight or 1])
+        for name, values in (("learning_rate", [self.learning_rate]),
+                             ("fine_tune_learning_rate", [self.fine_tune_learning_rate]),
+                             ("l2_regularization", [self.l2_regularization]),
+                             ("pos_weight", weights)):
+            need(all(math.isfinite(v) for v in values), f"--{name} must be a finite number")
         need(self.learning_rate > 0 and self.fine_tune_learning_rate > 0,
              "--learning_rate and --fine_tune_learning_rate must be positive")
         need(self.l2_regularization >= 0, "--l2_regularization must not be negative")
@@ -118,6 +133,13 @@ class TrainOptions:
         need(not isinstance(self.pos_weight, (list, tuple))
              or self.num_classes in (None, len(self.pos_weight)),
              "--pos_weight needs one value, or one per class")
+        need(re.fullmatch(_NODE_NAME, self.final_tensor_name),
+             f"--final_tensor_name {self.final_tensor_name!r} is not a node name (letters, "
+             "digits and . _ - / >, starting with a letter, digit or .)")
+        need(self.final_tensor_name not in _TAKEN_NAMES
+             and not self.final_tensor_name.startswith(_LAYER_SCOPE),
+             f"--final_tensor_name {self.final_tensor_name!r} names a node the exported "
+             "graph already has")
 
 
 class TrainResult(NamedTuple):

@@ -21,8 +21,6 @@ from multilabel.training import feature_scaling, fine_tuning, trainer
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD_FOLDS = 5
-
 
 @dataclasses.dataclass(frozen=True)
 class RetrainConfig:
@@ -111,9 +109,10 @@ def _evaluate(config, data, result, features, head_steps, scales):
     """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
     then the validation and test report."""
     train_x, validation_x, test_x = features
-    chosen = _thresholds(np.concatenate([train_x, validation_x]),
-                         np.concatenate([data.train.labels, data.validation.labels]),
-                         config.train, head_steps, scales)
+    chosen = trainer.out_of_fold_thresholds(
+        np.concatenate([train_x, validation_x]),
+        np.concatenate([data.train.labels, data.validation.labels]), config.train, head_steps,
+        scales)
     # An empty label set is always wrong where no training image has one: the top-margin
     # rule then fills it (evaluation.thresholds), in the measures and in label_image.py.
     never_empty = thresholds_lib.data_never_empty(data.train.labels, data.validation.labels)
@@ -211,16 +210,6 @@ def _classifier(config, module, result=None):
 
 def _probs(x, result):
     return trainer.sigmoid(x @ result.weights + result.biases)
-
-
-def _thresholds(x, labels, train_config, steps, scales):
-    """Per-class thresholds maximising F1 on out-of-fold predictions of every training image."""
-    if len(labels) < THRESHOLD_FOLDS:
-        logger.warning("Too few images to choose thresholds on: using 0.5 for every class")
-        return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD)
-    logger.info("Choosing per-class thresholds on %d-fold out-of-fold predictions", THRESHOLD_FOLDS)
-    probs = trainer.out_of_fold_probs(x, labels, train_config, steps, THRESHOLD_FOLDS, scales)
-    return thresholds_lib.best_f1_thresholds(labels, probs)
 
 
 def _test_subset(test, test_x, config):

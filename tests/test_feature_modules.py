@@ -10,7 +10,7 @@ import tensorflow_hub as hub
 
 from multilabel.features import feature_modules
 from multilabel.base.errors import UserError
-from multilabel.features.backbones.module_builder import FeatureVectorModule, save_feature_module
+from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
 from tests.tiny_module import FEATURE_DIM
 
 ORIGINAL_URL = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/2"

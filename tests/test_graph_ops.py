@@ -15,7 +15,7 @@ from multilabel.features.backbones import efficientnet_lite
 from multilabel.export import formats
 from multilabel.labelling import graph_ops
 from multilabel.base.errors import UserError
-from multilabel.features.backbones.module_builder import keras_feature_module, save_feature_module
+from multilabel.features.backbones.saved_feature_module import keras_feature_module, save_feature_module
 from tests.test_feature_modules import _tf1_hub_format_module
 
 SIZE = 4

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from multilabel.base.errors import UserError
-from multilabel.data.image_sources import images_in_folder, images_in_list
+from multilabel.data.image_sources import images_in_folder, images_in_list, is_image_name
 
 
 def test_folder_gives_image_files_sorted(tmp_path):
@@ -43,3 +43,9 @@ def test_list_errors_name_file_and_line(tmp_path):
     with pytest.raises(UserError) as error:
         images_in_list(listing)
     assert (error.value.path, error.value.line) == (str(listing), 2)
+
+
+def test_an_image_name_goes_by_its_extension_and_is_never_a_dot_file():
+    assert [is_image_name(n) for n in
+            ("a.jpg", "B.JPEG", "c.webp", "notes.txt", "._a.jpg", ".hidden.png", "jpg")] == \
+        [True, True, True, False, False, False, False]

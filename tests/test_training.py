@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from multilabel.training import trainer
 from multilabel.base.errors import UserError
+from multilabel.evaluation.thresholds import best_f1_thresholds
+from multilabel.training import trainer
 
 
 def _data(n, seed):
@@ -156,3 +157,18 @@ def test_scaled_features_train_on_scaled_inputs_and_return_folded_weights():
     np.testing.assert_allclose(
         trainer.out_of_fold_probs(x, y, config, 50, feature_scales=scales),
         trainer.out_of_fold_probs(x * scales, y, config, 50), atol=1e-5)
+
+
+def test_thresholds_are_chosen_on_the_out_of_fold_predictions():
+    x, y = _data(100, 0)
+    config = _config(steps=40)
+    np.testing.assert_array_equal(
+        trainer.out_of_fold_thresholds(x, y, config, 40),
+        best_f1_thresholds(y, trainer.out_of_fold_probs(x, y, config, 40,
+                                                        trainer.THRESHOLD_FOLDS)))
+
+
+def test_too_few_images_for_the_folds_keep_one_half(caplog):
+    x, y = _data(trainer.THRESHOLD_FOLDS - 1, 0)
+    assert trainer.out_of_fold_thresholds(x, y, _config(), 40).tolist() == [0.5] * y.shape[1]
+    assert "Too few images" in caplog.text

@@ -10,7 +10,7 @@ random-weight conv nets (nearly constant features) would not allow.
 
 import tensorflow as tf
 
-from multilabel.features.backbones.module_builder import FeatureVectorModule, save_feature_module
+from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
 
 FEATURE_DIM = 24
 

@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 
+from multilabel.base.errors import no_space_left
+
 
 def _umask():
     mask = os.umask(0)
@@ -29,9 +31,17 @@ def atomic_output(path, mode="w", durable=True, **open_kwargs):
     On an exception the temporary file is removed and `path` is left untouched. The
     rename alone protects against a killed process; `durable` also syncs the data to
     disk first, so that a power cut can't leave an empty file behind the new name. A
-    cache whose entries are checked on reading can skip that cost.
+    cache whose entries are checked on reading can skip that cost. A full disk raises
+    `NoSpaceError` naming the device and `path`, the temporary file removed.
     """
     path = os.fspath(path)
+    with no_space_left(path):  # "no space left on DEVICE while writing PATH", one line
+        with _replacing(path, mode, durable, open_kwargs) as f:
+            yield f
+
+
+@contextlib.contextmanager
+def _replacing(path, mode, durable, open_kwargs):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -53,6 +63,7 @@ def atomic_output(path, mode="w", durable=True, **open_kwargs):
 @contextlib.contextmanager
 def atomic_folder(path, keep_existing=None):
     """Yield an empty staging folder beside `path`; on success it becomes `path`.
+    A full disk raises `NoSpaceError` naming the device and `path`.
 
     Readers see the old folder or the new one, never a part: an old folder is moved
     aside in one rename, the new one renamed into place, then the old one deleted.
@@ -63,6 +74,13 @@ def atomic_folder(path, keep_existing=None):
     `path` is left untouched.
     """
     path = os.path.abspath(os.fspath(path))
+    with no_space_left(path):  # whatever writes into the staging folder (TensorFlow too)
+        with _staged_folder(path, keep_existing) as staging:
+            yield staging
+
+
+@contextlib.contextmanager
+def _staged_folder(path, keep_existing):
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")

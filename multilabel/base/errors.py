@@ -3,11 +3,17 @@
 Library code raises `UserError` (or a subclass) for anything the user can fix: a bad
 list file, a missing image, a wrong flag value. The scripts' `main` catches it, prints
 `str(error)` as one line and exits with `EXIT_BAD_INPUT`. Anything else is a bug and
-keeps its traceback.
+keeps its traceback. A full disk is not the input's fault: `NoSpaceError` carries exit
+status 1 instead (`error.exit_code`).
 """
+
+import contextlib
+import errno
+import os
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # a batch where some items failed and the rest succeeded
+EXIT_NO_SPACE = 1  # a write failed for want of disk space: the input was fine
 EXIT_BAD_INPUT = 2  # bad usage or bad input: nothing useful was done
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT), the shell's 128 + 2
 
@@ -19,6 +25,8 @@ class UserError(Exception):
     broken image of a list); `main` prints them, one a line, before the error's own line,
     so that one run shows the user everything to fix.
     """
+
+    exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message, path=None, line=None, details=()):
         super().__init__(message)
@@ -46,3 +54,53 @@ def file_error(error, path, what="file"):
     if isinstance(error, IsADirectoryError):
         return UserError(f"is a folder, not a {what}", path)
     return UserError(f"cannot read the {what}: {error.strerror or error}", path)
+
+
+class NoSpaceError(UserError):
+    """A write failed because its file system is full (or the user's quota is spent)."""
+
+    exit_code = EXIT_NO_SPACE
+
+
+# TensorFlow's file layer reports ENOSPC in its own exception types, by strerror's text.
+_NO_SPACE_TEXTS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+@contextlib.contextmanager
+def no_space_left(path):
+    """Turn a full disk met inside into `NoSpaceError`: "no space left on DEVICE while
+    writing PATH", one line, whatever raised it (an `OSError` from Python, an `OpError`
+    from TensorFlow's checkpoint or SavedModel writers). Every writer of the project runs
+    inside this one mapping (`multilabel.base.atomic` and the TensorFlow writers)."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except Exception as e:
+        if not is_no_space(e):
+            raise
+        raise NoSpaceError(f"no space left on {device_of(path)} while writing "
+                           f"{os.fspath(path)}") from e
+
+
+def is_no_space(error):
+    """Whether `error` (an `OSError`, or TensorFlow's error for one) means a full disk."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(error) for text in _NO_SPACE_TEXTS)
+
+
+def device_of(path):
+    """The mount point holding `path`, with its device or file system type from
+    /proc/mounts where there is one: `/mnt/data (/dev/sdb1)`."""
+    folder = os.path.abspath(os.fspath(path))
+    while not os.path.ismount(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            sources = {fields[1]: fields[0] for fields in (line.split() for line in f)
+                       if len(fields) > 1}
+    except OSError:
+        return folder
+    source = sources.get(folder.replace(" ", "\\040"))
+    return f"{folder} ({source})" if source else folder

@@ -10,8 +10,10 @@ An object store publishes an object whole when its writer closes it, which gives
 remote write the all-or-nothing behaviour `atomic` gives a local one.
 """
 
+import errno
 import glob as local_glob
 import os
+import stat
 
 from multilabel.base import atomic
 
@@ -29,18 +31,72 @@ def join(folder, *names):
 
 
 def open_file(path, mode="r", **open_kwargs):
-    """A file object for `path`, local or remote; FileNotFoundError when it is absent.
+    """A file object for `path`, local or remote; FileNotFoundError when it is absent,
+    and for reading a local one, `check_regular`'s errors when it is not a file.
 
     `open_kwargs` (encoding, newline) apply to local files; a remote one is read as
     UTF-8 with its line ends kept.
     """
     if not is_remote(path):
+        if "r" in mode:
+            check_regular(path)  # a FIFO would block the read forever
         return open(path, mode, **open_kwargs)
     import tensorflow as tf
 
     if "r" in mode and not tf.io.gfile.exists(path):
         raise FileNotFoundError(path)
     return tf.io.gfile.GFile(path, mode)
+
+
+class NotRegularFileError(OSError):
+    """A path that names a FIFO, a socket or a device rather than a file."""
+
+
+def _kind(mode):
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a plain file"
+
+
+def open_regular(path):
+    """A local regular file, opened for reading in binary; anything else is refused
+    before it is read.
+
+    Reading a FIFO blocks until something writes to it, forever if nothing does; a
+    device can stream without end. So the kind is checked first (`stat`, following
+    symlinks), and again on the opened descriptor, opened without blocking, in case
+    the path was swapped in between. A folder raises `IsADirectoryError`, the other
+    kinds `NotRegularFileError`, whose `strerror` names the kind.
+    """
+    path = os.fspath(path)
+    check_regular(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _refuse_kind(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular(path):
+    """`os.stat(path)` (following symlinks) of a regular file; `IsADirectoryError` or
+    `NotRegularFileError` for another kind, and `os.stat`'s own errors."""
+    info = os.stat(path)
+    _refuse_kind(info.st_mode, path)
+    return info
+
+
+def _refuse_kind(mode, path):
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(errno.EINVAL, f"not a regular file but {_kind(mode)}", path)
 
 
 def isfile(path):

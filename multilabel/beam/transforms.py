@@ -28,9 +28,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from multilabel.base import storage
 from multilabel.features import bottlenecks
 from multilabel.base.errors import UserError
-from multilabel.data.image_sources import IMAGE_EXTENSIONS
+from multilabel.data.image_sources import is_image_name, no_images_error
 from multilabel.data.images import ImageError, load_pixels, scale
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,17 @@ def inference_threads(options, cores=None):
 def read_file(path):
     """The bytes of an image file on any file system Beam knows; ImageError if unreadable.
 
-    Uncompressed on purpose: FileSystems would otherwise gunzip a `.gz` name.
+    Uncompressed on purpose: FileSystems would otherwise gunzip a `.gz` name. A local
+    path must be a regular file (`storage.open_regular`): a FIFO would block a worker.
     """
     try:
+        if not storage.is_remote(path):
+            with storage.open_regular(path) as f:
+                return f.read()
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
+    except storage.NotRegularFileError as e:
+        raise ImageError(e.strerror, path) from e
     except (OSError, ValueError) as e:  # Beam's BeamIOError is an OSError
         raise ImageError(f"cannot read the image file: {e}", path) from e
 
@@ -94,12 +101,9 @@ def images_in_folder(folder):
         found = FileSystems.match([pattern])[0].metadata_list
     except OSError as e:
         raise UserError(f"cannot list the folder: {e}", folder) from e
-    paths = sorted(m.path for m in found
-                   if not os.path.basename(m.path).startswith(".")
-                   and os.path.splitext(m.path)[1].lower() in IMAGE_EXTENSIONS)
+    paths = sorted(m.path for m in found if is_image_name(os.path.basename(m.path)))
     if not paths:
-        raise UserError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder",
-                        folder)
+        raise no_images_error(folder)
     return paths
 
 

@@ -75,6 +75,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
     if not storage.isfile(train_list):
         raise UserError("no training list; run data_generation.py to write it", train_list)
     train_entries = listfile.read_list_file(train_list)
+    train_files = _files(train_entries, dataset_dir, train_list)
     found = len(train_entries[0].flags)
     if num_classes is not None and num_classes != found:
         raise UserError(f"has {found} flags per line but --num_classes is {num_classes}",
@@ -83,11 +84,22 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
 
     if storage.isfile(test_list):
         test_entries = listfile.read_list_file(test_list, num_classes=num_classes)
+        repeated = len(_files(test_entries, dataset_dir, test_list).keys() & train_files.keys())
+        if repeated:
+            logger.warning("%d of the %d images of %s are also in %s (the same files): the "
+                           "test report measures them as seen in training and overstates "
+                           "the model", repeated, len(test_entries), test_list, train_list)
         test = _part("test", test_entries, dataset_dir, test_list, num_classes)
         train_entries, validation_entries = splitting.validation_split(
             train_entries, validation_percentage)
     else:
         # As the original: file-name hashes below v% validate, the next t% test.
+        if validation_percentage + testing_percentage >= 100:
+            raise UserError(
+                f"no {listfile.TEST_LIST}, so the test part is carved from the training list, "
+                f"but a validation percentage of {validation_percentage} and a testing "
+                f"percentage of {testing_percentage} leave nothing to train on; their sum "
+                "must be below 100 (or write a test list with data_generation.py)", train_list)
         logger.info("No %s: carving %d%% of the training list out for testing",
                     listfile.TEST_LIST, testing_percentage)
         train_entries, held_out = splitting.validation_split(
@@ -104,6 +116,27 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
         test=test,
         class_names=class_names,
     )
+
+
+def _files(entries, dataset_dir, list_path):
+    """`{file identity: entry}` of a list's images; `UserError` when two lines name one
+    file in different spellings (`images//./1.jpg`, a symlink, a hard link), which would
+    count one image twice. Identity is the file's device and inode where it exists
+    (missing images are reported later, with the other invalid ones), else its
+    resolved path."""
+    files = {}
+    for entry in entries:
+        path = listfile.image_path(dataset_dir, entry)
+        try:
+            info = os.stat(path)
+            identity = (info.st_dev, info.st_ino)
+        except OSError:
+            identity = os.path.realpath(path)
+        first = files.setdefault(identity, entry)
+        if first is not entry:
+            raise UserError(f"image {entry.path} is the same file as {first.path} (line "
+                            f"{first.line}); list each image once", list_path, entry.line)
+    return files
 
 
 def _class_names(dataset_dir, num_classes):

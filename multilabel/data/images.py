@@ -10,11 +10,13 @@ TIFF and WebP all become 8-bit RGB.
 """
 
 import io
+import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from multilabel.base import storage
 from multilabel.base.errors import UserError
 
 # Pillow warns past ~89 Mpx and raises past twice that; a photo this large is either
@@ -39,7 +41,7 @@ def decode_image(path, data=None):
     def finish(img):
         img.load()  # first frame only for animations; raises on truncated data
         ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of upright images
-        return _to_rgb(img)
+        return to_rgb(img)
     return _decode(path, finish, data)
 
 
@@ -56,9 +58,14 @@ def verify_image(path):
 
 
 def _decode(path, finish, data=None):
-    """Open `path` (or `data`), refuse bombs, hand it to `finish`; errors become `ImageError`."""
+    """Open `path` (or `data`), refuse bombs, hand it to `finish`; errors become `ImageError`.
+
+    Only a regular file is opened (`storage.open_regular`): Pillow would block forever
+    reading a FIFO named like a photo.
+    """
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
+        source = io.BytesIO(data) if data is not None else storage.open_regular(path)
+        with source, Image.open(source) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise ImageError(
@@ -69,6 +76,12 @@ def _decode(path, finish, data=None):
         raise ImageError("image file not found", path) from None
     except IsADirectoryError:
         raise ImageError("is a folder, not an image file", path) from None
+    except storage.NotRegularFileError as e:
+        raise ImageError(e.strerror, path) from None
+    except UnidentifiedImageError as e:
+        # Pillow names the file object it was given; name the path, as it would.
+        raise ImageError(f"cannot decode image: cannot identify image file "
+                         f"{os.fspath(path)!r}", path) from e
     except Image.DecompressionBombError as e:
         raise ImageError(f"refused as a decompression bomb: {e}", path) from e
     except (OSError, SyntaxError, ValueError) as e:
@@ -76,7 +89,7 @@ def _decode(path, finish, data=None):
         raise ImageError(f"cannot decode image: {e}", path) from e
 
 
-def _to_rgb(img):
+def to_rgb(img):
     """Convert any Pillow mode to RGB, compositing transparency onto white."""
     if img.mode == "RGB":
         return img
@@ -130,7 +143,7 @@ def image_in_memory(image, height, width, name):
     a file: a `PIL.Image` (any mode), or an array [H, W] or [H, W, 3 or 4] of uint8, or of
     floats in [0, 1] (taken to 8 bits, as a decoded photo is). `name` names it in errors."""
     if isinstance(image, Image.Image):
-        return resize_and_scale(_to_rgb(image), height, width)
+        return resize_and_scale(to_rgb(image), height, width)
     array = np.asarray(image)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) \
             or not array.size:
@@ -142,4 +155,4 @@ def image_in_memory(image, height, width, name):
             raise ImageError(f"an array of {array.dtype} must be uint8, or floats in [0, 1]",
                              name)
         array = np.round(array * 255.0).astype(np.uint8)
-    return resize_and_scale(_to_rgb(Image.fromarray(array)), height, width)
+    return resize_and_scale(to_rgb(Image.fromarray(array)), height, width)

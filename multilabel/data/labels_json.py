@@ -14,7 +14,9 @@ A flag is `1` (present) or `-1` / `0` (absent); flags come back as 0/1. Every er
 
 import json
 import logging
+import sys
 
+from multilabel.base import storage
 from multilabel.base.errors import UserError, file_error
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ _PRESENT = 1
 def read_labels_file(path, num_classes=None):
     """The label rows of the file at `path`, see `parse_labels`."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with storage.open_file(path, "r", encoding="utf-8-sig") as f:
             text = f.read()
     except OSError as e:
         raise file_error(e, path, "labels file") from e
@@ -71,6 +73,8 @@ def _parse_lines(text, source):
             rows.append((number, json.loads(line)))
         except json.JSONDecodeError as e:
             raise UserError(f"not a JSON list: {e.msg} at column {e.colno}", source, number) from e
+        except (ValueError, RecursionError) as e:
+            raise UserError(f"not a JSON list: {_unreadable(e)}", source, number) from None
     return rows
 
 
@@ -87,6 +91,8 @@ def _parse_array(text, start, source):
                 value, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as e:
                 raise UserError(f"bad JSON: {e.msg} at column {e.colno}", source, e.lineno) from e
+            except (ValueError, RecursionError) as e:
+                raise UserError(f"bad JSON: {_unreadable(e)}", source, _line_of(text, pos)) from None
             rows.append((_line_of(text, pos), value))
             pos = _skip_space(text, end)
             if text[pos:pos + 1] == ",":
@@ -103,6 +109,24 @@ def _parse_array(text, start, source):
     return rows
 
 
+def _unreadable(error):
+    """Why valid JSON syntax could not be read: Python refuses integers of more than
+    `sys.get_int_max_str_digits()` digits (a ValueError) and runs out of stack on
+    deeply nested lists (a RecursionError); neither is a label row."""
+    if isinstance(error, RecursionError):
+        return "lists nested too deeply"
+    return f"a number with more than {sys.get_int_max_str_digits()} digits"
+
+
+def _shown(value, limit=40):
+    """`value` as JSON for a message, cut to `limit` characters."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _skip_space(text, pos):
     while pos < len(text) and text[pos] in " \t\r\n":
         pos += 1
@@ -115,14 +139,14 @@ def _line_of(text, pos):
 
 def _flags(value, source, line, expected):
     if not isinstance(value, list):
-        raise UserError(f"expected a JSON list of flags, got {json.dumps(value)}", source, line)
+        raise UserError(f"expected a JSON list of flags, got {_shown(value)}", source, line)
     if len(value) != expected:
         raise UserError(f"{len(value)} flags, expected {expected} (one per class)", source, line)
     flags = []
     for flag in value:
         # bool is an int in Python (True == 1): refuse JSON true/false and 1.0 explicitly.
         if type(flag) is not int or flag not in (_PRESENT, *_ABSENT):
-            raise UserError(f"flag {json.dumps(flag)} is not 1 (present) or -1/0 (absent)",
+            raise UserError(f"flag {_shown(flag)} is not 1 (present) or -1/0 (absent)",
                             source, line)
         flags.append(1 if flag == _PRESENT else 0)
     return tuple(flags)

@@ -7,12 +7,14 @@ atomically, so a bad input leaves no partial list behind.
 """
 
 import dataclasses
+import errno
 import logging
 import os
 import re
 
 from multilabel.data import image_sources, labels_json, listfile, splitting
-from multilabel.base.errors import UserError
+from multilabel.base import storage
+from multilabel.base.errors import UserError, file_error
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +92,27 @@ def pair_images(rows, names, labels_path, images_dir):
     for i, ((line, flags), name) in enumerate(zip(rows, ordered), start=1):
         path = f"{IMAGES_FOLDER}/{name}"
         listfile.check_path(path, os.path.join(images_dir, name))
-        if os.path.getsize(os.path.join(images_dir, name)) == 0:
-            raise UserError("empty image file", os.path.join(images_dir, name))
+        _check_image_file(os.path.join(images_dir, name))
         entries.append(listfile.Entry(i, flags, path, line))
     return entries
+
+
+def _check_image_file(path):
+    """Raise `UserError` unless `path` is a non-empty regular file: a symlink that loops
+    or points nowhere, a FIFO, a socket or a device would fail (or hang) retrain.py."""
+    try:
+        info = storage.check_regular(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError("symlink loop (the link leads back to itself)", path) from None
+        if isinstance(e, FileNotFoundError) and os.path.islink(path):
+            raise UserError(f"dangling symlink (to {os.readlink(path)!r}, which does not "
+                            "exist)", path) from None
+        if isinstance(e, storage.NotRegularFileError):
+            raise UserError(e.strerror, path) from None
+        raise file_error(e, path, "image file") from e
+    if info.st_size == 0:
+        raise UserError("empty image file", path)
 
 
 def summary(entries, train, test, class_names, config):

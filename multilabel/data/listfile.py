@@ -30,6 +30,7 @@ FULL_LIST = "dataset.lst"
 CLASS_NAMES_FILE = "class_names.txt"
 
 _INDEX = re.compile(r"[0-9]+")
+MAX_INDEX_DIGITS = 18  # below 2**63: an index fits any integer type
 _FLAGS = {"0": 0, "1": 1}
 _BOM = "\ufeff"
 
@@ -105,15 +106,25 @@ def _parse_line(text, source, number, num_classes):
                         f"{len(fields)} field(s): {text!r}", source, number)
     index_text, flag_texts, path = fields[0], fields[1:-1], fields[-1]
     if not _INDEX.fullmatch(index_text):
-        raise UserError(f"index {index_text!r} is not a non-negative integer", source, number)
+        raise UserError(f"index {_clip(index_text)!r} is not a non-negative integer", source,
+                        number)
+    if len(index_text.lstrip("0")) > MAX_INDEX_DIGITS:
+        # Python would refuse to read thousands of digits; no real list comes near.
+        raise UserError(f"index {_clip(index_text)!r} has {len(index_text)} digits, more "
+                        f"than the {MAX_INDEX_DIGITS} allowed", source, number)
     if num_classes is not None and len(flag_texts) != num_classes:
         raise UserError(f"{len(flag_texts)} flags, expected {num_classes} (one per class)",
                         source, number)
     bad = [f for f in flag_texts if f not in _FLAGS]
     if bad:
-        raise UserError(f"flag {bad[0]!r} is not 0 or 1", source, number)
+        raise UserError(f"flag {_clip(bad[0])!r} is not 0 or 1", source, number)
     check_path(path, source, number)
     return Entry(int(index_text), tuple(_FLAGS[f] for f in flag_texts), path, number)
+
+
+def _clip(text, limit=40):
+    """`text` cut to `limit` characters for a message, so a bad field stays readable."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def read_list_file(path, num_classes=None):

@@ -30,7 +30,8 @@ import math
 
 import numpy as np
 
-from multilabel.evaluation.thresholds import apply_thresholds, check_labels_and_probs
+from multilabel.evaluation.label_arrays import check_labels_and_probs
+from multilabel.evaluation.thresholds import apply_thresholds
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def content_hash(path):
     """SHA-256 of a file's bytes: the cache key of its bottleneck."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with storage.open_regular(path) as f:  # a FIFO swapped in since the check: no hang
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:  # e.g. removed since it was checked
@@ -95,15 +95,21 @@ class BottleneckCache:
         storage.write_bytes(self._path(digest), buffer.getvalue(), durable=False)
 
 
-def cached_bottlenecks(paths, cache, compute_batches):
+def cached_bottlenecks(paths, cache, compute_batches, report_duplicates=True):
     """All bottlenecks for `paths` as one `[len(paths), dim]` float32 array.
 
     Cached vectors are read; the rest are computed by `compute_batches(paths)`, which
     yields arrays of vectors in the order of the paths it was given, and each is stored
     as soon as it arrives so that an interrupted run keeps its progress. Identical
-    images (same content) are computed once.
+    images (same content) are computed once, and with `report_duplicates` counted in a
+    warning: copies of one photo weigh more in training and, across parts, let a test
+    image be one the model was trained on.
     """
     digests = [content_hash(p) for p in paths]
+    copies = len(digests) - len(set(digests))
+    if copies and report_duplicates:
+        logger.warning("%d of the %d images are byte-for-byte copies of another listed "
+                       "image; each copy counts as one more image", copies, len(paths))
     result = np.empty((len(paths), cache.dim), dtype=np.float32)
     missing = {}  # digest -> indices of paths with that content
     for i, digest in enumerate(digests):

@@ -24,6 +24,7 @@ import tensorflow_hub as hub
 from tensorflow.core.protobuf import saved_model_pb2
 
 from multilabel.features.backbones import module_builder
+from multilabel.features.backbones.saved_feature_module import is_saved_model
 from multilabel.base.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def resolve_module(handle, model_dir):
 def _local_saved_model(path, handle):
     if not os.path.isdir(path):
         raise UserError(f"module {handle!r}: no such folder", path)
-    if not module_builder.is_saved_model(path):
+    if not is_saved_model(path):
         raise UserError(f"module {handle!r}: the folder holds no saved_model.pb", path)
     return path
 

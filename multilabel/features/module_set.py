@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from multilabel.base import atomic
 from multilabel.features import bottlenecks, feature_modules
-from multilabel.features.backbones import module_builder
+from multilabel.features.backbones.saved_feature_module import is_saved_model
 from multilabel.features.engines import make_engine
 from multilabel.base.errors import UserError
 from multilabel.features.input_pipeline import feature_batches
@@ -165,8 +165,9 @@ def set_bottlenecks(paths, module_set, bottleneck_dir, batch_size):
     return np.concatenate([
         bottlenecks.cached_bottlenecks(
             paths, cache, lambda todo, m=member: feature_batches(
-                m.engine, todo, module_set.height, module_set.width, batch_size))
-        for member, cache in zip(module_set.members, caches)], axis=1)
+                m.engine, todo, module_set.height, module_set.width, batch_size),
+            report_duplicates=k == 0)  # once, not once per member
+        for k, (member, cache) in enumerate(zip(module_set.members, caches))], axis=1)
 
 
 def _fill_caches(paths, module_set, caches, batch_size):
@@ -225,12 +226,12 @@ def _combination(members, input_size, fingerprints, model_dir):
                     + [f"{input_size[0]}x{input_size[1]}", RESIZE_VERSION])
     target = os.path.join(model_dir, COMBINATIONS_DIR,
                           hashlib.sha256(text.encode()).hexdigest()[:16])
-    if module_builder.is_saved_model(target):
+    if is_saved_model(target):
         return target
     logger.info("Saving the module set %s as one module in %s",
                 ", ".join(m.handle for m in members), target)
     # A concurrent run may have saved the same set first: its folder is kept.
-    with atomic.atomic_folder(target, keep_existing=module_builder.is_saved_model) as tmp:
+    with atomic.atomic_folder(target, keep_existing=is_saved_model) as tmp:
         combination = _Combination([m.path for m in members],
                                    [(m.height, m.width) for m in members], input_size)
         tf.saved_model.save(combination, tmp, signatures={

@@ -46,6 +46,8 @@ class LoadOptions:
     input_height: int | None = None
     input_width: int | None = None
     allow_ops: tuple = ()
+    timeout: float | None = None  # seconds one run of a graph may take (it may loop)
+    max_input_size: int = 4096  # the largest input side a model may declare
     input_mean: float = 0.0  # pixels in [0, 1] become (x - mean) / std
     input_std: float = 1.0
 
@@ -126,7 +128,7 @@ class Classifier:
 
         yield from labeller.label_images(self.model, list(images), batch_size,
                                          self._options.input_mean, self._options.input_std,
-                                         prepare=prepare)
+                                         prepare=prepare, timeout=self._options.timeout)
 
     def predict(self, images, batch_size=32):
         """One `Prediction` per image of `images` (paths, PIL images or arrays; one of
@@ -154,7 +156,8 @@ class Classifier:
 def _load_tflite(files, options):
     from multilabel.labelling.litert_model import load_litert_model
 
-    return load_litert_model(files.tflite, options.interpreters or cores())
+    return load_litert_model(files.tflite, options.interpreters or cores(),
+                             options.max_input_size)
 
 
 def _load_graph(files, options):
@@ -164,7 +167,8 @@ def _load_graph(files, options):
     from multilabel.labelling.frozen_graph import load_frozen_graph
 
     return load_frozen_graph(files.graph, options.input_layer, options.output_layer,
-                             options.input_height, options.input_width, options.allow_ops)
+                             options.input_height, options.input_width, options.allow_ops,
+                             options.max_input_size)
 
 
 def _thresholds(options, path, num_classes):

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_INPUT_LAYER = "Placeholder"
 DEFAULT_OUTPUT_LAYER = "final_result"
+# The largest input side a graph may declare unless the caller allows more. The input
+# size decides the resize target and the memory of every batch: a graph declaring
+# 100000 x 100000 drove a machine into the OOM killer. Image networks take 224 to 600.
+MAX_INPUT_SIZE = 4096
 _HINTS = 5  # how many candidate layer names an error message lists
 
 
@@ -42,21 +46,29 @@ class FrozenGraph(NamedTuple):
     def output_name(self):
         return self.output.op.name
 
-    def runner(self, session):
-        """A function from a float batch to probabilities, run in `session` (on `graph`)."""
+    def runner(self, session, timeout=None):
+        """A function from a float batch to probabilities, run in `session` (on `graph`);
+        a run longer than `timeout` seconds is stopped (see labeller's docstring)."""
+        options = None if timeout is None else tf.compat.v1.RunOptions(
+            timeout_in_ms=max(1, round(timeout * 1000)))
+
         def run(batch):
             try:
-                return session.run(self.output, {self.input: batch})
+                return session.run(self.output, {self.input: batch}, options=options)
+            except tf.errors.DeadlineExceededError as e:
+                raise UserError(f"running the graph on one batch took longer than the "
+                                f"{timeout:g} s allowed (--timeout); does it loop forever? "
+                                "Stopped", self.path) from e
             except tf.errors.OpError as e:
                 # e.g. a graph whose output needs a second input fed: the graph's fault.
                 raise UserError(f"running the graph failed: {e.message}", self.path) from e
         return run
 
     @contextlib.contextmanager
-    def running(self):
+    def running(self, timeout=None):
         """A session on the graph, as a function from a float batch to probabilities."""
         with tf.compat.v1.Session(graph=self.graph) as session:
-            yield self.runner(session)
+            yield self.runner(session, timeout)
 
 
 def read_graph_def(path):
@@ -82,14 +94,15 @@ def read_graph_def(path):
 
 
 def load_frozen_graph(path, input_layer=DEFAULT_INPUT_LAYER, output_layer=DEFAULT_OUTPUT_LAYER,
-                      height=None, width=None, allow_ops=()):
+                      height=None, width=None, allow_ops=(), max_input_size=MAX_INPUT_SIZE):
     """Import the graph at `path` into a fresh `tf.Graph` and find its two layers.
 
     `input_layer` and `output_layer` are operation names ("final_result") or tensor
     names ("final_result:0"). `height` and `width` are needed only when the graph's
     input leaves them open; when the graph fixes them, a different value is an error,
     since feeding it would fail. A graph holding ops an image classifier does not need
-    is refused unless `allow_ops` names each of them.
+    is refused unless `allow_ops` names each of them, and so is an input side (the
+    graph's or the given one) over `max_input_size`.
     """
     path = str(path)
     graph_def = read_graph_def(path)
@@ -103,7 +116,7 @@ def load_frozen_graph(path, input_layer=DEFAULT_INPUT_LAYER, output_layer=DEFAUL
             raise UserError(f"cannot import the graph: {e}", path) from e
     inputs = _find_tensor(graph, input_layer, path, "input", _placeholders(graph))
     output = _find_tensor(graph, output_layer, path, "output", _sinks(graph))
-    height, width, batch_size = _input_shape(inputs, height, width, path)
+    height, width, batch_size = _input_shape(inputs, height, width, path, max_input_size)
     num_classes = _output_width(output, path)
     logger.info("Loaded graph %s: input %s %s, output %s %s", path, inputs.name,
                 inputs.shape, output.name, output.shape)
@@ -132,7 +145,7 @@ def _sinks(graph):
             if op.outputs and op.name not in consumed and op.type != "Const"]
 
 
-def _input_shape(inputs, height, width, path):
+def _input_shape(inputs, height, width, path, max_input_size):
     """(height, width, batch size) the input takes, checked against the given size."""
     name = inputs.op.name
     if not inputs.dtype.is_floating:
@@ -154,6 +167,10 @@ def _input_shape(inputs, height, width, path):
         if size is None:
             raise UserError(f"input layer {name!r} leaves the image {what} open; "
                             f"give it (label_image.py --input_{what})", path)
+        if size > max_input_size:
+            raise UserError(f"input layer {name!r} takes images of {what} {size}, more than "
+                            f"the {max_input_size} allowed; if the graph really needs it, "
+                            "pass --max_input_size", path)
         sizes.append(size)
     return sizes[0], sizes[1], dims[0]
 

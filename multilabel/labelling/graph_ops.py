@@ -24,11 +24,16 @@ here costs a user one flag (`label_image.py --allow_ops NAME`); a file operation
 from a deny-list could cost them their files.
 
 Functions count too: a frozen TF2 graph runs its network inside library functions
-(`StatefulPartitionedCall`), so every function a node can call, through its op type or
-any function-valued attribute (`f`, `then_branch`, `body`, ...), is checked, however
-deeply nested. Functions nothing calls are never run and are not checked: retrain.py's
-own exports carry the module's unused save and restore functions (`SaveV2`,
-`RestoreV2`).
+(`StatefulPartitionedCall`), so every function the graph can reach is checked, however
+deeply nested, by every route TensorFlow has to call one: a node whose op type names
+it; a function-valued attribute (`f`, `then_branch`, `body`, ..., and the attributes
+nested in those); and an attribute placeholder (`f: {placeholder: "g"}`), which takes
+the caller's value (an attribute walked with the caller) or else the default in the
+function's signature (walked with the function). A placeholder naming no attribute of
+its function cannot be resolved and is refused, and so is a call cycle: TensorFlow
+crashes on a function that calls itself. Functions nothing calls are never run and are
+not checked: retrain.py's own exports carry the module's unused save and restore
+functions (`SaveV2`, `RestoreV2`).
 
 Pure logic on the GraphDef protocol buffer: no TensorFlow import.
 """
@@ -78,43 +83,107 @@ _IMAGE = {  # resizing and decoding tensors already in memory (older graphs deco
 CLASSIFIER_OPS = frozenset(_GRAPH | _ARRAY | _MATH | _NN | _IMAGE)
 
 
-def ops_in_graph(graph_def):
+def ops_in_graph(graph_def, path=None):
     """`{op type: a node that runs it}` over the graph's nodes and every library function
     they can call, directly or through other functions. A node inside a function is
-    named `function/node`."""
+    named `function/node`.
+
+    A function is reached by every route TensorFlow has (`_called_functions`); a call
+    cycle, or an attribute placeholder that cannot be resolved, raises `UserError`
+    naming `path`, since the ops such a graph runs cannot be known (and TensorFlow
+    crashes on recursion rather than failing).
+    """
     functions = {f.signature.name: f for f in graph_def.library.function}
     found = {}
+    calls = {}  # function ("" for the graph itself) -> the functions it may call
     pending, seen = [("", graph_def.node)], set()
     while pending:
         where, nodes = pending.pop()
+        callees = calls.setdefault(where, set())
+        if where:
+            # A placeholder the caller leaves unset takes its signature default, which
+            # TensorFlow fills in when it instantiates the function: walked as a call.
+            for attr in functions[where].signature.attr:
+                callees.update(_functions_named(attr.default_value))
+            # The function's own attributes name no function TensorFlow runs today;
+            # walked all the same, since an unwalked route is how the check was bypassed.
+            for value in functions[where].attr.values():
+                callees.update(_functions_named(value))
+        declared = {a.name for a in functions[where].signature.attr} if where else set()
         for node in nodes:
-            # A node runs a function when its op type names one, or through an attribute.
-            for name in (node.op, *(n for v in node.attr.values() for n in _functions_named(v))):
-                if name in functions and name not in seen:
-                    seen.add(name)
-                    pending.append((name, functions[name].node_def))
-            if node.op not in functions:
-                found.setdefault(node.op, f"{where}/{node.name}" if where else node.name)
+            node_name = f"{where}/{node.name}" if where else node.name
+            for key, value in node.attr.items():
+                _check_placeholders(value, declared, node_name, key, path)
+                callees.update(_functions_named(value))
+            if node.op in functions:
+                callees.add(node.op)  # a node whose op names a function calls it
+            else:
+                found.setdefault(node.op, node_name)
+        for name in sorted(callees & functions.keys()):
+            if name not in seen:
+                seen.add(name)
+                pending.append((name, functions[name].node_def))
+    _refuse_cycles(calls, path)
     return found
 
 
 def _functions_named(value):
     """Names of the functions an `AttrValue` refers to, including those nested in the
     attributes of a referred function (a `NameAttrList` carries attributes of its own)."""
+    return [ref.name for ref in _function_refs(value)]
+
+
+def _function_refs(value):
+    """The `NameAttrList`s in an `AttrValue`, nested ones included."""
     kind = value.WhichOneof("value")
     refs = [value.func] if kind == "func" else list(value.list.func) if kind == "list" else []
-    names = []
-    for ref in refs:
-        names.append(ref.name)
-        for inner in ref.attr.values():
-            names.extend(_functions_named(inner))
-    return names
+    nested = [inner for ref in refs for v in ref.attr.values() for inner in _function_refs(v)]
+    return refs + nested
+
+
+def _check_placeholders(value, declared, node_name, key, path):
+    """Refuse a placeholder (`f: {placeholder: "g"}`) naming no attribute of the function
+    it is in: TensorFlow resolves one only from the function's own signature (the
+    caller's value, else the default), so any other cannot be known to be safe."""
+    placeholders = [value.placeholder] if value.WhichOneof("value") == "placeholder" else []
+    for ref in _function_refs(value):
+        placeholders.extend(v.placeholder for v in ref.attr.values()
+                            if v.WhichOneof("value") == "placeholder")
+    for name in placeholders:
+        if name not in declared:
+            raise UserError(f"node {node_name!r} attribute {key!r} refers to attribute "
+                            f"{name!r}, which its function does not declare; the graph "
+                            "cannot be checked and was not run", path)
+
+
+def _refuse_cycles(calls, path):
+    """Raise `UserError` naming the first call cycle found (f -> g -> f). Depth first
+    without recursion, so that a crafted chain of nested functions cannot exhaust
+    Python's stack either."""
+    finished = set()
+    trail = [""]  # the call path being followed, from the graph itself
+    on_trail = set(trail)
+    stack = [iter(sorted(calls[""]))]
+    while stack:
+        callee = next(stack[-1], None)
+        if callee is None:
+            on_trail.discard(trail[-1])
+            finished.add(trail.pop())
+            stack.pop()
+        elif callee in on_trail:
+            cycle = trail[trail.index(callee):] + [callee]
+            raise UserError(f"function {callee!r} calls itself ({' -> '.join(cycle)}); "
+                            "TensorFlow would crash running it, so the graph was not run", path)
+        elif callee not in finished and callee in calls:
+            trail.append(callee)
+            on_trail.add(callee)
+            stack.append(iter(sorted(calls[callee])))
 
 
 def check_classifier_ops(graph_def, path, allow=()):
     """Raise `UserError` naming every op the graph runs outside `CLASSIFIER_OPS` and
     `allow` (op types the user trusts in this graph), before anything runs it."""
-    found = ops_in_graph(graph_def)
+    found = ops_in_graph(graph_def, path)
     unexpected = sorted(set(found) - CLASSIFIER_OPS - set(allow))
     if unexpected:
         named = ", ".join(f"{op} (node {found[op]!r})" for op in unexpected)

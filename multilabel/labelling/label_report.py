@@ -68,7 +68,7 @@ class Report:
         return [name for name, chosen in zip(self.labels, over) if chosen]
 
     def _text(self, image, probabilities):
-        lines = [f"==> {image} <=="] if self.name_images else []
+        lines = [f"==> {_escaped(image)} <=="] if self.name_images else []
         # The 1 x N row the original project documents, on one line however many labels.
         lines.append(np.array2string(probabilities[np.newaxis], max_line_width=sys.maxsize,
                                      threshold=sys.maxsize))
@@ -81,6 +81,19 @@ class Report:
         if self.name_images:
             lines.append("")  # a blank line between images
         return "\n".join(lines) + "\n"
+
+
+def _escaped(name):
+    """`name` with its control characters written as escapes (`\\n`, `\\x1b`), so that a
+    newline in a file name cannot break the text format's one-line-per-item layout or
+    pass a terminal escape through; JSON and CSV quote names themselves."""
+    return "".join(c if c.isprintable() else _escape(c) for c in name)
+
+
+def _escape(char):
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    code = ord(char)
+    return named or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def _number(value):

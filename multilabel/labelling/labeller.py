@@ -11,6 +11,15 @@ with, so decoding, resizing and scaling cannot differ from training. A small thr
 pool prepares images ahead of the model (Pillow releases the GIL while decoding),
 so decoding the next batch overlaps with running the current one. An image that
 cannot be decoded becomes a failed `Result` and the others go on.
+
+A graph from elsewhere may loop forever with allowed ops only (a `While` whose
+condition never turns false), so one run of the graph may be given a `timeout`. A
+bound on loop iterations would mean rewriting each loop's condition, graph by graph;
+a deadline covers every way a graph can stall (a loop, a vast `Range` or `Fill`). It
+is TensorFlow's own (`RunOptions.timeout_in_ms`, in `FrozenGraph.runner`), which
+cancels the run cleanly, the executor's loops included. (A `While` node kept out of the executor's loop by
+`_lower_using_switch_merge: false` does not hang but crashes TensorFlow, as recursion
+does: not caught here; see docs/faults.md.)
 """
 
 import collections
@@ -40,7 +49,7 @@ class Result(NamedTuple):
 
 
 def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, workers=None,
-                 prepare=None):
+                 prepare=None, timeout=None):
     """Yield one `Result` per path of `paths`, in order, running `model` in batches.
 
     `model` is a `FrozenGraph` or a `LiteRTModel` (see the module's docstring). Pixels
@@ -48,7 +57,8 @@ def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, wor
     `(x - input_mean) / input_std` (the defaults leave them unchanged). `prepare(item,
     index)`, when given, makes the [0, 1] pixels of an item that is not a path (an image
     in memory). Only `UserError`s from reading an image become failed results; anything
-    else is a bug and propagates.
+    else is a bug and propagates. `timeout`: the seconds one run of a graph (a batch) may
+    take, None for no limit (see the module docstring).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -64,7 +74,7 @@ def label_images(model, paths, batch_size=32, input_mean=0.0, input_std=1.0, wor
         return pixels
 
     workers = workers or min(8, os.cpu_count() or 1)
-    with model.running() as run:
+    with model.running(timeout) as run:
         pending = []  # (path, pixels or error) in input order, up to batch_size images
         ready = 0  # how many of them are pixels
         for (_, path), pixels in _prepare_ahead(enumerate(paths), prepared, workers,
@@ -127,3 +137,4 @@ def run_batch(run, model, pending, batch_size):
             yield Result(path, np.asarray(next(rows), np.float32), None)
         else:
             yield Result(path, None, prepared)
+

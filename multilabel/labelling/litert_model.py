@@ -33,16 +33,19 @@ class LiteRTModel(NamedTuple):
     output_name: str = "TFLite output"
 
     @contextlib.contextmanager
-    def running(self):
+    def running(self, timeout=None):
+        """The engine. `timeout` is a frozen graph's (TFLite has no way to stop a run); the
+        model is the run's own export, built of a module's layers, with no loop."""
         yield self.engine
 
 
-def load_litert_model(path, interpreters=1):
+def load_litert_model(path, interpreters=1, max_input_size=4096):
     """Load the TFLite classifier at `path` on `interpreters` interpreters (one per core
     for many images; one for a single photo, since each costs its own start-up).
 
-    Raises UserError naming the file when it cannot be read, is not a TFLite model, or
-    does not map RGB images to one row of probabilities.
+    Raises UserError naming the file when it cannot be read, is not a TFLite model, does
+    not map RGB images to one row of probabilities, or takes an input side over
+    `max_input_size` (as frozen_graph.MAX_INPUT_SIZE bounds a graph's).
     """
     path = str(path)
     try:
@@ -59,6 +62,10 @@ def load_litert_model(path, interpreters=1):
     if len(shape) != 4 or shape[3] != 3 or len(output) != 2:
         raise UserError(f"takes {list(shape)} and gives {list(output)}, not RGB images "
                         "[N, height, width, 3] to probabilities [N, classes]", path)
+    if max(shape[1], shape[2]) > max_input_size:
+        raise UserError(f"takes images of {shape[1]} x {shape[2]}, more than the "
+                        f"{max_input_size} a side allowed; if it really needs it, pass "
+                        "--max_input_size", path)
     logger.info("Loaded TFLite model %s: %d x %d images -> %d classes, %d interpreters",
                 path, shape[1], shape[2], output[1], engine.parallelism)
     return LiteRTModel(path, engine, int(shape[1]), int(shape[2]), int(output[1]))

@@ -64,7 +64,8 @@ def precision_recall(name, precision, recall, average_precision, chosen):
     axes.plot([chosen_recall], [chosen_precision], "o", color="tab:red", markersize=6,
               label=f"threshold {threshold:.3g}\nP {chosen_precision:.2f}  R {chosen_recall:.2f}")
     axes.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="recall", ylabel="precision")
-    axes.set_title(f"{name}   AP {average_precision:.3f}", fontsize=10)
+    # A class name is text, never mathtext: `$\badcmd{$` would fail the whole figure.
+    axes.set_title(f"{name}   AP {average_precision:.3f}", fontsize=10, parse_math=False)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower left", fontsize=8)
     return _png(figure)

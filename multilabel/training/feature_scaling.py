@@ -9,8 +9,8 @@ number of modules. So each of the k blocks is scaled to `(mean of the blocks' me
 norms) / sqrt(k)`, measured on the training bottlenecks: the blocks weigh the same,
 and the set's vector has about the norm of one member's, for which the head's defaults
 were chosen. On ten 80/20 splits of the scene set (MobileNetV2 + Places365,
-`python bench/feature_scaling.py --seeds 1,...,10`) this raised mean test label accuracy
-from 0.943 to 0.948 and mAP from 0.961 to 0.965, mAP on every split.
+`python -m bench.experiments.feature_scaling --seeds 1,...,10`) this raised mean test label
+accuracy from 0.943 to 0.948 and mAP from 0.961 to 0.965, mAP on every split.
 
 The head trains on scaled features; the factors are then folded into its weights
 (`x @ (s * W) == (s * x) @ W`), so the exported graph stays module -> one layer and runs

@@ -40,10 +40,10 @@ from multilabel.training import head as head_lib
 from multilabel.training import keep_best
 from multilabel.evaluation import metrics
 from multilabel.data.distortions import Distortions
-from multilabel.base.errors import UserError
+from multilabel.base.errors import UserError, no_space_left
 from multilabel.features.feature_modules import load_module
 from multilabel.features.input_pipeline import distorted_batches, image_batches
-from multilabel.features.backbones.module_builder import FeatureVectorModule, save_feature_module
+from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
 from multilabel.training.trainer import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,8 @@ class _Run:
             losses[epoch] = self._train_epoch(epoch)
             history[epoch] = self._validate(epoch, losses[epoch])
             self.epoch.assign(epoch)
-            self.manager.save(checkpoint_number=epoch)
+            with no_space_left(self.config.checkpoint_dir):
+                self.manager.save(checkpoint_number=epoch)
         return (int(self.model.best_epoch.numpy()), float(self.model.best_score.numpy()),
                 history, losses)
 

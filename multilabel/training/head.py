@@ -9,6 +9,8 @@ import collections
 
 import tensorflow as tf
 
+from multilabel.base.errors import UserError
+
 v1 = tf.compat.v1
 
 Head = collections.namedtuple(
@@ -43,6 +45,11 @@ def add_final_layer(inputs, num_classes, final_tensor_name, weights=None, biases
         else:
             logits = tf.add(product, biases[:, tf.newaxis, :], name="logits")
     probs = tf.sigmoid(logits, name=final_tensor_name)
+    if probs.op.name != final_tensor_name:
+        # TensorFlow renamed it (`NAME_1`): the graph already has a node of that name, and
+        # a reader asking for NAME would get that node, not the probabilities.
+        raise UserError(f"the output name {final_tensor_name!r} is taken by another node of "
+                        "the graph; choose another --final_tensor_name")
     return logits, probs, weights, biases
 
 

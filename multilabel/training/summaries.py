@@ -2,15 +2,27 @@
 
 Each run writes into a new sub-folder of `--summaries_dir` (the original wiped the
 folder at start, losing earlier runs).
+
+Summaries are a by-product: a failure to write them (a full disk, a folder that went
+away) is one warning of ours, and training goes on without them. So event files are
+written here, synchronously, as the TFRecord files of `Event` protos they are, rather
+than by TensorFlow's `FileWriter`, whose background thread meets such a failure with a
+C++ error line, a thread traceback and an exception at some later flush.
 """
 
 import collections
 import datetime
+import logging
 import os
+import socket
+import time
 
 import numpy as np
 import tensorflow as tf
 
+from multilabel.base.errors import device_of, is_no_space
+
+logger = logging.getLogger(__name__)
 v1 = tf.compat.v1
 
 Writers = collections.namedtuple("Writers", "train validation folder")
@@ -44,13 +56,72 @@ class _Writers(Writers):
         self.validation.close()
 
 
+class _Health:
+    """Shared by a run's writers: the first failure warns once and stops them all."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.failed = False
+
+    def run(self, write):
+        if self.failed:
+            return
+        try:
+            write()
+        except (OSError, tf.errors.OpError) as e:
+            self.failed = True
+            reason = (f"no space left on {device_of(self.folder)}" if is_no_space(e)
+                      else " ".join(str(e).split()))
+            logger.warning("Cannot write TensorBoard summaries to %s (%s); training goes on "
+                           "without them", self.folder, reason)
+
+
+class EventWriter:
+    """One TensorBoard event file: `add_summary(summary, step)`, `flush()`, `close()`,
+    the calls of `FileWriter` that training makes, each written at once."""
+
+    def __init__(self, folder, health, graph=None):
+        self._health, self._file = health, None
+        path = os.path.join(folder, f"events.out.tfevents.{int(time.time())}."
+                                    f"{socket.gethostname()}")
+
+        def open_file():
+            os.makedirs(folder, exist_ok=True)
+            self._file = tf.io.TFRecordWriter(path)
+        health.run(open_file)
+        self._write(v1.Event(file_version="brain.Event:2"))
+        if graph is not None:
+            self._write(v1.Event(graph_def=graph.as_graph_def().SerializeToString()))
+
+    def _write(self, event):
+        if self._file is not None:
+            event.wall_time = time.time()
+            self._health.run(lambda: self._file.write(event.SerializeToString()))
+
+    def add_summary(self, summary, step):
+        """`summary`: a `Summary` or its serialized bytes (what a summary op gives)."""
+        if isinstance(summary, bytes):
+            summary = v1.Summary.FromString(summary)
+        self._write(v1.Event(step=int(step), summary=summary))
+
+    def flush(self):
+        if self._file is not None:
+            self._health.run(self._file.flush)
+
+    def close(self):
+        if self._file is not None:
+            self._health.run(self._file.close)
+            self._file = None
+
+
 def writers(summaries_dir, graph):
     """Train and validation writers in a new run folder, or None without a folder."""
     if not summaries_dir:
         return None
     folder = run_folder(summaries_dir)
-    return _Writers(v1.summary.FileWriter(os.path.join(folder, "train"), graph),
-                    v1.summary.FileWriter(os.path.join(folder, "validation")), folder)
+    health = _Health(folder)
+    return _Writers(EventWriter(os.path.join(folder, "train"), health, graph),
+                    EventWriter(os.path.join(folder, "validation"), health), folder)
 
 
 def training_summaries(head):

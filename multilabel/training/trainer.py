@@ -15,11 +15,13 @@ import tensorflow as tf
 
 from multilabel.training import head as head_lib
 from multilabel.training import feature_scaling, keep_best, summaries
-from multilabel.evaluation import metrics
-from multilabel.base.errors import UserError
+from multilabel.evaluation import metrics, thresholds as thresholds_lib
+from multilabel.base.errors import UserError, no_space_left
 
 logger = logging.getLogger(__name__)
 v1 = tf.compat.v1
+
+THRESHOLD_FOLDS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,9 +187,10 @@ def _restore(sess, saver, global_step, checkpoint_path):
 
 
 def _save(sess, saver, checkpoint_path, step):
-    os.makedirs(os.path.dirname(checkpoint_path) or ".", exist_ok=True)
-    with sess.graph.as_default():  # outside it the Saver takes the eager path and fails
-        saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
+    with no_space_left(checkpoint_path):
+        os.makedirs(os.path.dirname(checkpoint_path) or ".", exist_ok=True)
+        with sess.graph.as_default():  # outside it the Saver takes the eager path and fails
+            saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
 
 
 def _evaluate(sess, head, best, data, config, rng, step, loss, writers):
@@ -284,6 +287,22 @@ def out_of_fold_probs(x, y, config, steps, folds=5, feature_scales=None):
         held = fold_of == k
         probs[held] = sigmoid(x[held] @ _folded(weights[k], feature_scales) + biases[k])
     return probs
+
+
+def out_of_fold_thresholds(x, labels, config, steps, feature_scales=None):
+    """Per-class thresholds maximising F1 on out-of-fold predictions of every row of `x`.
+
+    The run's thresholding step (retraining calls it, and so does the bench that compares
+    feature scalings): heads trained `steps` steps as `config` says on THRESHOLD_FOLDS
+    folds, then `best_f1_thresholds`. With fewer rows than folds there is nothing to fit:
+    0.5 for every class, and a warning.
+    """
+    if len(labels) < THRESHOLD_FOLDS:
+        logger.warning("Too few images to choose thresholds on: using 0.5 for every class")
+        return np.full(labels.shape[1], thresholds_lib.DEFAULT_THRESHOLD)
+    logger.info("Choosing per-class thresholds on %d-fold out-of-fold predictions", THRESHOLD_FOLDS)
+    probs = out_of_fold_probs(x, labels, config, steps, THRESHOLD_FOLDS, feature_scales)
+    return thresholds_lib.best_f1_thresholds(labels, probs)
 
 
 def sigmoid(logits):

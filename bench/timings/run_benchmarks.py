@@ -1,7 +1,7 @@
 """Where a run's time goes, on the real scene images and the default module: one table.
 
-    python bench/run_benchmarks.py            # about 8 minutes on 2 cores
-    python bench/run_benchmarks.py --quick    # fewer images, about 2 minutes
+    python -m bench.timings.run_benchmarks            # about 8 minutes on 2 cores
+    python -m bench.timings.run_benchmarks --quick    # fewer images, about 2 minutes
 
 Every figure is measured in this one run, next to its reference, on the same images:
 
@@ -37,12 +37,13 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would bury the table
 
 import numpy as np  # noqa: E402
+
+from bench.retrain_outputs import output_flags  # noqa: E402
 
 CLASS_NAMES = "desert,mountains,sea,sunset,trees"
 BATCH = 32
@@ -82,38 +83,42 @@ def main(argv=None):
         rows += scaling_rows(runs)
         rows += beam_rows(runs[-1], scratch)
 
-        from multilabel.features import feature_modules
-        module = feature_modules.resolve_module(feature_modules.DEFAULT_MODULE, args.model_dir)
         paths = [os.path.join(images_dir, f"{i}.jpg") for i in range(1, pipeline_images + 1)]
-        rows = engine_rows(module, paths, scratch, rounds=1 if args.quick else 3) + rows
+        module, first_rows = engine_rows(args.model_dir, paths, scratch,
+                                         rounds=1 if args.quick else 3)
+        rows = first_rows + rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print_table(rows, module)
+    print_table(rows, module.path)
     return 0
 
 
 # --- 1 to 3: engines and the bottleneck pipeline, in this process -----------------------
 
-def engine_rows(module, paths, scratch, rounds):
-    """Figures 1 to 3, each the best of `rounds` rounds that take turns.
+def engine_rows(model_dir, paths, scratch, rounds):
+    """The default module as a run opens it, and figures 1 to 3, each the best of `rounds`
+    rounds that take turns.
 
     On a shared machine another process can slow down any one measure; taking turns
     and keeping each one's best compares them at the same, quietest moments. The
     pipeline runs on every path, cold; the engines alone and the original flow on the
     first CEILING_IMAGES (their rates do not depend on the number of images).
     """
-    from multilabel.features import bottlenecks, engines, feature_modules
     from multilabel.data.images import load_image
+    from multilabel.features import bottlenecks, engines, feature_modules, module_set
     from multilabel.features.input_pipeline import feature_batches
 
     n = len(paths)
-    height, width = feature_modules.image_size(module)
-    key = bottlenecks.module_key(feature_modules.module_fingerprint(module), height, width)
-    kept = os.path.join(scratch, "engine", key)
+    # Opened by the run's own opener, with a scratch cache so that the TFLite conversion
+    # is made (and timed) here rather than found in the project's cache.
     start = time.perf_counter()
-    engine = engines.make_engine("auto", module, kept)
+    opened = module_set.load_module_set((feature_modules.DEFAULT_MODULE,), model_dir,
+                                        os.path.join(scratch, "engine"), "auto")
     conversion = time.perf_counter() - start
-    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
+    (member,) = opened.members
+    module, engine, key = opened.path, opened.engine, member.key
+    height, width, dim = opened.height, opened.width, opened.dim
+    kept = os.path.join(scratch, "engine", key)
     few = paths[:CEILING_IMAGES]
     decoded = np.stack([load_image(p, height, width) for p in few])
     reference = engines.TensorFlowEngine(module)
@@ -150,8 +155,8 @@ def engine_rows(module, paths, scratch, rounds):
          f"{rate['pipeline']:.0f} img/s",
          f"{n} images, {of}: {rate['pipeline'] / rate['original']:.1f}x the original flow, "
          f"{100 * rate['pipeline'] / ceiling:.0f}% of the best engine's ceiling"),
-        ("1", "One-time TFLite conversion and check (kept for later runs)",
-         f"{conversion:.1f} s", "before the first bottleneck of a module"),
+        ("1", "Opening the module: loading it, one-time TFLite conversion and check (kept "
+              "for later runs)", f"{conversion:.1f} s", "before the first bottleneck of a module"),
         ("2", "Original flow: sess.run to decode + sess.run per image (v1 graph, hub.load)",
          f"{rate['original']:.0f} img/s", f"first {len(few)} images, same process, {of}"),
     ]
@@ -170,7 +175,7 @@ def engine_rows(module, paths, scratch, rounds):
                  f"{rate['tensorflow']:.0f} img/s",
                  f"batches of {BATCH}, {of}" + (f"; TFLite is {ceiling / rate['tensorflow']:.1f}x "
                                                 "faster" if "new" in rate else "")))
-    return rows
+    return opened, rows
 
 
 def batched_seconds(engine, images, callers):
@@ -253,18 +258,9 @@ def make_dataset(scenes, n, folder):
 
 
 def retrain(dataset, model_dir, details, log_path):
-    return Run([sys.executable, os.path.join(ROOT, "bench", "timed_retrain.py"),
+    return Run([sys.executable, "-m", "bench.timings.timed_retrain",
                 "--image_dir", dataset, "--model_dir", model_dir,
-                "--bottleneck_dir", os.path.join(details, "bottlenecks"),
-                "--output_graph", os.path.join(details, "output_graph.pb"),
-                "--output_labels", os.path.join(details, "output_labels.txt"),
-                "--output_thresholds", os.path.join(details, "output_thresholds.txt"),
-                "--metrics_file", os.path.join(details, "metrics.json"),
-                "--test_predictions", os.path.join(details, "test_predictions.jsonl"),
-                "--summaries_dir", os.path.join(details, "retrain_logs"),
-                "--checkpoint_path", os.path.join(details, "checkpoints", "retrain"),
-                "--intermediate_output_graphs_dir", os.path.join(details, "intermediate"),
-                "--report_page", os.path.join(details, "report.html")],
+                "--bottleneck_dir", os.path.join(details, "bottlenecks"), *output_flags(details)],
                log_path)
 
 
@@ -333,24 +329,31 @@ def cached_run_rows(cold, scratch):
 
 
 def label_image_rows(cold, small_dataset, scratch):
+    """label_image.py as users run it, on the run's TFLite model through LiteRT (the
+    default) and on the frozen graph in TensorFlow (--engine tf), side by side."""
     graph = os.path.join(cold.details, "output_graph.pb")
     script = os.path.join(ROOT, "label_image.py")
-    one = Run([sys.executable, script, "--graph", graph,
-               os.path.join(cold.dataset, "images", "1.jpg")],
-              os.path.join(scratch, "label_one.log"))
     folder = os.path.join(small_dataset, "images")
     count = len(os.listdir(folder))
-    many = Run([sys.executable, script, "--graph", graph, "--output_format", "csv", folder],
-               os.path.join(scratch, "label_folder.log"))
-    inner = re.search(r"Labelled (\d+) of \d+ images in ([\d.]+) s", many.log)
-    steady = f"; {int(inner.group(1)) / float(inner.group(2)):.0f} img/s once loaded" \
-        if inner else ""
-    return [
-        ("5", "label_image.py, one image: process start to printed vector",
-         f"{one.seconds:.1f} s", "frozen graph, TensorFlow"),
-        ("5", f"label_image.py, a folder of {count} images",
-         f"{count / many.seconds:.0f} img/s", f"{many.seconds:.1f} s in all{steady}"),
-    ]
+    rows = []
+    for engine, name in (("auto", "LiteRT, no TensorFlow import"),
+                         ("tf", "frozen graph, TensorFlow")):
+        one = Run([sys.executable, script, "--graph", graph, "--engine", engine,
+                   os.path.join(cold.dataset, "images", "1.jpg")],
+                  os.path.join(scratch, f"label_one_{engine}.log"))
+        many = Run([sys.executable, script, "--graph", graph, "--engine", engine,
+                    "--output_format", "csv", folder],
+                   os.path.join(scratch, f"label_folder_{engine}.log"))
+        inner = re.search(r"Labelled (\d+) of \d+ images in ([\d.]+) s", many.log)
+        steady = f"; {int(inner.group(1)) / float(inner.group(2)):.0f} img/s once loaded" \
+            if inner else ""
+        rows += [
+            ("5", f"label_image.py, one image: process start to printed vector ({engine})",
+             f"{one.seconds:.1f} s", name),
+            ("5", f"label_image.py, a folder of {count} images ({engine})",
+             f"{count / many.seconds:.0f} img/s", f"{many.seconds:.1f} s in all{steady}"),
+        ]
+    return rows
 
 
 # --- 7: the Beam pipeline against the in-process one -----------------------------------------

@@ -1,14 +1,18 @@
 """Does scaling a module set's feature blocks help the head? One table, with and without.
 
-For each split seed (data_generation.py --split 0.8 --seed S, as bench/choose_modules.py
+For each split seed (data_generation.py --split 0.8 --seed S, as choose_modules.py
 makes them; seed 1 is the demo split) the head is trained on the set's cached
-bottlenecks exactly as retrain.py trains it (defaults, best step by validation mAP,
-thresholds from out-of-fold heads), once on the plain concatenation and once with each
-module's block scaled by multilabel/training/feature_scaling.py, and tested on the split's test
-part. Bottlenecks go to --bottleneck_dir and are computed once for every seed.
+bottlenecks by the run's own stage functions (retrain.py's defaults, best step by
+validation mAP, thresholds from out-of-fold heads: trainer.train and
+trainer.out_of_fold_thresholds), once on the plain concatenation and once with each
+module's block scaled by multilabel/training/feature_scaling.py, and tested on the split's
+test part. Bottlenecks go to --bottleneck_dir and are computed once for every seed.
 
-    python bench/feature_scaling.py --tfhub_module mobilenet_v2_100_224,places365_resnet18 \\
-        --seeds 1,2,3,4,5,6,7,8,9,10
+    python -m bench.experiments.feature_scaling \\
+        --tfhub_module mobilenet_v2_100_224,places365_resnet18 --seeds 1,2,3,4,5,6,7,8,9,10
+
+Run as a module from the repository root: retrain.py's flag defaults are the head's
+settings, and choose_modules.py makes the splits.
 """
 
 import argparse
@@ -19,19 +23,14 @@ import tempfile
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import retrain  # noqa: E402
-from choose_modules import split_folder  # noqa: E402
+import retrain
+from bench.experiments.choose_modules import MEASURES, split_folder
 from multilabel.data import dataset
-from multilabel.training import feature_scaling
-from multilabel.evaluation import metrics, thresholds
+from multilabel.evaluation import metrics
 from multilabel.features import module_set
-from multilabel.training import trainer  # noqa: E402
+from multilabel.training import feature_scaling, trainer
 
-MEASURES = (("label_accuracy", "label acc"), ("mean_average_precision", "mAP"),
-            ("exact_match", "exact"))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):
@@ -86,15 +85,15 @@ def main(argv=None):
 
 
 def _test(x, data, config, scales):
-    """Test measures of a head trained as retrain.py trains it, on `scales`-scaled features."""
+    """Test measures of a head trained as a run trains it, on `scales`-scaled features."""
     train_x, validation_x, test_x = x
     result = trainer.train(trainer.TrainData(lambda i: train_x[i], data.train.labels,
                                              validation_x, data.validation.labels,
                                              feature_scales=scales), config)
-    labels = np.concatenate([data.train.labels, data.validation.labels])
-    chosen = thresholds.best_f1_thresholds(labels, trainer.out_of_fold_probs(
-        np.concatenate([train_x, validation_x]), labels, config, result.step,
-        feature_scales=scales))
+    chosen = trainer.out_of_fold_thresholds(
+        np.concatenate([train_x, validation_x]),
+        np.concatenate([data.train.labels, data.validation.labels]), config, result.step,
+        scales)
     probs = trainer.sigmoid(test_x @ result.weights + result.biases)
     return metrics.evaluate(data.test.labels, probs, chosen)
 

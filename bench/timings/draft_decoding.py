@@ -1,6 +1,6 @@
 """Would decoding large JPEGs at reduced size (PIL's `draft`) keep the bottlenecks?
 
-    python bench/draft_decoding.py [PHOTO ...]   # default: shared/datasets/extra-photos
+    python -m bench.timings.draft_decoding [PHOTO ...]   # default: shared/datasets/extra-photos
 
 The issue asks for draft decoding only where it leaves the bottlenecks within 1e-4
 (relative) of a full decode. For each photo this prints the JPEG's size, the relative
@@ -14,14 +14,14 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from PIL import Image, ImageOps  # noqa: E402
 
+from multilabel.data.images import load_image, resize_and_scale, to_rgb  # noqa: E402
 from multilabel.features import engines, feature_modules  # noqa: E402
-from multilabel.data.images import _to_rgb, load_image, resize_and_scale  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PHOTOS = os.path.join(ROOT, "..", "shared", "datasets", "extra-photos", "*.jpg")
 
@@ -31,7 +31,7 @@ def draft_load(path, height, width):
     with Image.open(path) as img:
         img.draft("RGB", (width, height))
         img.load()
-        return resize_and_scale(_to_rgb(ImageOps.exif_transpose(img)), height, width)
+        return resize_and_scale(to_rgb(ImageOps.exif_transpose(img)), height, width)
 
 
 def milliseconds(load, path, height, width, repeat=5):

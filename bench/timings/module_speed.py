@@ -1,6 +1,6 @@
 """What each named feature module costs: size, features, engine and bottleneck speed.
 
-    python bench/module_speed.py [--model_dir MODEL] [--images 100] [NAME ...]
+    python -m bench.timings.module_speed [--model_dir MODEL] [--images 100] [NAME ...]
 
 For each module (default: all), built into --model_dir when missing: the SavedModel's
 size, the feature dimension, which engine `engines.make_engine("auto", ...)` picks (TFLite
@@ -17,16 +17,15 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from multilabel.features import engines, feature_modules  # noqa: E402
-from multilabel.features.backbones import module_builder
 from multilabel.data.images import load_image  # noqa: E402
+from multilabel.features import engines, feature_modules  # noqa: E402
+from multilabel.features.backbones import module_builder  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BATCH = 32
 
 

@@ -1,29 +1,26 @@
 """Choose retrain.py's training defaults on the validation part, never on the test list.
 
-Trains the head for each learning rate and L2 weight in a small grid, on the cached
-bottlenecks of the training list (run retrain.py once first), with three seeds each, and
+Trains the head for each learning rate and L2 weight in a small grid, on the bottlenecks
+of the training list (read from retrain.py's cache; any missing are computed first, as
+retrain.py computes them, with the module opened as retrain.py opens it; a set of
+modules, A,B, works too), with three seeds each, and
 prints the validation mAP (at the kept step) and the kept step, averaged over seeds.
 retrain.py's defaults (Adam, learning rate 0.001, L2 0.001) come from this table: every
 setting lands within 0.004 of the others, which is noise on ~170 validation images, and
 this one keeps its best step near the middle of the default 1,800 steps.
 
-    python bench/tune_head.py --image_dir DATASET
+    python -m bench.experiments.tune_head --image_dir DATASET
 """
 
 import argparse
 import itertools
 import logging
-import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from multilabel.features import bottlenecks, feature_modules  # noqa: E402
 from multilabel.data import dataset
+from multilabel.features import module_set
 from multilabel.training import trainer
-from multilabel.features.engines import TensorFlowEngine  # noqa: E402
 
 
 def main(argv=None):
@@ -39,17 +36,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
 
     data = dataset.load_dataset(args.image_dir)
-    module = feature_modules.resolve_module(args.tfhub_module, args.model_dir)
-    height, width = feature_modules.image_size(module)
-    key = bottlenecks.module_key(feature_modules.module_fingerprint(module), height, width)
-    dim = TensorFlowEngine(module)(np.zeros([1, height, width, 3], np.float32)).shape[1]
-    cache = bottlenecks.BottleneckCache(args.bottleneck_dir, key, dim)
-
-    def no_compute(paths):
-        raise SystemExit(f"{len(paths)} bottlenecks are not cached: run retrain.py first")
-
-    train_x = bottlenecks.cached_bottlenecks(data.train.paths, cache, no_compute)
-    val_x = bottlenecks.cached_bottlenecks(data.validation.paths, cache, no_compute)
+    module = module_set.load_module_set(tuple(args.tfhub_module.split(",")), args.model_dir,
+                                        args.bottleneck_dir, "auto")
+    every = module_set.set_bottlenecks(data.train.paths + data.validation.paths, module,
+                                       args.bottleneck_dir, 32)
+    train_x, val_x = every[:len(data.train)], every[len(data.train):]
     print(f"{len(train_x)} training and {len(val_x)} validation images, {args.seeds} seeds\n")
     print(f"{'optimizer':>9} {'lr':>7} {'l2':>7} {'val mAP':>8} {'kept step':>9}")
     grid = [("adam", lr, l2) for lr, l2 in itertools.product((0.0003, 0.001, 0.003),
@@ -58,8 +49,10 @@ def main(argv=None):
     for optimizer, lr, l2 in grid:
         scores, steps = [], []
         for seed in range(args.seeds):
-            config = trainer.TrainConfig(args.steps, lr, 100, optimizer, l2, None, 10, -1, seed,
-                                          "final_result")
+            config = trainer.TrainConfig(
+                steps=args.steps, learning_rate=lr, batch_size=100, optimizer=optimizer,
+                l2_regularization=l2, pos_weight=None, eval_interval=10,
+                validation_batch_size=-1, seed=seed, final_tensor_name="final_result")
             result = trainer.train(trainer.TrainData(lambda i: train_x[i], data.train.labels,
                                                      val_x, data.validation.labels), config)
             scores.append(result.validation_map)

@@ -1,6 +1,6 @@
 """How long label_image.py takes, from process start to the printed labels, by engine.
 
-    python bench/labelling_speed.py [--model_dir MODEL_DETAILS] [--photos LIST] [--repeats 3]
+    python -m bench.timings.labelling_speed [--model_dir MODEL_DETAILS] [--photos LIST] [--repeats 3]
 
 In one run on one machine, each a fresh process, the median of --repeats: `python -c
 "import tensorflow"` (the floor of anything that imports TensorFlow), then label_image.py
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def timed(argv, repeats):

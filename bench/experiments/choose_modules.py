@@ -1,8 +1,9 @@
 """Which feature module, or which set of modules, to train on: accuracy against cost.
 
 For each row (one module, or several joined by commas as --tfhub_module takes them) it
-runs retrain.py with its default head settings on the 80/20 split of each --seeds seed
-(data_generation.py --split 0.8 --seed S; seed 1 is the demo split), and prints the test
+runs retrain.py (its own `main`: its defaults and its outputs, as users run it) with its
+default head settings on the 80/20 split of each --seeds seed (the lists data_generation.py
+--split 0.8 --seed S writes; seed 1 is the demo split), and prints the test
 label accuracy, mAP and exact match as mean and spread (sample standard deviation) over
 the seeds, then what the row costs:
 
@@ -15,7 +16,10 @@ Every run shares one --bottleneck_dir: vectors are keyed by image content and mo
 so each module's bottlenecks are computed once for all rows and seeds (a module resized
 inside a set has its own key, and is computed once more for that set's input size).
 
-    python bench/choose_modules.py --image_dir DATASET --seeds 1,2,3
+    python -m bench.experiments.choose_modules --image_dir DATASET --seeds 1,2,3
+
+Run as a module from the repository root, which puts the root, and so retrain.py, on the
+import path.
 """
 
 import argparse
@@ -30,13 +34,12 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import data_generation  # noqa: E402
-import retrain  # noqa: E402
-from multilabel.data import dataset  # noqa: E402
+import retrain
+from bench.retrain_outputs import output_flags
+from multilabel.data import dataset, list_generation
 from multilabel.features import module_set
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ROWS = ("mobilenet_v2_100_224", "efficientnet_lite0", "places365_resnet18", "efficientnet_lite2",
         "mobilenet_v2_100_224,places365_resnet18", "efficientnet_lite0,places365_resnet18",
@@ -98,32 +101,18 @@ def split_folder(image_dir, class_names, seed, scratch):
     os.makedirs(folder)
     os.symlink(os.path.abspath(os.path.join(image_dir, "images")),
                os.path.join(folder, "images"))
-    shutil.copy(os.path.join(image_dir, "labels.json"), folder)
-    with open(os.devnull, "w") as quiet:
-        stdout, sys.stdout = sys.stdout, quiet
-        try:
-            status = data_generation.main(["--image_dir", folder, "--class_names", class_names,
-                                           "--split", "0.8", "--seed", str(seed)])
-        finally:
-            sys.stdout = stdout
-    if status:
-        raise SystemExit(f"data_generation.py failed on seed {seed}")
+    labels = shutil.copy(os.path.join(image_dir, "labels.json"), folder)
+    list_generation.generate(list_generation.GenerationConfig(
+        image_dir=folder, labels=labels, class_names=tuple(class_names.split(",")),
+        shuffle=False, split=0.8, seed=seed, stratify=False))
     return folder
 
 
 def _retrain(row, data_dir, out, args):
     status = retrain.main([
         "--image_dir", data_dir, "--tfhub_module", row, "--model_dir", args.model_dir,
-        "--bottleneck_dir", args.bottleneck_dir,
-        "--output_graph", os.path.join(out, "output_graph.pb"),
-        "--output_labels", os.path.join(out, "output_labels.txt"),
-        "--output_thresholds", os.path.join(out, "output_thresholds.txt"),
-        "--metrics_file", os.path.join(out, "metrics.json"),
-        "--test_predictions", os.path.join(out, "test_predictions.jsonl"),
-        "--summaries_dir", os.path.join(out, "logs"),
-        "--checkpoint_path", os.path.join(out, "checkpoints", "retrain"),
-        "--report_page", os.path.join(out, "report.html"),
-        "--logging_verbosity", "WARN"])
+        "--bottleneck_dir", args.bottleneck_dir, "--logging_verbosity", "WARN",
+        *output_flags(out)])
     if status:
         raise SystemExit(f"retrain.py failed on {row}")
     with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:

@@ -1,0 +1,1 @@
+"""The experiments whose tables chose a default: modules, feature scaling, head settings."""

@@ -1,0 +1,1 @@
+"""Where time goes: the scripts behind docs/performance.md's figures."""

@@ -9,9 +9,8 @@ One folder per run: every output goes into `output_dir` under its usual name
 (`labelling.run_folder.NAMES`) unless its own option names another path. Without an
 `output_dir`, outputs go beside an `output_graph` that is given, else into
 `MODEL_DETAILS/` of the project folder. Relative *default* paths (`MODEL/`,
-`MODEL_DETAILS/`) resolve against the project folder: the clone when the package runs
-from one (retrain.py stands beside the package), else the current folder. Paths given
-explicitly are taken as given.
+`MODEL_DETAILS/`) resolve against the project folder (`base.project`): the clone when the
+package runs from one, else the current folder. Paths given explicitly are taken as given.
 """
 
 import dataclasses
@@ -22,6 +21,7 @@ import re
 from typing import NamedTuple
 
 from multilabel.base.errors import UserError
+from multilabel.base.project import project_folder
 from multilabel.labelling.run_folder import NAMES
 
 DEFAULT_MODULE = "mobilenet_v2_100_224"
@@ -35,13 +35,6 @@ FINE_TUNE_LEARNING_RATE = 1e-4
 _NODE_NAME = r"[A-Za-z0-9.][A-Za-z0-9_./>-]*"
 _TAKEN_NAMES = ("Placeholder", "BottleneckInputPlaceholder", "GroundTruthInput")
 _LAYER_SCOPE = "final_retrain_ops/"
-
-
-def project_folder():
-    """Where relative default paths resolve: the clone holding the package, when it is run
-    from one; else (an installed package) the current folder."""
-    clone = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return clone if os.path.isfile(os.path.join(clone, "retrain.py")) else os.getcwd()
 
 
 @dataclasses.dataclass(frozen=True)

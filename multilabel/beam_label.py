@@ -21,9 +21,9 @@ import sys
 
 import numpy as np
 
-from multilabel.api import project_folder
 from multilabel.beam import command
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.base.project import project_folder
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 

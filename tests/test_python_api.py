@@ -286,3 +286,14 @@ def test_the_frozen_graph_path_is_quiet_from_python_too(run):
          predictions(folder)[0]["image"]],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0 and process.stderr == "", process.stderr
+
+
+def test_a_missing_run_folder_is_named_without_starting_tensorflow(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-c", "import sys, multilabel\ntry:\n    multilabel.Classifier.load("
+         "sys.argv[1])\nexcept multilabel.UserError as e:\n    print(e)\n"
+         "print('tensorflow' in sys.modules)", str(tmp_path / "nowhere")],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert process.stdout.splitlines() == [
+        f"{tmp_path / 'nowhere'}: run folder not found (retrain.py --output_dir writes one)",
+        "False"]

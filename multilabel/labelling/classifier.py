@@ -96,6 +96,8 @@ class Classifier:
         if use_tflite and files.tflite is None:
             raise UserError("no TFLite model for this graph (retrain.py writes one by default); "
                             "use the frozen graph (--engine tf)", files.graph)
+        if not use_tflite and not os.path.lexists(files.graph):
+            raise UserError("graph file not found", files.graph)  # before TensorFlow starts
         used = ["tflite" if use_tflite else "graph", "labels", "thresholds", "rule"]
         files.check_set(used)
         model = _load_tflite(files, options) if use_tflite else _load_graph(files, options)

@@ -127,6 +127,8 @@ def model_files(model_dir=None, graph=None, labels=None, thresholds=None):
     the TFLite model is the manifest's, or the graph's name with `.tflite`."""
     if model_dir is None and graph is None:
         raise ValueError("give model_dir or graph")
+    if model_dir is not None and not os.path.isdir(model_dir):
+        raise UserError("run folder not found (retrain.py --output_dir writes one)", model_dir)
     folder = model_dir if model_dir is not None else (os.path.dirname(graph) or ".")
     manifest = read_manifest(folder)
     recorded = {} if manifest is None else {

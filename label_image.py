@@ -7,9 +7,17 @@
 
 For each image it prints the 1 x N probability vector, one line per label sorted by
 probability, and the predicted label set (per-class thresholds saved at training, or
-`--threshold`); the CSV's last column, `predicted`, holds that set as names joined by a
-space, as a Kaggle-style image,tags file does. The graph is loaded once and images go through it in batches. An image
-that cannot be read is reported on stderr and the others are still labelled.
+`--threshold`; where every training image had a label, an image under every threshold
+gets the label closest to its threshold, unless `--allow_empty`); the CSV's last column,
+`predicted`, holds that set as names joined by a space, as a Kaggle-style image,tags file
+does. The model is loaded once and images go through it in batches. An image that cannot
+be read is reported on stderr and the others are still labelled.
+
+The model is a run folder (--model_dir, default MODEL_DETAILS/ in the project folder)
+or a graph and the files beside it (--graph). Where the run left its TFLite model, it
+is run by LiteRT without loading TensorFlow (a fraction of a second instead of
+seconds); `--engine tf` runs the frozen graph instead. From Python:
+multilabel.Classifier (docs/python_api.md).
 
 Exit status: 0 every image labelled; 1 some images failed, the rest were labelled;
 2 bad usage, a bad graph, labels or thresholds file, or no image could be labelled;
@@ -23,24 +31,25 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
-                               UserError)
+                                    UserError)
 from multilabel.data.image_sources import images_in_folder, images_in_list
+from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
+from multilabel.labelling import run_folder
+from multilabel.labelling.classifier import ENGINES, Classifier, LoadOptions
 from multilabel.labelling.label_report import FORMATS, Report
-from multilabel.data.listfile import read_class_names
-from multilabel.base.quiet_start import start_tensorflow
-from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD, read_thresholds
+from multilabel.labelling.tflite_engine import cores
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 logger = logging.getLogger("label_image")
 
-DEFAULT_GRAPH = os.path.join("MODEL_DETAILS", "output_graph.pb")
-LABELS_NAME = "output_labels.txt"
-THRESHOLDS_NAME = "output_thresholds.txt"
+# Relative defaults resolve against the project (this script's folder), not the current one.
+DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "MODEL_DETAILS")
+LABELS_NAME = run_folder.LABELS
+THRESHOLDS_NAME = run_folder.THRESHOLDS
 DEFAULT_IMAGE = "test.jpeg"
 
 
@@ -104,20 +113,36 @@ def parse_args(argv=None):
                              "(index, flags, path per line); relative paths are relative to "
                              "the list file's folder")
     model = parser.add_argument_group("model")
-    model.add_argument("--graph", default=DEFAULT_GRAPH,
-                       help="frozen GraphDef to load (default: %(default)s)")
+    model.add_argument("--model_dir",
+                       help="a run folder (retrain.py --output_dir): its graph or TFLite "
+                            "model, labels and thresholds (default: MODEL_DETAILS in the "
+                            "project folder, unless --graph is given)")
+    model.add_argument("--graph",
+                       help="frozen GraphDef to load; the labels, thresholds and TFLite "
+                            "model are looked for beside it (default: the run folder's)")
+    model.add_argument("--engine", choices=ENGINES, default="auto",
+                       help="what runs the model: tflite (LiteRT, no TensorFlow: the run's "
+                            "TFLite model), tf (the frozen graph in TensorFlow), or auto: "
+                            "tflite where the run left its TFLite model and no graph-only "
+                            "flag is given, else tf (default: %(default)s)")
     model.add_argument("--labels",
                        help=f"class names, one a line in output order (default: {LABELS_NAME} "
-                            "next to --graph)")
+                            "of the run)")
     model.add_argument("--thresholds",
                        help=f"per-class thresholds, one a line (default: {THRESHOLDS_NAME} "
-                            f"next to --graph; {DEFAULT_THRESHOLD} for all when that is missing)")
+                            f"of the run; {DEFAULT_THRESHOLD} for all when that is missing)")
     model.add_argument("--threshold", type=_probability,
                        help="one threshold for every class, instead of --thresholds")
+    model.add_argument("--allow_empty", action="store_true",
+                       help="predict an empty label set where no class reaches its threshold, "
+                            "even where the run recorded that every training image had a "
+                            "label (by default such an image gets the one label closest to "
+                            "its threshold)")
     model.add_argument("--input_layer", default="Placeholder",
-                       help="input operation or tensor name (default: %(default)s)")
+                       help="the graph's input operation or tensor name (default: %(default)s)")
     model.add_argument("--output_layer", default="final_result",
-                       help="output operation or tensor name (default: %(default)s)")
+                       help="the graph's output operation or tensor name "
+                            "(default: %(default)s)")
     model.add_argument("--allow_ops", type=_op_names, default=(), metavar="OP[,OP...]",
                        help="run the graph even though it holds these operations, which an "
                             "image classifier does not need and which may read or write files "
@@ -173,38 +198,40 @@ def main(argv=None):
 def label(args):
     """Label every image the flags name; return the exit status."""
     paths = image_paths(args)
-    # Started here so that --help and flag errors answer without TensorFlow's start-up.
-    start_tensorflow()
-    from multilabel.labelling.frozen_graph import load_frozen_graph
-    from multilabel.labelling.labeller import label_images
-
-    # The graph first: the labels and thresholds are looked for next to it.
-    model = load_frozen_graph(args.graph, args.input_layer, args.output_layer,
-                              args.input_height, args.input_width, args.allow_ops,
-                              args.max_input_size)
-    graph_folder = os.path.dirname(args.graph)
-    labels_path = args.labels or os.path.join(graph_folder, LABELS_NAME)
-    labels = tuple(read_class_names(labels_path))
-    if model.num_classes is not None:
-        _check_width(model.num_classes, labels, labels_path, model)
-    report = Report(args.output_format, labels, thresholds(args, graph_folder, len(labels)),
-                    top_k=args.top_k, name_images=len(paths) > 1)
+    # The model folder's files; a graph's TFLite model beside it runs without TensorFlow.
+    files = run_folder.model_files(
+        model_dir=args.model_dir or (None if args.graph else DEFAULT_MODEL_DIR),
+        graph=args.graph, labels=args.labels, thresholds=args.thresholds)
+    classifier = Classifier.open(files, LoadOptions(
+        engine=args.engine, labels=args.labels, thresholds=args.thresholds,
+        threshold=args.threshold, allow_empty=args.allow_empty,
+        # One interpreter per core for a folder; one photo needs one (each costs its start).
+        interpreters=min(cores(), len(paths)), input_layer=args.input_layer,
+        output_layer=args.output_layer, input_height=args.input_height,
+        input_width=args.input_width, allow_ops=args.allow_ops,
+        max_input_size=args.max_input_size, timeout=args.timeout, input_mean=args.input_mean,
+        input_std=args.input_std))
+    labels = classifier.class_names
+    report = Report(args.output_format, labels, classifier.thresholds, top_k=args.top_k,
+                    name_images=len(paths) > 1, never_empty=classifier.never_empty)
     out = sys.stdout
     out.write(report.header())
     labelled = failed = 0
     start = time.monotonic()
-    for result in label_images(model, paths, args.batch_size, args.input_mean, args.input_std,
-                               timeout=args.timeout):
+    for result in classifier.results(paths, args.batch_size):
         if not result.ok:
             print(result.error, file=sys.stderr)
             failed += 1
             continue
-        _check_width(len(result.probabilities), labels, labels_path, model)
+        if len(result.probabilities) != len(labels):
+            raise UserError(f"{len(labels)} class names, but the graph {classifier.model.path} "
+                            f"gives {len(result.probabilities)} probabilities per image",
+                            args.labels or files.labels)
         out.write(report.record(result.image, result.probabilities))
         labelled += 1
     out.flush()
-    logger.info("Labelled %d of %d images in %.1f s", labelled, len(paths),
-                time.monotonic() - start)
+    logger.info("Labelled %d of %d images in %.1f s (%s)", labelled, len(paths),
+                time.monotonic() - start, classifier.engine)
     if not failed:
         return EXIT_OK
     return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT
@@ -222,25 +249,6 @@ def image_paths(args):
     if args.image_list:
         paths.extend(images_in_list(args.image_list))
     return paths or [DEFAULT_IMAGE]
-
-
-def thresholds(args, graph_folder, num_classes):
-    """Per-class thresholds: --threshold, else the file, else 0.5 if the default is missing."""
-    if args.threshold is not None:
-        return np.full(num_classes, args.threshold)
-    path = args.thresholds or os.path.join(graph_folder, THRESHOLDS_NAME)
-    if args.thresholds is None and not os.path.exists(path):
-        # A graph from elsewhere may come without thresholds; an explicit file must exist.
-        logger.warning("%s not found: using threshold %s for every class", path,
-                       DEFAULT_THRESHOLD)
-        return np.full(num_classes, DEFAULT_THRESHOLD)
-    return read_thresholds(path, num_classes)
-
-
-def _check_width(num_classes, labels, labels_path, model):
-    if num_classes != len(labels):
-        raise UserError(f"{len(labels)} class names, but the graph {model.path} gives "
-                        f"{num_classes} probabilities per image", labels_path)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 
 from multilabel.beam import command
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.base.project import project_folder
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -39,8 +40,10 @@ def parse_args(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
-    p.add_argument("--graph", default=os.path.join("MODEL_DETAILS", "output_graph.pb"),
-                   help="frozen graph from retrain.py (default: %(default)s)")
+    p.add_argument("--graph", default=os.path.join(project_folder(), "MODEL_DETAILS",
+                                                   "output_graph.pb"),
+                   help="frozen graph from retrain.py (default: MODEL_DETAILS/output_graph.pb "
+                        "in the project folder)")
     p.add_argument("--labels", help=f"class names (default: {LABELS_NAME} next to --graph)")
     p.add_argument("--thresholds",
                    help=f"per-class thresholds (default: {THRESHOLDS_NAME} next to --graph; "
@@ -77,16 +80,19 @@ def run(args, beam_argv):
     from multilabel.labelling.frozen_graph import load_frozen_graph
     from multilabel.data.image_sources import images_in_list
     from multilabel.data.listfile import read_class_names
-    from multilabel.evaluation.thresholds import read_thresholds
+    from multilabel.evaluation.thresholds import read_rule, read_thresholds
+    from multilabel.labelling.run_folder import model_files
 
+    # The graph's run folder, whose files must be one run's, as label_image.py checks.
+    files = model_files(graph=args.graph, labels=args.labels, thresholds=args.thresholds)
+    files.check_set(("graph", "labels", "thresholds", "rule"))
     model = load_frozen_graph(args.graph)  # a bad graph fails here, not in every worker
-    folder = os.path.dirname(args.graph)
-    labels_path = args.labels or os.path.join(folder, LABELS_NAME)
+    labels_path = files.labels
     labels = read_class_names(labels_path)
     if model.num_classes is not None and model.num_classes != len(labels):
         raise UserError(f"{len(labels)} class names, but the graph {args.graph} gives "
                         f"{model.num_classes} probabilities per image", labels_path)
-    thresholds_path = args.thresholds or os.path.join(folder, THRESHOLDS_NAME)
+    thresholds_path = files.thresholds
     if args.thresholds is None and not os.path.exists(thresholds_path):
         logger.warning("%s not found: using threshold %s for every class", thresholds_path,
                        DEFAULT_THRESHOLD)
@@ -107,7 +113,8 @@ def run(args, beam_argv):
                 len(paths), args.output, errors, threads)
     pipeline = beam.Pipeline(options=options)
     add_labels(pipeline, paths, args.graph, labels, thresholds, args.output, errors,
-               model.height, model.width, model.batch_size or args.batch_size, threads)
+               model.height, model.width, model.batch_size or args.batch_size, threads,
+               never_empty=read_rule(thresholds_path))
     result = pipeline.run()
     result.wait_until_finish()
     labelled = transforms.counter(result, "labelled")

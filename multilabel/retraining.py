@@ -15,11 +15,11 @@ import numpy as np
 from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
-from multilabel.evaluation import label_issues, metrics
+from multilabel.evaluation import label_issues, metrics, thresholds as thresholds_lib
 from multilabel.export import stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
-from multilabel.features.engines import cores
+from multilabel.labelling.tflite_engine import cores
 from multilabel.training import feature_scaling, fine_tuning, trainer
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ class RetrainConfig:
 
 
 def run(config):
-    """Train and export a classifier as `config` says; raise UserError on bad input."""
+    """Train and export a classifier as `config` says; return the measures written to
+    metrics.json. Raise UserError on bad input."""
     clock = StageClock()
     data = dataset_lib.load_dataset(config.image_dir, config.num_classes,
                                     config.validation_percentage, config.testing_percentage)
@@ -99,12 +100,14 @@ def run(config):
     clock.lap("export")
     if config.outputs.report_page:
         _write_report_page(config, module, data, result, report, final, clock.seconds, issues)
+    return report
 
 
-class _Evaluation(collections.namedtuple("_Evaluation",
-                                         "report thresholds test test_probs held_out")):
-    """A trained model's thresholds, its report entries, its test probabilities, and the
-    held-out predictions (label_issues.Part) that label issues are found in."""
+class _Evaluation(collections.namedtuple(
+        "_Evaluation", "report thresholds never_empty test test_probs held_out")):
+    """A trained model's thresholds and label rule, its report entries, its test
+    probabilities, and the held-out predictions (label_issues.Part) that label issues are
+    found in."""
 
 
 def _evaluate(config, data, result, features, head_steps, scales):
@@ -115,13 +118,17 @@ def _evaluate(config, data, result, features, head_steps, scales):
     chosen, out_of_fold = trainer.out_of_fold_thresholds(
         np.concatenate([train_x, validation_x]), train_labels, config.train, head_steps, scales)
     report = {"thresholds": [float(t) for t in chosen]}
+    # An empty label set is always wrong where no training image has one: the top-margin
+    # rule then fills it (evaluation.thresholds), in the measures and in label_image.py.
+    never_empty = thresholds_lib.data_never_empty(data.train.labels, data.validation.labels)
+    report["never_empty"] = never_empty
     if len(data.validation):
         report["validation"] = metrics.evaluate(
-            data.validation.labels, _probs(validation_x, result), chosen)
+            data.validation.labels, _probs(validation_x, result), chosen, never_empty)
     test, test_x = _test_subset(data.test, test_x, config)
     test_probs = _probs(test_x, result)
     if len(test):
-        report["test"] = metrics.evaluate(test.labels, test_probs, chosen)
+        report["test"] = metrics.evaluate(test.labels, test_probs, chosen, never_empty)
         logger.info("Test report on %d images:\n%s", len(test),
                     metrics.format_report(report["test"], data.class_names))
     else:
@@ -130,7 +137,7 @@ def _evaluate(config, data, result, features, head_steps, scales):
     if out_of_fold is not None:
         held_out.insert(0, label_issues.Part("train", data.train.paths + data.validation.paths,
                                              train_labels, out_of_fold))
-    return _Evaluation(report, chosen, test, test_probs, tuple(held_out))
+    return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out))
 
 
 def _feature_scales(module, train_x):
@@ -225,8 +232,8 @@ def _test_subset(test, test_x, config):
     return test.subset(keep), test_x[keep]
 
 
-def _print_misclassified(test, probs, chosen, class_names):
-    predicted = probs >= chosen
+def _print_misclassified(test, probs, chosen, never_empty, class_names):
+    predicted = thresholds_lib.apply_thresholds(probs, chosen, never_empty)
     wrong = np.flatnonzero((predicted != test.labels.astype(bool)).any(axis=1))
     print(f"=== {len(wrong)} of {len(test)} test images with a wrong label set ===")
     for i in wrong:
@@ -238,10 +245,11 @@ def _print_misclassified(test, probs, chosen, class_names):
 def _export(config, module, result, data, evaluation, report):
     if len(evaluation.test) and config.print_misclassified_test_images:
         _print_misclassified(evaluation.test, evaluation.test_probs, evaluation.thresholds,
-                             data.class_names)
+                             evaluation.never_empty, data.class_names)
     stage.write_outputs(config.outputs, _classifier(config, module, result), stage.Results(
         tuple(data.class_names), np.asarray(evaluation.thresholds), tuple(evaluation.test.paths),
-        evaluation.test_probs, report, _model_info(config, module, data, evaluation.thresholds)))
+        evaluation.test_probs, report, _model_info(config, module, data, evaluation.thresholds),
+        evaluation.never_empty))
 
 
 def _model_info(config, module, data, thresholds):
@@ -289,7 +297,8 @@ def _write_report_page(config, module, data, result, report, evaluation, stage_s
         page.write_page(
             path, run_facts, report,
             page.TestImages(evaluation.test.paths, evaluation.test.labels,
-                                   evaluation.test_probs, np.asarray(evaluation.thresholds)),
+                            evaluation.test_probs, np.asarray(evaluation.thresholds),
+                            evaluation.never_empty),
             config.outputs.report_wrong_images, issues=issues)
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "

@@ -10,6 +10,7 @@ import pytest
 from multilabel.features import engines, feature_modules
 from multilabel.base.errors import UserError
 from multilabel.data.images import load_image
+from multilabel.labelling import tflite_engine
 
 SCENES = os.path.join(os.path.dirname(__file__), "..", "DATASET", "images")
 
@@ -72,8 +73,8 @@ def test_a_split_batch_runs_on_every_interpreter_and_gives_the_same_vectors(
     images = _images(7)
     alone = engines.TFLiteEngine(content, interpreters=1)(images)
     used = set()
-    run = engines._Interpreter.__call__
-    monkeypatch.setattr(engines._Interpreter, "__call__",
+    run = tflite_engine._Interpreter.__call__
+    monkeypatch.setattr(tflite_engine._Interpreter, "__call__",
                         lambda self, batch: used.add(id(self)) or run(self, batch))
     split = engines.TFLiteEngine(content, interpreters=3, split_batches=True)
     np.testing.assert_array_equal(split(images), alone)

@@ -247,8 +247,11 @@ def test_input_mean_and_std_apply_after_scaling(tmp_path, model, capsys):
 
 
 def test_default_image_and_model_paths(tmp_path, model, capsys, monkeypatch):
-    write_image(tmp_path / "test.jpeg", RED)
-    monkeypatch.chdir(tmp_path)
+    """test.jpeg in the current folder; the model in the project's MODEL_DETAILS, wherever
+    the current folder is (here the project is stood in for by tmp_path)."""
+    write_image(tmp_path / "elsewhere" / "test.jpeg", RED)
+    monkeypatch.setattr(label_image, "DEFAULT_MODEL_DIR", str(tmp_path / "MODEL_DETAILS"))
+    monkeypatch.chdir(tmp_path / "elsewhere")
     status, out, _ = run([], capsys)
     assert status == 0
     np.testing.assert_allclose(vector(out.splitlines()[0]), expected(RED), atol=0.02)
@@ -347,7 +350,7 @@ def test_command_line(tmp_path, model):
     """The real command: a good and a missing image give one result, one line, status 1."""
     good = write_image(tmp_path / "test.jpeg", RED)
     process = subprocess.run(
-        [sys.executable, os.path.join(REPO, "label_image.py"), "--image", str(good),
+        [sys.executable, os.path.join(REPO, "label_image.py"), *model, "--image", str(good),
          "--image", "missing.jpg", "--output_format", "json", "--quiet"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert process.returncode == 1

@@ -298,3 +298,14 @@ def test_bad_input_is_rejected():
 # Equivalent mutant: `np.where(y_true, rank, 0)` -> `np.where(y_true, rank, 1)`: a true
 # label's rank is at least 1, so the row's maximum is unchanged, and a row without true
 # labels gives max(0 - 1, 0) = max(1 - 1, 0) = 0 either way.
+
+
+def test_evaluate_applies_the_top_margin_rule_to_the_label_set_measures():
+    y_true = [[1, 0], [0, 1]]
+    probs = [[0.4, 0.1], [0.2, 0.9]]  # the first image is under both thresholds
+    plain = evaluate(y_true, probs, 0.5)
+    ruled = evaluate(y_true, probs, 0.5, never_empty=True)
+    assert (plain["predicted_without_labels"], ruled["predicted_without_labels"]) == (1, 0)
+    assert (plain["exact_match"], ruled["exact_match"]) == (0.5, 1.0)
+    assert ruled["never_empty"] and not plain["never_empty"]
+    assert ruled["mean_average_precision"] == plain["mean_average_precision"]  # no threshold

@@ -8,7 +8,11 @@ from multilabel.evaluation.thresholds import (
     apply_thresholds,
     best_f1_threshold,
     best_f1_thresholds,
+    data_never_empty,
+    read_rule,
     read_thresholds,
+    rule_path,
+    write_rule,
     write_thresholds,
 )
 
@@ -191,3 +195,41 @@ def test_read_a_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError) as caught:
         read_thresholds(tmp_path / "absent.txt", 3)
     assert "absent.txt" in str(caught.value)
+
+
+def test_never_empty_gives_an_empty_row_the_class_closest_to_its_threshold():
+    probs = [[0.2, 0.45, 0.1],   # all under: green misses by 0.05, the least
+             [0.9, 0.1, 0.1],    # red is over: the rule leaves the row alone
+             [0.1, 0.1, 0.25]]   # blue misses by 0.05 against red's 0.2
+    thresholds = [0.3, 0.5, 0.3]
+    assert apply_thresholds(probs, thresholds).sum(axis=1).tolist() == [0, 1, 0]
+    assert apply_thresholds(probs, thresholds, never_empty=True).tolist() == [
+        [False, True, False], [True, False, False], [False, False, True]]
+
+
+def test_data_never_empty_needs_a_label_on_every_image_of_every_part():
+    assert data_never_empty(np.array([[1, 0], [0, 1]]), np.array([[1, 1]]))
+    assert not data_never_empty(np.array([[1, 0], [0, 0]]), np.array([[1, 1]]))
+    assert data_never_empty(np.array([[1, 0]]), np.zeros((0, 2)))  # an empty part is no image
+    assert not data_never_empty(np.zeros((0, 2)))
+
+
+@pytest.mark.parametrize("never_empty", [True, False])
+def test_the_rule_is_kept_beside_the_thresholds_and_read_back(tmp_path, never_empty):
+    path = tmp_path / "output_thresholds.txt"
+    write_thresholds(path, [0.25, 0.75])
+    write_rule(path, never_empty)
+    assert rule_path(path) == str(tmp_path / "output_thresholds.json")
+    assert read_rule(path) is never_empty
+    assert read_thresholds(path, 2).tolist() == [0.25, 0.75]  # the old format, unchanged
+
+
+def test_thresholds_without_a_rule_file_allow_an_empty_set(tmp_path):
+    assert read_rule(tmp_path / "output_thresholds.txt") is False
+
+
+@pytest.mark.parametrize("content", ['{"never_empty": "yes"}', "[1]", "not json"])
+def test_a_bad_rule_file_is_named(tmp_path, content):
+    (tmp_path / "output_thresholds.json").write_text(content)
+    with pytest.raises(UserError, match="output_thresholds.json: not a label rule file"):
+        read_rule(tmp_path / "output_thresholds.txt")

@@ -329,24 +329,31 @@ def cached_run_rows(cold, scratch):
 
 
 def label_image_rows(cold, small_dataset, scratch):
+    """label_image.py as users run it, on the run's TFLite model through LiteRT (the
+    default) and on the frozen graph in TensorFlow (--engine tf), side by side."""
     graph = os.path.join(cold.details, "output_graph.pb")
     script = os.path.join(ROOT, "label_image.py")
-    one = Run([sys.executable, script, "--graph", graph,
-               os.path.join(cold.dataset, "images", "1.jpg")],
-              os.path.join(scratch, "label_one.log"))
     folder = os.path.join(small_dataset, "images")
     count = len(os.listdir(folder))
-    many = Run([sys.executable, script, "--graph", graph, "--output_format", "csv", folder],
-               os.path.join(scratch, "label_folder.log"))
-    inner = re.search(r"Labelled (\d+) of \d+ images in ([\d.]+) s", many.log)
-    steady = f"; {int(inner.group(1)) / float(inner.group(2)):.0f} img/s once loaded" \
-        if inner else ""
-    return [
-        ("5", "label_image.py, one image: process start to printed vector",
-         f"{one.seconds:.1f} s", "frozen graph, TensorFlow"),
-        ("5", f"label_image.py, a folder of {count} images",
-         f"{count / many.seconds:.0f} img/s", f"{many.seconds:.1f} s in all{steady}"),
-    ]
+    rows = []
+    for engine, name in (("auto", "LiteRT, no TensorFlow import"),
+                         ("tf", "frozen graph, TensorFlow")):
+        one = Run([sys.executable, script, "--graph", graph, "--engine", engine,
+                   os.path.join(cold.dataset, "images", "1.jpg")],
+                  os.path.join(scratch, f"label_one_{engine}.log"))
+        many = Run([sys.executable, script, "--graph", graph, "--engine", engine,
+                    "--output_format", "csv", folder],
+                   os.path.join(scratch, f"label_folder_{engine}.log"))
+        inner = re.search(r"Labelled (\d+) of \d+ images in ([\d.]+) s", many.log)
+        steady = f"; {int(inner.group(1)) / float(inner.group(2)):.0f} img/s once loaded" \
+            if inner else ""
+        rows += [
+            ("5", f"label_image.py, one image: process start to printed vector ({engine})",
+             f"{one.seconds:.1f} s", name),
+            ("5", f"label_image.py, a folder of {count} images ({engine})",
+             f"{count / many.seconds:.0f} img/s", f"{many.seconds:.1f} s in all{steady}"),
+        ]
+    return rows
 
 
 # --- 7: the Beam pipeline against the in-process one -----------------------------------------

@@ -38,6 +38,9 @@ def start_tensorflow():
         capture = contextlib.nullcontext()
     else:
         capture = captured_stderr()
+        # Its INFO lines after start-up too ("MLIR V1 optimization pass is not enabled" at
+        # a graph's first run), for the Python API as the scripts already do: unless set.
+        os.environ.setdefault(SHOW_VARIABLE, "2")
     with capture:
         import tensorflow as tf
 

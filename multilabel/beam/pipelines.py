@@ -99,14 +99,15 @@ def _count(element, name):
 
 
 def add_labels(pipeline, paths, graph_path, labels, thresholds, output_prefix, errors_prefix,
-               height, width, batch_size, threads):
+               height, width, batch_size, threads, never_empty=False):
     """Label every image of `paths` with the frozen graph; write JSON records and errors.
 
     Each good image becomes one line of `output_prefix-SSSSS-of-NNNNN`, the record
     label_image.py --output_format json prints for it; each bad one a line
-    `{"image": ..., "error": ...}` of `errors_prefix-SSSSS-of-NNNNN`.
+    `{"image": ..., "error": ...}` of `errors_prefix-SSSSS-of-NNNNN`. `never_empty` applies
+    the top-margin rule, as label_image.py does where the run recorded it.
     """
-    report = Report("json", tuple(labels), thresholds)
+    report = Report("json", tuple(labels), thresholds, never_empty=never_empty)
     decoded = (pipeline
                | "Paths" >> beam.Create(list(paths))
                | "Spread" >> beam.Reshuffle()

@@ -215,18 +215,19 @@ class FrozenGraphHandler(_FixedBatches):
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self._threads,
                                           inter_op_parallelism_threads=self._threads)
         session = tf.compat.v1.Session(graph=model.graph, config=config)
-        return _Serialised(lambda pixels: _probabilities(session, model, pixels))
+        run = model.runner(session)
+        return _Serialised(lambda pixels: _probabilities(run, model, pixels))
 
     def run_inference(self, batch, model, inference_args=None):
         return [PredictionResult(None, p) for p in model(list(batch))]  # pixels dropped
 
 
-def _probabilities(session, model, pixels):
+def _probabilities(run, model, pixels):
     """One probability row per image, through label_image.py's own batch runner."""
     from multilabel.labelling.labeller import run_batch
 
     pending = [(i, scale(p)) for i, p in enumerate(pixels)]
-    return [r.probabilities for r in run_batch(session, model, pending,
+    return [r.probabilities for r in run_batch(run, model, pending,
                                                model.batch_size or len(pending))]
 
 

@@ -136,3 +136,23 @@ def load_pixels(path, height, width, data=None):
 def load_image(path, height, width):
     """The model input for one image file: float32 `[height, width, 3]` in [0, 1]."""
     return scale(load_pixels(path, height, width))
+
+
+def image_in_memory(image, height, width, name):
+    """The model input for an image already in memory, prepared as `load_image` prepares
+    a file: a `PIL.Image` (any mode), or an array [H, W] or [H, W, 3 or 4] of uint8, or of
+    floats in [0, 1] (taken to 8 bits, as a decoded photo is). `name` names it in errors."""
+    if isinstance(image, Image.Image):
+        return resize_and_scale(to_rgb(image), height, width)
+    array = np.asarray(image)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) \
+            or not array.size:
+        raise ImageError(f"an array of shape {array.shape} is not an image [H, W] or "
+                         "[H, W, 3]", name)
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating) or not (
+                (array >= 0) & (array <= 1)).all():  # also refuses NaN
+            raise ImageError(f"an array of {array.dtype} must be uint8, or floats in [0, 1]",
+                             name)
+        array = np.round(array * 255.0).astype(np.uint8)
+    return resize_and_scale(to_rgb(Image.fromarray(array)), height, width)

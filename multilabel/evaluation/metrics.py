@@ -4,7 +4,8 @@ The original `retrain.py` reported the share of correct 0/1 entries, which looks
 a model that predicts nothing. Here every measure of the multi-label literature is
 reported side by side. All functions take `y_true` (0/1, [N, C]) and `probs` (float in
 [0, 1], [N, C]); the measures of a label *set* also take `thresholds` (scalar or [C]),
-applied as `probs >= thresholds` (see multilabel.evaluation.thresholds).
+applied as `probs >= thresholds`, and with `never_empty` the top-margin rule (see
+multilabel.evaluation.thresholds).
 
 Definitions, chosen to match scikit-learn wherever it defines the measure, so numbers
 can be compared with other work:
@@ -51,31 +52,32 @@ def _divide(numerator, denominator):
     return np.where(denominator == 0, 0.0, numerator / safe)
 
 
-def hamming_loss(y_true, probs, thresholds=0.5):
+def hamming_loss(y_true, probs, thresholds=0.5, never_empty=False):
     """Share of the N*C label entries predicted wrongly."""
     y_true, probs = _check(y_true, probs)
-    return float(np.mean(apply_thresholds(probs, thresholds) != y_true))
+    return float(np.mean(apply_thresholds(probs, thresholds, never_empty) != y_true))
 
 
-def label_accuracy(y_true, probs, thresholds=0.5):
+def label_accuracy(y_true, probs, thresholds=0.5, never_empty=False):
     """Share of the N*C label entries predicted rightly: 1 - Hamming loss."""
-    return 1.0 - hamming_loss(y_true, probs, thresholds)
+    return 1.0 - hamming_loss(y_true, probs, thresholds, never_empty)
 
 
-def exact_match_ratio(y_true, probs, thresholds=0.5):
+def exact_match_ratio(y_true, probs, thresholds=0.5, never_empty=False):
     """Share of instances whose predicted label set equals the true set (subset accuracy)."""
     y_true, probs = _check(y_true, probs)
-    return float(np.mean((apply_thresholds(probs, thresholds) == y_true).all(axis=1)))
+    return float(np.mean((apply_thresholds(probs, thresholds, never_empty) == y_true)
+                         .all(axis=1)))
 
 
-def precision_recall_f1(y_true, probs, thresholds=0.5, average=None):
+def precision_recall_f1(y_true, probs, thresholds=0.5, average=None, never_empty=False):
     """Precision, recall and F1 with 0/0 = 0.
 
     `average=None` gives three arrays [C]; "macro" the means of those over all classes;
     "micro" the measures of the true/false positive counts summed over classes.
     """
     y_true, probs = _check(y_true, probs)
-    predicted = apply_thresholds(probs, thresholds)
+    predicted = apply_thresholds(probs, thresholds, never_empty)
     tp = (predicted & y_true).sum(axis=0)
     fp = (predicted & ~y_true).sum(axis=0)
     fn = (~predicted & y_true).sum(axis=0)
@@ -198,27 +200,33 @@ def _plain(value):
     return None if math.isnan(value) else value
 
 
-def evaluate(y_true, probs, thresholds=0.5):
+def evaluate(y_true, probs, thresholds=0.5, never_empty=False):
     """All measures in one dict of plain floats, ints, lists and None (JSON-serialisable).
 
     Per-class lists are in class order; `average_precision` holds None for a class without
-    positives, `mean_average_precision` is None if no class has one.
+    positives, `mean_average_precision` is None if no class has one. The label-set
+    measures apply the top-margin rule when `never_empty` (recorded as `never_empty`);
+    `predicted_without_labels` counts the images predicted with an empty set.
     """
     y_true, probs = _check(y_true, probs)
     num_classes = probs.shape[1]
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (num_classes,))
-    precision, recall, f1 = precision_recall_f1(y_true, probs, thresholds)
-    micro = precision_recall_f1(y_true, probs, thresholds, average="micro")
-    macro = precision_recall_f1(y_true, probs, thresholds, average="macro")
-    hamming = hamming_loss(y_true, probs, thresholds)
+    rule = {"never_empty": bool(never_empty)}
+    precision, recall, f1 = precision_recall_f1(y_true, probs, thresholds, **rule)
+    micro = precision_recall_f1(y_true, probs, thresholds, average="micro", **rule)
+    macro = precision_recall_f1(y_true, probs, thresholds, average="macro", **rule)
+    hamming = hamming_loss(y_true, probs, thresholds, **rule)
+    predicted = apply_thresholds(probs, thresholds, never_empty)
     return {
         "num_instances": int(probs.shape[0]),
         "num_classes": int(num_classes),
         "instances_without_labels": int((~y_true.any(axis=1)).sum()),
         "thresholds": [float(t) for t in thresholds],
+        "never_empty": bool(never_empty),
+        "predicted_without_labels": int((~predicted.any(axis=1)).sum()),
         "label_accuracy": 1.0 - hamming,
         "hamming_loss": hamming,
-        "exact_match": exact_match_ratio(y_true, probs, thresholds),
+        "exact_match": exact_match_ratio(y_true, probs, thresholds, never_empty),
         "micro_precision": micro[0],
         "micro_recall": micro[1],
         "micro_f1": micro[2],
@@ -249,7 +257,9 @@ def format_report(metrics, class_names):
     m = metrics
     lines = [
         f"instances {m['num_instances']}  classes {m['num_classes']}"
-        f"  without any true label {m['instances_without_labels']}",
+        f"  without any true label {m['instances_without_labels']}"
+        f"  predicted without any {m.get('predicted_without_labels', '-')}"
+        + ("  (top-margin rule)" if m.get("never_empty") else ""),
         f"label accuracy {_cell(m['label_accuracy'])}  hamming loss {_cell(m['hamming_loss'])}"
         f"  exact match {_cell(m['exact_match'])}",
         f"micro P/R/F1 {_cell(m['micro_precision'])} {_cell(m['micro_recall'])}"

@@ -7,10 +7,19 @@ that class's F1 on held-out (validation) data — never on the test list.
 
 Convention used everywhere in the project: a class is predicted when
 `probability >= threshold` (the same direction as a precision-recall curve).
+
+Where every training image has at least one label, an empty predicted set is always
+wrong; the *top-margin rule* (`never_empty`) then gives an image whose probabilities
+all fall under their thresholds the one label that falls least far under its own.
+retrain.py records whether the rule holds in a small JSON file beside the thresholds
+(`rule_path`), so that the thresholds file keeps its one-number-a-line format, which
+older readers (and this module's `read_thresholds`) parse.
 """
 
+import json
 import logging
 import math
+import os
 
 import numpy as np
 
@@ -84,15 +93,69 @@ def best_f1_thresholds(y_true, probs):
     return thresholds
 
 
-def apply_thresholds(probs, thresholds):
-    """Boolean predictions [N, C]: `probs >= thresholds` (thresholds scalar or [C])."""
+def apply_thresholds(probs, thresholds, never_empty=False):
+    """Boolean predictions [N, C]: `probs >= thresholds` (thresholds scalar or [C]).
+
+    With `never_empty`, a row with no class predicted gets the class with the largest
+    `probs - thresholds` (the top margin; ties go to the first class).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"probs must be [N, C], got shape {probs.shape}")
     if thresholds.ndim > 1 or (thresholds.ndim == 1 and thresholds.shape[0] != probs.shape[1]):
         raise ValueError(f"thresholds {thresholds.shape} must be a scalar or [{probs.shape[1]}]")
-    return probs >= thresholds
+    predicted = probs >= thresholds
+    if never_empty and probs.shape[1]:
+        empty = np.flatnonzero(~predicted.any(axis=1))
+        margins = (probs - thresholds)[empty]
+        predicted[empty, np.argmax(margins, axis=1)] = True
+    return predicted
+
+
+def data_never_empty(*label_arrays):
+    """Whether every image of the 0/1 label arrays [N, C] has at least one label: the
+    condition for the top-margin rule. False when there are no images at all."""
+    rows = [np.asarray(a).reshape(len(a), -1) for a in label_arrays if len(a)]
+    return bool(rows) and all(bool(r.any(axis=1).all()) for r in rows)
+
+
+def rule_path(thresholds_path):
+    """Where the rule for the thresholds at `thresholds_path` is kept: the same name with
+    `.json` (`output_thresholds.txt` -> `output_thresholds.json`)."""
+    return os.path.splitext(os.fspath(thresholds_path))[0] + ".json"
+
+
+def write_rule(thresholds_path, never_empty):
+    """Atomically record beside the thresholds whether the top-margin rule applies."""
+    write_text(rule_path(thresholds_path), json.dumps({
+        "never_empty": bool(never_empty),
+        "why": ("every training image has at least one label: an image with no class at "
+                "or over its threshold gets the class closest to its threshold")
+        if never_empty else "some training images have no label: an empty set can be right",
+    }, indent=2) + "\n")
+
+
+def read_rule(thresholds_path):
+    """Whether the top-margin rule applies to the thresholds at `thresholds_path`: False
+    when no rule file stands beside them (thresholds written before the rule existed, or
+    by hand). Raises UserError naming a rule file that is not what `write_rule` writes."""
+    path = rule_path(thresholds_path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the label rule: {e}", path) from e
+    try:
+        value = json.loads(text).get("never_empty")
+    except (ValueError, AttributeError, RecursionError):
+        value = None
+    if not isinstance(value, bool):
+        raise UserError('not a label rule file: expected a JSON object with "never_empty": '
+                        "true or false", path)
+    return value
 
 
 def write_thresholds(path, thresholds):

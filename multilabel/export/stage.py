@@ -1,11 +1,14 @@
 """The export stage of a run: the trained classifier and its companions, written and checked.
 
-A run ends by writing its frozen graph, class names, thresholds, measures and test
-predictions, and optionally a SavedModel and a TFLite model. Before anything is
-written, the frozen graph is run on a few test images in this process: it must give
+A run ends by writing its frozen graph, its TFLite model, class names, thresholds and
+their rule, measures and test predictions, and optionally a SavedModel. Before anything
+is written, the frozen graph is run on a few test images in this process: it must give
 the probabilities training computed from cached bottlenecks, or the graph and the
 training code have drifted apart (a preprocessing change, a wrong fold of the feature
 scales). The TFLite model is checked against the frozen graph the same way.
+
+Everything is computed first and written last, file after file, then the run folder's
+manifest (`labelling.run_folder`): readers refuse a set that a kill left mixed.
 """
 
 import dataclasses
@@ -22,7 +25,7 @@ from multilabel.data.images import load_image
 from multilabel.evaluation import thresholds as thresholds_lib
 from multilabel.export import formats, tflite_metadata
 from multilabel.features import engines
-from multilabel.labelling import label_report
+from multilabel.labelling import label_report, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +51,14 @@ class Outputs:
     intermediate_store_frequency: int
     summaries_dir: str
     saved_model_dir: str
-    tflite_output_file: str
+    tflite_output_file: str  # "" for none
     report_page: str = ""  # the HTML report page; "" for none
     report_wrong_images: int = 100  # wrong test images it shows at most; -1 for all
     label_issues: str = ""  # the labels that look wrong, CSV; "" for beside metrics_file
+    # The default TFLite export, which label_image.py prefers to the graph: written only
+    # where it matches the graph within TFLITE_TOLERANCE, and a conversion that fails is
+    # a warning. An asked-for one (--tflite_output_file) is written regardless, or fails.
+    tflite_only_if_faithful: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,24 +87,37 @@ class Results:
     test_probs: np.ndarray  # [len(test_paths), num_classes]
     report: dict  # metrics.json's content; the export check's difference is added
     model_info: tflite_metadata.ModelInfo  # what the TFLite model's metadata says
+    never_empty: bool = False  # the top-margin rule, recorded beside the thresholds
 
 
 def write_outputs(outputs, classifier, results):
-    """Check the classifier, then write it and its companions as `outputs` says."""
+    """Check the classifier, then write it and its companions as `outputs` says, as one
+    set: every file is made first, then they are written one after another, then the
+    manifest that makes them one run's (a kill before it leaves a set readers refuse)."""
     graph_def = classifier.graph_def()
     if len(results.test_paths):
         results.report["export_check_max_difference"] = _check_graph(graph_def, classifier,
                                                                       results)
+    tflite = _saved_model_and_tflite(outputs, classifier, graph_def, results.model_info)
+    run_id = results.report["run_id"] = run_folder.new_run_id()
+    files = {"graph": outputs.output_graph, "labels": outputs.output_labels,
+             "thresholds": outputs.output_thresholds,
+             "rule": thresholds_lib.rule_path(outputs.output_thresholds),
+             "metrics": outputs.metrics_file}
     formats.write_graph_def(outputs.output_graph, graph_def)
+    if tflite is not None:
+        atomic.write_bytes(outputs.tflite_output_file, tflite)
+        files["tflite"] = outputs.tflite_output_file
     listfile.write_class_names(outputs.output_labels, results.class_names)
     thresholds_lib.write_thresholds(outputs.output_thresholds, results.thresholds)
+    thresholds_lib.write_rule(outputs.output_thresholds, results.never_empty)
     atomic.write_text(outputs.metrics_file, json.dumps(results.report, indent=2) + "\n")
     if len(results.test_paths):
         _write_predictions(outputs.test_predictions, results)
-    logger.info("Wrote %s, %s, %s and %s", outputs.output_labels, outputs.output_thresholds,
-                outputs.metrics_file, outputs.test_predictions)
-    if outputs.saved_model_dir or outputs.tflite_output_file:
-        _write_saved_model_and_tflite(outputs, classifier, graph_def, results.model_info)
+        files["test_predictions"] = outputs.test_predictions
+    run_folder.write_manifest(os.path.dirname(os.path.abspath(outputs.output_graph)), run_id,
+                              files)
+    logger.info("Wrote %s as run %s", ", ".join(files.values()), run_id)
 
 
 def intermediate_graph_writer(outputs, classifier):
@@ -131,27 +151,44 @@ def _check_graph(graph_def, classifier, results):
 def _write_predictions(path, results):
     """The test images' probabilities, in label_image.py's JSON lines, for comparison."""
     report = label_report.Report("json", tuple(results.class_names),
-                                 np.asarray(results.thresholds))
+                                 np.asarray(results.thresholds),
+                                 never_empty=results.never_empty)
     atomic.write_text(path, "".join(report.record(image, row)
                                     for image, row in zip(results.test_paths, results.test_probs)))
 
 
-def _write_saved_model_and_tflite(outputs, classifier, graph_def, model_info):
-    """The SavedModel (kept only where asked for) and the TFLite model converted from it,
-    with TFLite metadata (so that MediaPipe runs it as it is)."""
+def _saved_model_and_tflite(outputs, classifier, graph_def, model_info):
+    """Write the SavedModel where asked for; return the TFLite model converted from it,
+    with TFLite metadata (so that MediaPipe runs it as it is), checked against the frozen
+    graph (None when there is none to write)."""
+    if not (outputs.saved_model_dir or outputs.tflite_output_file):
+        return None
     with tempfile.TemporaryDirectory() as scratch:
         saved = outputs.saved_model_dir or os.path.join(scratch, "saved_model")
         formats.write_saved_model(saved, classifier.module_path, classifier.height,
                                   classifier.width, classifier.weights, classifier.biases)
         if not outputs.tflite_output_file:
-            return
-        content = tflite_metadata.with_metadata(engines.convert(saved), model_info)
-        probe = np.random.default_rng(0).random((2, classifier.height, classifier.width, 3),
-                                                dtype=np.float32)
-        difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(
-            graph_def, probe, classifier.final_tensor_name)).max()
-        if difference > TFLITE_TOLERANCE:
-            logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
-        atomic.write_bytes(outputs.tflite_output_file, content)
-        logger.info("Wrote %s (differs from the frozen graph by at most %.2g)",
-                    outputs.tflite_output_file, difference)
+            return None
+        try:
+            content = engines.convert(saved)
+        except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
+            if not outputs.tflite_only_if_faithful:
+                raise
+            logger.warning("No TFLite model: conversion failed (%s); label_image.py will run "
+                           "the frozen graph", " ".join(str(e).split())[:300])
+            return None
+    content = tflite_metadata.with_metadata(content, model_info)
+    probe = np.random.default_rng(0).random((2, classifier.height, classifier.width, 3),
+                                            dtype=np.float32)
+    difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(
+        graph_def, probe, classifier.final_tensor_name)).max()
+    if difference > TFLITE_TOLERANCE:
+        if outputs.tflite_only_if_faithful:
+            logger.warning("No TFLite model: it differs from the frozen graph by %.2g, more "
+                           "than %g; label_image.py will run the frozen graph", difference,
+                           TFLITE_TOLERANCE)
+            return None
+        logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
+    logger.info("The TFLite model %s differs from the frozen graph by at most %.2g",
+                outputs.tflite_output_file, difference)
+    return content

@@ -9,6 +9,7 @@ naming the graph file, before any image is read; so does an operation outside wh
 image classifier needs (`multilabel.labelling.graph_ops`), before the graph can run.
 """
 
+import contextlib
 import logging
 from typing import NamedTuple
 
@@ -40,6 +41,34 @@ class FrozenGraph(NamedTuple):
     width: int
     batch_size: int | None  # None when the input takes any number of images
     num_classes: int | None  # None when the graph leaves the output width open
+
+    @property
+    def output_name(self):
+        return self.output.op.name
+
+    def runner(self, session, timeout=None):
+        """A function from a float batch to probabilities, run in `session` (on `graph`);
+        a run longer than `timeout` seconds is stopped (see labeller's docstring)."""
+        options = None if timeout is None else tf.compat.v1.RunOptions(
+            timeout_in_ms=max(1, round(timeout * 1000)))
+
+        def run(batch):
+            try:
+                return session.run(self.output, {self.input: batch}, options=options)
+            except tf.errors.DeadlineExceededError as e:
+                raise UserError(f"running the graph on one batch took longer than the "
+                                f"{timeout:g} s allowed (--timeout); does it loop forever? "
+                                "Stopped", self.path) from e
+            except tf.errors.OpError as e:
+                # e.g. a graph whose output needs a second input fed: the graph's fault.
+                raise UserError(f"running the graph failed: {e.message}", self.path) from e
+        return run
+
+    @contextlib.contextmanager
+    def running(self, timeout=None):
+        """A session on the graph, as a function from a float batch to probabilities."""
+        with tf.compat.v1.Session(graph=self.graph) as session:
+            yield self.runner(session, timeout)
 
 
 def read_graph_def(path):

@@ -36,6 +36,7 @@ class Report:
     thresholds: np.ndarray  # [num_classes], predicted when probability >= threshold
     top_k: int | None = None
     name_images: bool = False
+    never_empty: bool = False  # the top-margin rule (evaluation.thresholds)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -66,8 +67,10 @@ class Report:
         return self._text(image, probabilities)
 
     def predicted(self, probabilities):
-        """Names of the labels at or over their threshold, in label order."""
-        over = apply_thresholds(np.asarray(probabilities)[np.newaxis], self.thresholds)[0]
+        """Names of the labels at or over their threshold, in label order (with
+        `never_empty`, the top-margin label where none is)."""
+        over = apply_thresholds(np.asarray(probabilities)[np.newaxis], self.thresholds,
+                                self.never_empty)[0]
         return [name for name, chosen in zip(self.labels, over) if chosen]
 
     def _text(self, image, probabilities):

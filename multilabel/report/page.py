@@ -64,6 +64,7 @@ class TestImages:
     labels: np.ndarray  # [N, C] of 0/1
     probs: np.ndarray  # [N, C]
     thresholds: np.ndarray  # [C], the chosen ones
+    never_empty: bool = False  # the top-margin rule applies (evaluation.thresholds)
 
 
 def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
@@ -102,14 +103,15 @@ def image_losses(labels, probs):
     return -np.where(labels, np.log(probs), np.log1p(-probs)).mean(axis=1)
 
 
-def pick_examples(labels, probs, thresholds, max_wrong, correct_shown):
+def pick_examples(labels, probs, thresholds, max_wrong, correct_shown, never_empty=False):
     """`(wrong, correct, wrong_count)`: indices of images to show.
 
     `wrong`: images whose predicted label set differs from the true one, highest loss
     first, at most `max_wrong` (-1: all). `correct`: up to `correct_shown` images whose
     set is right, lowest loss (most confident) first. Ties keep file order.
     """
-    right = (apply_thresholds(probs, thresholds) == np.asarray(labels, bool)).all(axis=1)
+    right = (apply_thresholds(probs, thresholds, never_empty)
+             == np.asarray(labels, bool)).all(axis=1)
     losses = image_losses(labels, probs)
     wrong = [int(i) for i in np.argsort(-losses, kind="stable") if not right[i]]
     correct = [int(i) for i in np.argsort(losses, kind="stable") if right[i]][:correct_shown]
@@ -224,7 +226,7 @@ def _gallery_sections(class_names, test, max_wrong, correct_shown):
         return ['<section id="wrong"><h2>Wrong label sets</h2><p>The test part is empty.</p>'
                 '</section>', '<section id="correct"><h2>Confident and right</h2></section>']
     wrong, correct, wrong_count = pick_examples(test.labels, test.probs, test.thresholds,
-                                                max_wrong, correct_shown)
+                                                max_wrong, correct_shown, test.never_empty)
     losses = image_losses(test.labels, test.probs)
     shown = ("all of them" if len(wrong) == wrong_count
              else f"the {len(wrong):,} with the highest loss")
@@ -247,7 +249,7 @@ def _gallery_sections(class_names, test, max_wrong, correct_shown):
 
 def _card(i, class_names, test, loss):
     truth = test.labels[i].astype(bool)
-    predicted = apply_thresholds(test.probs[i:i + 1], test.thresholds)[0]
+    predicted = apply_thresholds(test.probs[i:i + 1], test.thresholds, test.never_empty)[0]
     path = test.paths[i]
     return (f'<figure class="card"><img src="{thumbnail_uri(path)}" alt="{_e(path)}">'
             f'<figcaption><div class="file" title="{_e(path)}">{_e(_basename(path))}</div>'

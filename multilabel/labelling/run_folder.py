@@ -1,0 +1,167 @@
+"""A run folder: what retrain.py writes for one run, and how a reader finds and checks it.
+
+A run's outputs (graph, TFLite model, labels, thresholds and their rule, measures, test
+predictions) live in one folder under fixed names, each overridable by its own flag.
+They must change as a set: a graph from one run read with another run's class names or
+thresholds labels every image wrongly and says nothing. Each file is replaced
+atomically, but one after another, so a run killed during export could leave a mix.
+
+The run therefore writes, last, a manifest (`run_manifest.json`) naming each file of
+the set with its SHA-256. A reader checks every file it uses against the manifest and
+refuses a set in which any differs, naming the files: after a kill during export the
+folder holds the new files written so far and the previous run's manifest, so the mix
+is refused, never used. A folder swap (write the set into a fresh folder and rename it
+in) was the other way; it is not used because the run folder also holds what must
+outlive a run or grows during it (the bottleneck cache, checkpoints that --resume
+continues from, TensorBoard logs that a running TensorBoard reads), and because each
+output may be sent elsewhere by its flag, where no one folder holds the set. The
+manifest covers any layout, and also refuses a set mixed by hand (a graph copied over
+another run's).
+
+A folder without a manifest (written before it existed, or by hand) is read as before.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+
+from multilabel.base.atomic import write_text
+from multilabel.base.errors import UserError
+from multilabel.evaluation.thresholds import rule_path
+
+MANIFEST = "run_manifest.json"
+GRAPH = "output_graph.pb"
+LABELS = "output_labels.txt"
+THRESHOLDS = "output_thresholds.txt"
+TFLITE = "output_graph.tflite"
+# Each output's name in a run folder, by the name of the retrain.py flag that overrides it.
+NAMES = {
+    "output_graph": GRAPH,
+    "output_labels": LABELS,
+    "output_thresholds": THRESHOLDS,
+    "metrics_file": "metrics.json",
+    "test_predictions": "test_predictions.jsonl",
+    "tflite_output_file": TFLITE,
+    "report_page": "report.html",
+    "summaries_dir": "retrain_logs",
+    "checkpoint_path": os.path.join("checkpoints", "retrain"),
+    "intermediate_output_graphs_dir": "intermediate_graph",
+}
+
+
+def new_run_id():
+    return uuid.uuid4().hex
+
+
+def file_digest(path):
+    """The SHA-256 of the file at `path`, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder, run_id, files):
+    """Record `files` ({role: path}) as one run's set in `folder`'s manifest, atomically.
+
+    Call it after every file of the set is written: until it is replaced, the previous
+    manifest makes readers refuse the files that changed.
+    """
+    entries = {role: {"path": _relative(path, folder), "sha256": file_digest(path)}
+               for role, path in sorted(files.items())}
+    write_text(os.path.join(folder, MANIFEST),
+               json.dumps({"run_id": run_id, "files": entries}, indent=2) + "\n")
+
+
+def _relative(path, folder):
+    """`path` relative to `folder` where it lies below it, else absolute; '/' separated."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    inside = os.path.commonpath([path, folder]) == folder
+    return (os.path.relpath(path, folder) if inside else path).replace(os.sep, "/")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFiles:
+    """Where a reader finds a run's graph, TFLite model (or None), labels and thresholds."""
+
+    folder: str
+    graph: str
+    tflite: str | None
+    labels: str
+    thresholds: str
+    manifest: dict | None  # the folder's manifest, None when it has none
+
+    def check_set(self, used):
+        """Raise UserError unless every file of `used` (roles, e.g. ("tflite", "labels"))
+        that the manifest records is the file the manifest records: one run's set."""
+        if self.manifest is None:
+            return
+        entries = self.manifest["files"]
+        changed = []
+        for role in used:
+            path = getattr(self, role) if role != "rule" else rule_path(self.thresholds)
+            entry = entries.get(role)
+            if entry is None or path is None or not _same_path(
+                    os.path.join(self.folder, entry["path"]), path):
+                continue  # not the run's file (given by a flag): nothing to check
+            if not os.path.exists(path) or file_digest(path) != entry["sha256"]:
+                changed.append(os.path.basename(path))
+        if changed:
+            raise UserError(
+                f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} not the "
+                f"file{'s' if len(changed) > 1 else ''} run {self.manifest['run_id']} wrote: "
+                "the folder mixes two runs (a run stopped while writing its outputs?); run "
+                "retrain.py again", os.path.join(self.folder, MANIFEST))
+
+
+def _same_path(a, b):
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def model_files(model_dir=None, graph=None, labels=None, thresholds=None):
+    """The files to read: in `model_dir` (a run folder), or beside `graph`; `labels` and
+    `thresholds` override. The manifest, where there is one, says where each file is;
+    the TFLite model is the manifest's, or the graph's name with `.tflite`."""
+    if model_dir is None and graph is None:
+        raise ValueError("give model_dir or graph")
+    if model_dir is not None and not os.path.isdir(model_dir):
+        raise UserError("run folder not found (retrain.py --output_dir writes one)", model_dir)
+    folder = model_dir if model_dir is not None else (os.path.dirname(graph) or ".")
+    manifest = read_manifest(folder)
+    recorded = {} if manifest is None else {
+        role: os.path.join(folder, entry["path"]) for role, entry in manifest["files"].items()}
+    graph = graph or recorded.get("graph") or os.path.join(folder, GRAPH)
+    if manifest is not None:
+        # Only the run's own TFLite model: a stray one may be an older run's.
+        tflite = recorded.get("tflite") if _same_path(recorded.get("graph", ""), graph) else None
+    else:
+        tflite = os.path.splitext(graph)[0] + ".tflite"
+    if tflite is not None and not os.path.isfile(tflite):
+        tflite = None
+    return ModelFiles(folder, graph, tflite,
+                      labels or recorded.get("labels") or os.path.join(folder, LABELS),
+                      thresholds or recorded.get("thresholds")
+                      or os.path.join(folder, THRESHOLDS), manifest)
+
+
+def read_manifest(folder):
+    """The manifest of `folder` as a dict, None when there is none; UserError naming a
+    manifest that is not one."""
+    path = os.path.join(folder, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise UserError(f"cannot read the run's manifest: {e}", path) from e
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not (isinstance(files, dict) and "run_id" in manifest and all(
+            isinstance(e, dict) and isinstance(e.get("path"), str)
+            and isinstance(e.get("sha256"), str) for e in files.values())):
+        raise UserError('not a run manifest: expected {"run_id": ..., "files": {role: '
+                        '{"path": ..., "sha256": ...}}}', path)
+    return manifest

@@ -86,7 +86,7 @@ class Results:
     test_paths: tuple
     test_probs: np.ndarray  # [len(test_paths), num_classes]
     report: dict  # metrics.json's content; the export check's difference is added
-    model_info: tflite_metadata.ModelInfo  # what the TFLite model's metadata says
+    model_info: tflite_metadata.ModelInfo = None  # the TFLite model's metadata; None: none
     never_empty: bool = False  # the top-margin rule, recorded beside the thresholds
 
 
@@ -177,7 +177,8 @@ def _saved_model_and_tflite(outputs, classifier, graph_def, model_info):
             logger.warning("No TFLite model: conversion failed (%s); label_image.py will run "
                            "the frozen graph", " ".join(str(e).split())[:300])
             return None
-    content = tflite_metadata.with_metadata(content, model_info)
+    if model_info is not None:
+        content = tflite_metadata.with_metadata(content, model_info)
     probe = np.random.default_rng(0).random((2, classifier.height, classifier.width, 3),
                                             dtype=np.float32)
     difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(

@@ -64,7 +64,8 @@ def test_bottlenecks_fill_the_cache_that_retrain_then_reads(dataset, tiny_module
         assert beam_bottlenecks.main(argv) == EXIT_OK
     # Nine images, one a copy, one cached as a file: seven computed.
     assert ("9 images: computed 7 bottlenecks; 0 were in shards, 1 cached as files, 1 identical "
-            "to another image; 0 images failed") in caplog.text
+            "to another image") in caplog.text
+    assert "0 images failed" in caplog.text
     written = bottleneck_shards.read_shards(str(cache_dir / key), 24)
     assert set(written) == set(expected) - {first}
     for digest, vector in written.items():

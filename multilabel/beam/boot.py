@@ -16,7 +16,6 @@ of the same job (and later jobs with the same packages) install once.
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -71,8 +70,9 @@ def main(argv=None):
 def install_staged(retrieval, dependencies, cache, metadata=()):
     """Install the job's staged packages into a folder and return it (None if none).
 
-    The folder is named by the digests of the staged files; it is built in a
-    temporary folder and renamed, so a worker never sees another's half install.
+    The folder is named by the staged files' contents, so workers and later jobs
+    shipping the same packages install once; it is built in a temporary folder and
+    renamed, so a worker never sees another's half install.
     """
     files = {_staged_name(d): d for d in dependencies}
     wanted = []
@@ -86,8 +86,10 @@ def install_staged(retrieval, dependencies, cache, metadata=()):
     missing = [name for name in wanted if name not in files]
     if missing:
         raise RuntimeError(f"the job lists packages it did not stage: {', '.join(missing)}")
-    digest = hashlib.sha256(json.dumps(
-        [(name, files[name].SerializeToString().hex()) for name in wanted]).encode())
+    contents = {name: _fetch(retrieval, files[name], metadata) for name in wanted}
+    digest = hashlib.sha256()
+    for name in wanted:
+        digest.update(f"{name}\0{hashlib.sha256(contents[name]).hexdigest()}\0".encode())
     target = os.path.join(cache, digest.hexdigest()[:16])
     if os.path.isdir(target):
         return target
@@ -99,7 +101,7 @@ def install_staged(retrieval, dependencies, cache, metadata=()):
             path = os.path.join(work, "staged", name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
-                f.write(_fetch(retrieval, files[name], metadata))
+                f.write(contents[name])
             paths.append(path)
         # No index and no build isolation: the worker's image has every dependency
         # (the pinned requirements); only the project's own code arrives with the job.

@@ -1,0 +1,47 @@
+"""The Beam pipelines on a real local cluster: a job server and worker processes that
+install the shipped wheel, on 127.0.0.1 (what `make beam-cluster` runs, on a tiny set).
+
+About two minutes on two busy cores: each of the six processes that run a model
+imports TensorFlow.
+"""
+
+import os
+import re
+import signal
+
+import pytest
+
+from multilabel import beam_cluster
+from multilabel.beam.cluster import LocalCluster
+from tests.test_beam import dataset  # noqa: F401 - the nine-image set, as a fixture
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_cluster_stops_every_process_it_started():
+    with LocalCluster(workers=2) as cluster:
+        group = cluster._pool.pid
+        assert set(cluster.addresses.values()) == {a for a in cluster.addresses.values()
+                                                   if a.startswith("127.0.0.1:")}
+        os.killpg(group, 0)  # running
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+
+
+def test_both_pipelines_run_on_the_cluster_with_the_shipped_code(dataset, tiny_module,  # noqa: F811
+                                                                 tmp_path, capsys):
+    argv = ["--image_dir", str(dataset), "--tfhub_module", tiny_module,
+            "--model_dir", str(tmp_path / "model"), "--bottleneck_dir",
+            str(tmp_path / "bottlenecks"), "--label_images", "6", "--training_steps", "10",
+            "--timeout", "300"]
+    assert beam_cluster.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "All checks hold." in out
+    workers = re.findall(r"worker (.*) pid (\d+), code in (\S+): (\d+) images", out)
+    # Both pipelines ran on two worker processes each, with the code the job shipped
+    # (installed by the worker), not the checkout.
+    assert len({pid for _, pid, _, _ in workers}) == 4
+    assert all("/installs/" in code and not code.startswith(beam_cluster.ROOT)
+               for _, _, code, _ in workers)
+    bottleneck_images = sum(int(n) for _, pid, _, n in workers[:2])
+    assert bottleneck_images == 8  # nine images, one a copy of another

@@ -70,8 +70,10 @@ def run(args, beam_argv):
     from multilabel.features import bottleneck_shards
 
     data = dataset.load_dataset(args.image_dir)
-    paths = sorted({p for part in (data.train, data.validation, data.test) for p in part.paths})
+    paths = sorted({transforms.for_workers(p)
+                    for part in (data.train, data.validation, data.test) for p in part.paths})
     members = _members(args)
+    bottleneck_dir = transforms.for_workers(args.bottleneck_dir)
     options = transforms.pipeline_options(beam_argv)
     threads = args.inference_threads or transforms.inference_threads(options)
     run_name = (datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -80,15 +82,15 @@ def run(args, beam_argv):
         logger.info("%d images; module %s (%s engine, %d threads a worker); new shards in %s",
                     len(paths), m.path, m.engine, threads,
                     storage.join(bottleneck_shards.shards_folder(
-                        storage.join(args.bottleneck_dir, m.key)), run_name + "-*"))
+                        storage.join(bottleneck_dir, m.key)), run_name + "-*"))
     start = time.monotonic()
     pipeline = beam.Pipeline(options=options)
-    add_bottlenecks(pipeline, paths, members, args.bottleneck_dir, run_name,
+    add_bottlenecks(pipeline, paths, members, bottleneck_dir, run_name,
                     args.bottleneck_batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()
     seconds = time.monotonic() - start
-    failed = _report(result, paths, members, args.bottleneck_dir, run_name)
+    failed = _report(result, paths, members, bottleneck_dir, run_name)
     transforms.log_workers(logger, result)
     logger.info("Job done in %.1f s", seconds)
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -101,12 +103,13 @@ def _members(args):
     conversion is kept in the module's cache folder, where every worker reads it.
     """
     from multilabel.beam.pipelines import Member
+    from multilabel.beam.transforms import for_workers
     from multilabel.features import module_set
 
     opened = module_set.load_module_set(args.tfhub_module, args.model_dir, args.bottleneck_dir,
                                         args.bottleneck_engine)
-    return [Member(m.handle, m.path, opened.height, opened.width, m.height, m.width, m.key,
-                   m.dim, m.engine.name, m.engine_key) for m in opened.members]
+    return [Member(m.handle, for_workers(m.path), opened.height, opened.width, m.height,
+                   m.width, m.key, m.dim, m.engine.name, m.engine_key) for m in opened.members]
 
 
 def _report(result, paths, members, bottleneck_dir, run_name):

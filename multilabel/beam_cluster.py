@@ -204,7 +204,7 @@ def _step(name, argv, timeout, ok=(EXIT_OK,), keep_stdout=False):
     print(f"\n=== {name}", flush=True)
     start = time.monotonic()
     log = tempfile.TemporaryFile("w+")
-    process = subprocess.Popen([sys.executable] + argv, cwd=ROOT, text=True,
+    process = subprocess.Popen([sys.executable] + argv, text=True,
                                stdout=subprocess.PIPE if keep_stdout else log,
                                stderr=log)
     try:

@@ -120,9 +120,10 @@ def run(args, beam_argv):
     start, started = time.monotonic(), time.time() - 1
     pipeline = beam.Pipeline(options=options)
     add_labels(pipeline, paths,
-               ModelFiles(args.graph, args.allow_ops, labels, thresholds,
+               ModelFiles(transforms.for_workers(args.graph), args.allow_ops, labels, thresholds,
                           read_rule(thresholds_path)),
-               args.output, errors, model.height, model.width,
+               transforms.for_workers(args.output), transforms.for_workers(errors),
+               model.height, model.width,
                model.batch_size or args.batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()

@@ -7,15 +7,25 @@ imports TensorFlow.
 
 import os
 import re
-import signal
 
 import pytest
 
+import data_generation
 from multilabel import beam_cluster
 from multilabel.beam.cluster import LocalCluster
-from tests.test_beam import dataset  # noqa: F401 - the nine-image set, as a fixture
+from tests.random_images import write_random_images
 
 pytestmark = pytest.mark.slow
+NUM_IMAGES = 6
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    folder = tmp_path / "data"
+    rows = write_random_images(folder, NUM_IMAGES, seed=2)
+    (folder / "labels.json").write_text("\n".join(rows))
+    assert data_generation.main(["--image_dir", str(folder)]) == 0
+    return folder
 
 
 def test_the_cluster_stops_every_process_it_started():
@@ -28,11 +38,13 @@ def test_the_cluster_stops_every_process_it_started():
         os.killpg(group, 0)
 
 
-def test_both_pipelines_run_on_the_cluster_with_the_shipped_code(dataset, tiny_module,  # noqa: F811
+def test_both_pipelines_run_on_the_cluster_with_the_shipped_code(dataset, tiny_module,
                                                                  tmp_path, capsys):
-    argv = ["--image_dir", str(dataset), "--tfhub_module", tiny_module,
-            "--model_dir", str(tmp_path / "model"), "--bottleneck_dir",
-            str(tmp_path / "bottlenecks"), "--label_images", "6", "--training_steps", "10",
+    # Relative paths, as `make beam-cluster` gives them: the workers run elsewhere.
+    argv = ["--image_dir", os.path.relpath(dataset),
+            "--tfhub_module", tiny_module, "--model_dir", str(tmp_path / "model"),
+            "--bottleneck_dir", os.path.relpath(tmp_path / "bottlenecks"),
+            "--label_images", "4", "--training_steps", "10",
             "--timeout", "300"]
     assert beam_cluster.main(argv) == 0
     out = capsys.readouterr().out
@@ -44,4 +56,4 @@ def test_both_pipelines_run_on_the_cluster_with_the_shipped_code(dataset, tiny_m
     assert all("/installs/" in code and not code.startswith(beam_cluster.ROOT)
                for _, _, code, _ in workers)
     bottleneck_images = sum(int(n) for _, pid, _, n in workers[:2])
-    assert bottleneck_images == 8  # nine images, one a copy of another
+    assert bottleneck_images == NUM_IMAGES

@@ -13,7 +13,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from multilabel.features import bottleneck_shards, bottlenecks
 from multilabel.base import storage
 from multilabel.beam.transforms import (FAILED, METRICS, DecodeImage, FeatureModelHandler,
-                                        FrozenGraphHandler, HashImage, count_on_worker)
+                                        FrozenGraphHandler, HashImage, count_on_worker,
+                                        for_workers)
 from multilabel.labelling.label_report import Report
 
 
@@ -155,9 +156,9 @@ def add_labels(pipeline, paths, model, output_prefix, errors_prefix, height, wid
     report = Report("json", tuple(model.labels), model.thresholds,
                     never_empty=model.never_empty)
     decoded = (pipeline
-               | "Paths" >> beam.Create(list(paths))
+               # Each record names its image as given; workers read it by absolute path.
+               | "Paths" >> beam.Create([(path, for_workers(path)) for path in paths])
                | "Spread" >> beam.Reshuffle()
-               | "Keyed" >> beam.Map(lambda path: (path, path))
                | "Decode" >> beam.ParDo(DecodeImage(height, width))
                .with_outputs(FAILED, main="decoded"))
     handler = FrozenGraphHandler(model.graph, model.allow_ops, batch_size, threads)

@@ -75,6 +75,18 @@ def inference_threads(options, cores=None):
     return cores
 
 
+def for_workers(path):
+    """`path` as a worker elsewhere reads it: a local path made absolute, a URL as it is.
+
+    A cluster's worker does not run in the launching command's folder, so a relative
+    path (`./DATASET/images/1.jpg`, the default `MODEL_DETAILS/bottlenecks`) would name
+    another file there, or none.
+    """
+    from multilabel.base import storage
+
+    return path if storage.is_remote(path) else os.path.abspath(path)
+
+
 def read_file(path):
     """The bytes of an image file on any file system Beam knows; ImageError if unreadable.
 

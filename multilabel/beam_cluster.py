@@ -99,8 +99,7 @@ def run(args):
                 "--bottleneck_dir", args.bottleneck_dir,
                 "--how_many_training_steps", str(args.training_steps)]
                 + retrain_outputs(details), args.timeout))
-            if not re.search(r"All \d+ bottlenecks cached", steps[-1].output):
-                failures.append("retrain.py computed bottlenecks: the cache was not complete")
+            failures += cache_was_complete(steps[-1].output, len(args.tfhub_module.split(",")))
             folder = label_folder(args.image_dir, args.label_images,
                                   os.path.join(scratch, "photos"))
             graph = ["--graph", os.path.join(details, "output_graph.pb")]
@@ -120,6 +119,17 @@ def run(args):
         print(f"beam_cluster: check failed: {failure}", file=sys.stderr)
     print("All checks hold." if not failures else f"{len(failures)} checks failed.")
     return EXIT_CHECK_FAILED if failures else EXIT_OK
+
+
+def cache_was_complete(retrain_log, modules):
+    """[] when retrain.py found every bottleneck of each module cached, else what it says."""
+    computed = re.findall(r".*(?:bottlenecks cached; computing|Computing bottlenecks).*",
+                          retrain_log)
+    complete = len(re.findall(r"All \d+ bottlenecks cached", retrain_log))
+    if computed or complete != modules:
+        return [f"retrain.py computed bottlenecks ({complete} of {modules} modules fully "
+                f"cached): {'; '.join(computed)[:300]}"]
+    return []
 
 
 def build_wheel(dist):

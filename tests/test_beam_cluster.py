@@ -15,7 +15,6 @@ from multilabel import beam_cluster
 from multilabel.beam.cluster import LocalCluster
 from tests.random_images import write_random_images
 
-pytestmark = pytest.mark.slow
 NUM_IMAGES = 6
 
 
@@ -28,6 +27,17 @@ def dataset(tmp_path):
     return folder
 
 
+def test_retrain_log_shows_whether_every_module_was_fully_cached():
+    both = "INFO All 40 bottlenecks cached\nINFO All 40 bottlenecks cached\n"
+    assert beam_cluster.cache_was_complete(both, 2) == []
+    assert beam_cluster.cache_was_complete(both, 3) != []
+    partial = "INFO 30 of 40 bottlenecks cached; computing 10\nINFO All 40 bottlenecks cached\n"
+    assert "computing 10" in beam_cluster.cache_was_complete(partial, 2)[0]
+    assert beam_cluster.cache_was_complete(
+        both + "Computing bottlenecks of 3 images for a, b, decoded once", 2) != []
+
+
+@pytest.mark.slow
 def test_the_cluster_stops_every_process_it_started():
     with LocalCluster(workers=2) as cluster:
         group = cluster._pool.pid
@@ -38,6 +48,7 @@ def test_the_cluster_stops_every_process_it_started():
         os.killpg(group, 0)
 
 
+@pytest.mark.slow
 def test_both_pipelines_run_on_the_cluster_with_the_shipped_code(dataset, tiny_module,
                                                                  tmp_path, capsys):
     # Relative paths, as `make beam-cluster` gives them: the workers run elsewhere.

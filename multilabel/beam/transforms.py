@@ -165,9 +165,7 @@ def worker_name():
     The folder shows whether a cluster's worker runs the code the job shipped (an
     installed package) or a checkout it happened to find.
     """
-    import multilabel
-
-    code = os.path.dirname(os.path.dirname(os.path.abspath(multilabel.__file__)))
+    code = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return f"{socket.gethostname()} pid {os.getpid()}, code in {code}"
 
 
@@ -212,16 +210,18 @@ class FeatureModelHandler(_FixedBatches):
     `engine` is the name of the engine the launching process chose (engines.make_engine):
     "tflite" loads the conversion kept in `conversion_folder` (converting again only if
     none was kept), anything else the SavedModel with TensorFlow. Images of another size
-    than the module's own `size` (a member of a module set) are resized as module_set
-    resizes them.
+    than the module's own `size` (a member of a module set) are resized by `resize`
+    (`module_set.resize_for`, which the exported graph runs too).
     """
 
-    def __init__(self, engine, module_path, conversion_folder, size, batch_size, threads):
+    def __init__(self, engine, module_path, conversion_folder, size, resize, batch_size,
+                 threads):
         super().__init__(batch_size, threads)
         self._engine = engine
         self._module_path = module_path
         self._conversion_folder = conversion_folder
         self._size = tuple(size)
+        self._resize = resize
 
     def load_model(self):
         from multilabel.features import engines
@@ -234,7 +234,7 @@ class FeatureModelHandler(_FixedBatches):
         else:
             _limit_tensorflow_threads(self._threads)
             engine = engines.TensorFlowEngine(self._module_path)
-        return _Serialised(_Resized(engine, self._size))
+        return _Serialised(_Resized(engine, self._size, self._resize))
 
     def run_inference(self, batch, model, inference_args=None):
         vectors = model(scale(np.stack(batch)))
@@ -242,18 +242,17 @@ class FeatureModelHandler(_FixedBatches):
 
 
 class _Resized:
-    """An engine fed images of any size: resized to its own as module_set resizes them."""
+    """An engine fed images of any size: `resize(images, size)` to its own first."""
 
-    def __init__(self, engine, size):
+    def __init__(self, engine, size, resize):
         self._engine = engine
         self._size = size
+        self._resize = resize
 
     def __call__(self, images):
         if images.shape[1:3] == self._size:
             return self._engine(images)
-        from multilabel.features.module_set import resize_for
-
-        return self._engine(np.asarray(resize_for(images, self._size)))
+        return self._engine(np.asarray(self._resize(images, self._size)))
 
 
 class FrozenGraphHandler(_FixedBatches):

@@ -215,3 +215,16 @@ def test_label_refuses_a_graph_with_file_ops_unless_allowed(tmp_path, capsys):
     assert "ReadFile" in capsys.readouterr().err
     assert beam_label.main(argv + ["--allow_ops", "ReadFile"]) == EXIT_OK
     assert len(glob.glob(str(tmp_path / "labels" / "part-*"))) == 1
+
+
+def test_the_code_shipping_flags_reach_beams_setup_options():
+    from apache_beam.options.pipeline_options import SetupOptions
+
+    from multilabel.beam import transforms
+
+    shipping = ["--setup_file", "./pyproject.toml", "--extra_package", "dist/m.whl"]
+    for command, own in ((beam_bottlenecks, ["--image_dir", "x"]),
+                         (beam_label, ["--image_dir", "x", "--output", "o"])):
+        _, beam_argv = command.parse_args(own + shipping)
+        setup = transforms.pipeline_options(beam_argv).view_as(SetupOptions)
+        assert (setup.setup_file, setup.extra_packages) == ("./pyproject.toml", ["dist/m.whl"])

@@ -65,7 +65,9 @@ def main(argv=None):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         in_process = time.perf_counter() - start
         cluster_start, cluster, workers = cluster_run(args, data, caches["cluster"], scratch)
-        difference = largest_difference(caches["cluster"], caches["in_process"], dim)
+        difference, compared = largest_difference(caches["cluster"], caches["in_process"], dim)
+        if compared != args.images:
+            raise SystemExit(f"the cluster's shards hold {compared} vectors, not {args.images}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     n = args.images
@@ -137,10 +139,11 @@ def cluster_run(args, data, cache, scratch):
 
 
 def largest_difference(shard_cache, file_cache, dim):
-    """Largest relative difference between the cluster's shards and the in-process files."""
+    """(largest relative difference between the cluster's shards and the in-process files,
+    vectors compared)."""
     from multilabel.features import bottleneck_shards, bottlenecks, engines
 
-    worst = 0.0
+    worst, compared = 0.0, 0
     for key in os.listdir(shard_cache):
         folder = os.path.join(shard_cache, key)
         if not bottleneck_shards.shard_files(folder):
@@ -149,7 +152,8 @@ def largest_difference(shard_cache, file_cache, dim):
         for digest, vector in bottleneck_shards.read_shards(folder, dim).items():
             reference = files.load_file(digest)
             worst = max(worst, engines.relative_difference([vector], [reference]))
-    return worst
+            compared += 1
+    return worst, compared
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """beam_bottlenecks on the local Beam cluster against the in-process pipeline: one table.
 
-    python bench/beam_cluster.py                 # the 2,000 scene images, about 5 minutes
-    python bench/beam_cluster.py --images 200    # a smoke test of the bench, not a measure
+    python -m bench.timings.beam_cluster                # the 2,000 scene images, about 5 minutes
+    python -m bench.timings.beam_cluster --images 200   # a smoke test of the bench, not a measure
 
 Both compute the default module's bottlenecks of the same images into a fresh cache,
 each timed from process start to its last vector (TensorFlow's start-up included):
@@ -25,8 +25,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -2,11 +2,11 @@
 
 `LocalCluster` starts `cluster_service.py` (a job server and a worker pool, on
 127.0.0.1) in a new process group, from a scratch folder and with no project code on
-its path, and gives the Beam flags that send a job to it: Beam's portable runner,
-as for a Flink or Spark job server, with the pool's processes as its workers. Each worker boots as a cluster's
-does (boot.py): it installs the packages the job staged (`--extra_package`,
-`--setup_file`) and only then runs the job's code. Leaving the `with` block stops
-the pool and every worker it started, also after an error or Ctrl-C.
+its path, and gives the Beam flags that send a job to it: Beam's portable runner, as
+for a Flink or Spark job server, with the pool's processes as its workers. Each worker
+boots as a cluster's does (boot.py): it installs the packages the job staged
+(`--extra_package`, `--setup_file`) and only then runs the job's code. Leaving the
+`with` block stops the services and every worker, also after an error or Ctrl-C.
 """
 
 import json

@@ -59,12 +59,19 @@ def main(argv=None):
                PIPELINE_OPTIONS=json_format.MessageToJson(info.pipeline_options),
                CONTROL_API_SERVICE_DESCRIPTOR=f'url: "{args.control_endpoint}"',
                LOGGING_API_SERVICE_DESCRIPTOR=f'url: "{args.logging_endpoint}"',
-               SEMI_PERSISTENT_DIRECTORY=tempfile.mkdtemp(prefix=f"beam-worker-{args.id}-"))
+               # In the cache folder, so that it goes when the cluster's folder goes.
+               SEMI_PERSISTENT_DIRECTORY=tempfile.mkdtemp(prefix=f".worker-{args.id}-",
+                                                          dir=_made(args.cache)))
     if site:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [site, env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "apache_beam.runners.worker.sdk_worker_main"]
     os.dup2(2, 1)  # the pool pipes stdout and never reads it: a full pipe would block us
     os.execve(sys.executable, command, env)
+
+
+def _made(folder):
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def install_staged(retrieval, dependencies, cache, metadata=()):

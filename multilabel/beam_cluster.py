@@ -11,8 +11,8 @@ anything. Then, as separate commands:
   2. `retrain.py` trains on that cache into a scratch folder: it must compute no
      bottleneck ("All N bottlenecks cached");
   3. `beam_label` labels a folder of the set's images (and one broken file) with the
-     graph just trained, and `label_image.py --output_format json` labels the same
-     folder: the records must be the same.
+     graph just trained, and `label_image.py --engine tf --output_format json` (the same
+     frozen graph in TensorFlow) labels the same folder: the records must be the same.
 
 Prints what ran where (each worker process, where its code came from, the images it
 ran through a model, its seconds in the model, and each step's time) and exits 0 only
@@ -109,7 +109,8 @@ def run(args):
                 "-m", "multilabel.beam_label", "--image_dir", folder, "--output", prefix]
                 + graph + beam_flags, args.timeout, ok=(EXIT_SOME_FAILED,)))  # the broken file
             steps.append(_step("label_image.py", [
-                os.path.join(ROOT, "label_image.py"), "--output_format", "json", "-q", folder]
+                os.path.join(ROOT, "label_image.py"), "--engine", "tf", "--output_format", "json",
+                "-q", folder]
                 + graph, args.timeout, ok=(EXIT_SOME_FAILED,), keep_stdout=True))
             failures += compare_labels(prefix, steps[-1].stdout)
     finally:
@@ -153,16 +154,8 @@ def build_wheel(dist):
 
 
 def retrain_outputs(folder):
-    """retrain.py's output flags, all into `folder`."""
-    return ["--output_graph", os.path.join(folder, "output_graph.pb"),
-            "--output_labels", os.path.join(folder, "output_labels.txt"),
-            "--output_thresholds", os.path.join(folder, "output_thresholds.txt"),
-            "--metrics_file", os.path.join(folder, "metrics.json"),
-            "--test_predictions", os.path.join(folder, "test_predictions.jsonl"),
-            "--summaries_dir", os.path.join(folder, "logs"),
-            "--checkpoint_path", os.path.join(folder, "ckpt", "retrain"),
-            "--intermediate_output_graphs_dir", os.path.join(folder, "intermediate"),
-            "--report_page", ""]
+    """retrain.py's output flags: the run's folder, no report page."""
+    return ["--output_dir", folder, "--report_page", ""]
 
 
 def label_folder(image_dir, count, folder):

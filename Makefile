@@ -15,7 +15,7 @@ DEMO_IMAGE ?= $(firstword $(wildcard ../shared/datasets/extra-photos/sunset.jpg)
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench check-weights mutation coverage tensorboard
+.PHONY: demo test bench check-weights mutation coverage tensorboard beam-cluster
 .NOTPARALLEL:
 
 demo: $(STAMP)
@@ -61,6 +61,13 @@ coverage: $(DEV_STAMP)
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# Both Beam pipelines on a local cluster (a job server and worker processes on 127.0.0.1 that
+# install the shipped wheel), checked against retrain.py and label_image.py; see docs/beam.md.
+# The data set's lists are written first, as `make demo` writes them.
+beam-cluster: $(STAMP)
+	test -f $(SCENES)/dataset.lst || $(PY) data_generation.py --image_dir $(SCENES) --class_names $(CLASS_NAMES) --split 0.8 --seed 1
+	$(PY) -m multilabel.beam_cluster --image_dir $(SCENES)/ --workers 2
 
 # TensorBoard on the summaries of every retrain.py run, at http://localhost:6006 (Ctrl-C stops
 # it). TensorBoard is installed on first use (requirements-tensorboard.txt).

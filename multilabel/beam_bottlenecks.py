@@ -14,12 +14,12 @@ the rest done); 2 bad usage or input; 130 interrupted.
 """
 
 import argparse
-import collections
 import datetime
 import logging
 import os
 import secrets
 import sys
+import time
 
 from multilabel.beam import command
 from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
@@ -27,9 +27,6 @@ from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
 logger = logging.getLogger("beam_bottlenecks")
-
-_Module = collections.namedtuple("_Module", "path height width key dim engine")
-
 
 def parse_args(argv):
     """(this command's flags, the flags left for Beam)."""
@@ -39,8 +36,10 @@ def parse_args(argv):
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
     p.add_argument("--image_dir", default="./DATASET/",
                    help="dataset folder with the lists retrain.py reads (default: %(default)s)")
-    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224",
-                   help="feature-vector module, as retrain.py takes it (default: %(default)s)")
+    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224", type=command.names,
+                   help="feature-vector module, or several separated by commas, as retrain.py "
+                        "takes it: each one's cache is filled; the same module twice is refused "
+                        "(default: %(default)s)")
     p.add_argument("--model_dir", default="MODEL",
                    help="where named modules are built and kept (default: %(default)s)")
     p.add_argument("--bottleneck_dir", default="MODEL_DETAILS/bottlenecks",
@@ -61,57 +60,86 @@ def main(argv=None):
 
 
 def run(args, beam_argv):
-    """Check the data and the module here, then run the pipeline; return the exit status."""
+    """Check the data and the modules here, then run the pipeline; return the exit status."""
     import apache_beam as beam
 
-    from multilabel.beam import transforms
-    from multilabel.features import bottleneck_shards
-    from multilabel.data import dataset
     from multilabel.base import storage
+    from multilabel.beam import transforms
     from multilabel.beam.pipelines import add_bottlenecks
+    from multilabel.data import dataset
+    from multilabel.features import bottleneck_shards
 
     data = dataset.load_dataset(args.image_dir)
-    paths = [p for part in (data.train, data.validation, data.test) for p in part.paths]
-    module = _module(args)
+    paths = sorted({transforms.for_workers(p)
+                    for part in (data.train, data.validation, data.test) for p in part.paths})
+    members = _members(args)
+    bottleneck_dir = transforms.for_workers(args.bottleneck_dir)
     options = transforms.pipeline_options(beam_argv)
     threads = args.inference_threads or transforms.inference_threads(options)
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    prefix = storage.join(bottleneck_shards.shards_folder(
-        storage.join(args.bottleneck_dir, module.key)), f"{run_id}-{secrets.token_hex(4)}")
-    logger.info("%d images; module %s (%s engine, %d threads a worker); new shards %s-*",
-                len(set(paths)), module.path, module.engine, threads, prefix)
+    run_name = (datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+                + f"-{secrets.token_hex(4)}")
+    for m in members:
+        logger.info("%d images; module %s (%s engine, %d threads a worker); new shards in %s",
+                    len(paths), m.path, m.engine, threads,
+                    storage.join(bottleneck_shards.shards_folder(
+                        storage.join(bottleneck_dir, m.key)), run_name + "-*"))
+    start = time.monotonic()
     pipeline = beam.Pipeline(options=options)
-    add_bottlenecks(pipeline, paths, module, args.bottleneck_dir, prefix,
+    add_bottlenecks(pipeline, paths, members, bottleneck_dir, run_name,
                     args.bottleneck_batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()
-    counts = {name: transforms.counter(result, name)
-              for name in ("computed", "in_shards", "cached_files", "identical", "failed")}
-    logger.info("%d images: computed %d bottlenecks; %d were in shards, %d cached as files, %d "
-                "identical to another image; %d images failed", len(set(paths)),
-                *counts.values())
-    failed = counts["failed"]
+    seconds = time.monotonic() - start
+    failed = _report(result, paths, members, bottleneck_dir, run_name)
+    transforms.log_workers(logger, result)
+    logger.info("Job done in %.1f s", seconds)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _module(args):
-    """The module as retrain.py resolves it, its cache key, and the engine to run it.
+def _members(args):
+    """The modules as retrain.py opens them (module_set.load_module_set), for the workers.
 
-    The engine is chosen here, once, as retrain.py chooses it; a TFLite conversion is
-    kept in the cache folder, where every worker reads it.
+    The engine of each module is chosen here, once, as retrain.py chooses it; a TFLite
+    conversion is kept in the module's cache folder, where every worker reads it.
     """
-    import numpy as np
+    from multilabel.beam.pipelines import Member
+    from multilabel.beam.transforms import for_workers
+    from multilabel.features import module_set
 
-    from multilabel.features import bottlenecks, engines, feature_modules
+    opened = module_set.load_module_set(args.tfhub_module, args.model_dir, args.bottleneck_dir,
+                                        args.bottleneck_engine)
+    return [Member(m.handle, for_workers(m.path), opened.height, opened.width, m.height,
+                   m.width, m.key, m.dim, m.engine.name, m.engine_key) for m in opened.members]
+
+
+def _report(result, paths, members, bottleneck_dir, run_name):
+    """Log what was done for each module; return the number of images that failed.
+
+    From the runner's counters where it has them; otherwise from the shards this run
+    wrote, which is all that can be known then (failures are only in the workers' logs).
+    """
     from multilabel.base import storage
+    from multilabel.beam import transforms
+    from multilabel.beam.pipelines import member_namespace
+    from multilabel.features import bottleneck_shards
 
-    path = feature_modules.resolve_module(args.tfhub_module, args.model_dir)
-    height, width = feature_modules.image_size(path)
-    key = bottlenecks.module_key(feature_modules.module_fingerprint(path), height, width)
-    engine = engines.make_engine(args.bottleneck_engine, path,
-                                 storage.join(args.bottleneck_dir, key))
-    dim = engine(np.zeros([1, height, width, 3], np.float32)).shape[1]
-    return _Module(path, height, width, key, dim, engine.name)
+    names = ("computed", "in_shards", "cached_files", "identical")
+    total = transforms.counters(result, ("failed_images",))
+    for m in members:
+        counts = transforms.counters(result, names, member_namespace(m))
+        prefix = "" if len(members) == 1 else f"Module {m.handle}: "
+        if counts is None:
+            written = bottleneck_shards.count_records(
+                storage.join(bottleneck_dir, m.key), run_name)
+            logger.info("%s%d images: computed %d bottlenecks (counted in the new shards; the "
+                        "runner gives no counters)", prefix, len(paths), written)
+            continue
+        logger.info("%s%d images: computed %d bottlenecks; %d were in shards, %d cached as "
+                    "files, %d identical to another image", prefix, len(paths),
+                    *counts.values())
+    failed = total["failed_images"] if total else 0
+    logger.info("%d images failed", failed)
+    return failed
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -48,6 +49,10 @@ def parse_args(argv):
     p.add_argument("--thresholds",
                    help=f"per-class thresholds (default: {THRESHOLDS_NAME} next to --graph; "
                         f"{DEFAULT_THRESHOLD} for all when that is missing)")
+    p.add_argument("--allow_ops", type=command.names, default=(), metavar="OP[,OP...]",
+                   help="run the graph even though it holds these operations, which an image "
+                        "classifier does not need and which may read or write files or run "
+                        "code; only for a graph you trust (default: refuse them)")
     p.add_argument("--image_dir", help="a folder (local, or gs:// and the like): its image files")
     p.add_argument("--image_list", help="a .lst list file or a text file of image paths, one "
                                         "a line; relative paths are relative to its folder")
@@ -76,7 +81,7 @@ def run(args, beam_argv):
     import apache_beam as beam
 
     from multilabel.beam import transforms
-    from multilabel.beam.pipelines import add_labels
+    from multilabel.beam.pipelines import ModelFiles, add_labels
     from multilabel.labelling.frozen_graph import load_frozen_graph
     from multilabel.data.image_sources import images_in_list
     from multilabel.data.listfile import read_class_names
@@ -86,7 +91,8 @@ def run(args, beam_argv):
     # The graph's run folder, whose files must be one run's, as label_image.py checks.
     files = model_files(graph=args.graph, labels=args.labels, thresholds=args.thresholds)
     files.check_set(("graph", "labels", "thresholds", "rule"))
-    model = load_frozen_graph(args.graph)  # a bad graph fails here, not in every worker
+    # A bad graph fails here, not in every worker.
+    model = load_frozen_graph(args.graph, allow_ops=args.allow_ops)
     labels_path = files.labels
     labels = read_class_names(labels_path)
     if model.num_classes is not None and model.num_classes != len(labels):
@@ -111,19 +117,42 @@ def run(args, beam_argv):
     threads = args.inference_threads or transforms.inference_threads(options)
     logger.info("Labelling %d images into %s-*, failures into %s-* (%d threads a worker)",
                 len(paths), args.output, errors, threads)
+    start, started = time.monotonic(), time.time() - 1
     pipeline = beam.Pipeline(options=options)
-    add_labels(pipeline, paths, args.graph, labels, thresholds, args.output, errors,
-               model.height, model.width, model.batch_size or args.batch_size, threads,
-               never_empty=read_rule(thresholds_path))
+    add_labels(pipeline, paths,
+               ModelFiles(transforms.for_workers(args.graph), args.allow_ops, labels, thresholds,
+                          read_rule(thresholds_path)),
+               transforms.for_workers(args.output), transforms.for_workers(errors),
+               model.height, model.width,
+               model.batch_size or args.batch_size, threads)
     result = pipeline.run()
     result.wait_until_finish()
-    labelled = transforms.counter(result, "labelled")
-    failed = transforms.counter(result, "failed")
+    seconds = time.monotonic() - start
+    counts = transforms.counters(result, ("labelled", "failed"))
+    if counts is None:  # the runner gives no counters: count the records written
+        counts = {"labelled": _records(args.output, started),
+                  "failed": _records(errors, started)}
+    labelled, failed = counts["labelled"], counts["failed"]
     logger.info("Labelled %d of %d images; %d failed%s", labelled, len(paths), failed,
                 f" (see {errors}-*)" if failed else "")
+    transforms.log_workers(logger, result)
+    logger.info("Job done in %.1f s", seconds)
     if not failed:
         return EXIT_OK
     return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT
+
+
+def _records(prefix, since):
+    """The lines of the files `PREFIX-SSSSS-of-NNNNN` written since `since` (epoch s)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = FileSystems.match([prefix + "-*-of-*"])[0].metadata_list
+    total = 0
+    for m in found:
+        if m.last_updated_in_seconds >= since:
+            with FileSystems.open(m.path) as f:
+                total += sum(1 for _ in f)
+    return total
 
 
 if __name__ == "__main__":

@@ -70,4 +70,4 @@ def test_the_import_graph_has_no_circle():
 def test_the_root_holds_only_the_run_and_the_entry_points():
     root = {p.stem for p in PACKAGE.glob("*.py")}
     assert root <= {"__init__", "retraining", "api", "beam_bottlenecks", "beam_label",
-                    "build_modules"}
+                    "beam_cluster", "build_modules"}

@@ -21,6 +21,14 @@ def positive(text):
     return value
 
 
+def names(text):
+    """An argparse type: comma-separated names (modules, ops) as a tuple, none empty."""
+    values = tuple(value.strip() for value in text.split(","))
+    if not all(values):
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of names: {text!r}")
+    return values
+
+
 def main(name, parse_args, run, argv, interrupted):
     """Run the command `name`: `run(args, beam_argv)` returns the exit status.
 

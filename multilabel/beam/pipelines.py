@@ -5,58 +5,95 @@ list to one worker, so a `Reshuffle` spreads it before any work is done. Bad ima
 to a dead-letter output and are counted; they never stop the job.
 """
 
+import collections
+
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from multilabel.features import bottleneck_shards, bottlenecks
+from multilabel.features import bottleneck_shards, bottlenecks, module_set
 from multilabel.base import storage
 from multilabel.beam.transforms import (FAILED, METRICS, DecodeImage, FeatureModelHandler,
-                                        FrozenGraphHandler, HashImage)
+                                        FrozenGraphHandler, HashImage, count_on_worker,
+                                        for_workers)
 from multilabel.labelling.label_report import Report
 
 
-def add_bottlenecks(pipeline, paths, module, bottleneck_dir, shard_prefix, batch_size, threads):
-    """Compute the bottleneck of every image of `paths` not in the cache yet.
+class Member(collections.namedtuple(
+        "Member", "handle path input_height input_width height width key dim engine engine_key")):
+    """One module of a set, as a worker needs it (module_set.Member without its engine).
 
-    `module` is an object with `path`, `height`, `width`, `key`, `dim` and `engine` (the
-    name of the engine to run); its cache folder is `<bottleneck_dir>/<key>`. The cache
-    is checked by content: the images' digests are joined with the digests of the
-    shards already written (so a cache of a million vectors is never loaded into one
-    process), then each remaining one is looked up as a per-image file. Identical
-    images are computed once. Only digests and paths are shuffled, never image bytes:
-    a file is read once to hash it and again to decode it if it is still missing. The vectors are written as new shard files
-    `<shard_prefix>-SSSSS-of-NNNNN.txt`. Returns the dead-letter PCollection of
-    (path, message).
+    Images are decoded at the set's `input_height` x `input_width` and resized to the
+    member's own `height` x `width` where they differ, as module_set does; `engine` is
+    the engine's name, `engine_key` the cache folder holding its TFLite conversion.
+    """
+
+
+def member_namespace(member):
+    """The counters' namespace of one member's branch of the pipeline."""
+    return f"{METRICS}/{member.key}"
+
+
+def add_bottlenecks(pipeline, paths, members, bottleneck_dir, run_name, batch_size, threads):
+    """Compute the bottleneck of every image of `paths` not in each member's cache yet.
+
+    `members` are the modules of the set (one for a single module, see `Member`); each
+    member's cache folder is `<bottleneck_dir>/<key>`. A cache is checked by content:
+    the images' digests are joined with the digests of the shards already written (so
+    a cache of a million vectors is never loaded into one process), then each remaining
+    one is looked up as a per-image file. Identical images are computed once. Only
+    digests and paths are shuffled, never image bytes: a file is read once to hash it
+    and again, for each member that lacks it, to decode it. Each member's vectors are
+    written as new shard files `<key>/shards/<run_name>-SSSSS-of-NNNNN.txt`. Returns
+    the PCollection of the distinct paths of the images that failed.
     """
     hashed = (pipeline
               | "Paths" >> beam.Create(sorted(set(paths)))
               | "Spread" >> beam.Reshuffle()
               | "Hash" >> beam.ParDo(HashImage()).with_outputs(FAILED, main="hashed"))
-    cache_folder = storage.join(bottleneck_dir, module.key)
+    failures = [hashed[FAILED]]
+    for i, member in enumerate(members):
+        failures.append(_add_member(pipeline, f"[{i}] ", hashed.hashed, member,
+                                    bottleneck_dir, run_name, batch_size, threads))
+    return (failures
+            | "Failed" >> beam.Flatten()
+            | "FailedPaths" >> beam.Map(lambda failure: failure[0])
+            | "FailedOnce" >> beam.Distinct()
+            | "CountFailed" >> beam.Map(_count, "failed_images", METRICS))
+
+
+def _add_member(pipeline, label, hashed, member, bottleneck_dir, run_name, batch_size, threads):
+    """One member's branch: what its cache lacks, decoded, computed and written."""
+    namespace = member_namespace(member)
+    cache_folder = storage.join(bottleneck_dir, member.key)
     if bottleneck_shards.shard_files(cache_folder):
         in_shards = (pipeline
-                     | "Shards" >> beam.io.ReadFromText(
+                     | label + "Shards" >> beam.io.ReadFromText(
                          bottleneck_shards.shard_files_pattern(cache_folder))
-                     | "ShardDigests" >> beam.FlatMap(_record_digest, module.dim))
+                     | label + "ShardDigests" >> beam.FlatMap(_record_digest, member.dim))
     else:
-        in_shards = pipeline | "NoShards" >> beam.Create([])
+        in_shards = pipeline | label + "NoShards" >> beam.Create([])
     decoded = (
-        {"image": hashed.hashed, "cached": in_shards}
-        | "Join" >> beam.CoGroupByKey()
-        | "NotInShards" >> beam.FlatMap(_first_uncached_path)
-        | "NotInFiles" >> beam.ParDo(_SkipCachedFiles(bottleneck_dir, module.key, module.dim))
-        | "Decode" >> beam.ParDo(DecodeImage(module.height, module.width))
+        {"image": hashed, "cached": in_shards}
+        | label + "Join" >> beam.CoGroupByKey()
+        | label + "NotInShards" >> beam.FlatMap(_first_uncached_path, namespace)
+        | label + "NotInFiles" >> beam.ParDo(
+            _SkipCachedFiles(bottleneck_dir, member.key, member.dim, namespace))
+        | label + "Decode" >> beam.ParDo(DecodeImage(member.input_height, member.input_width))
         .with_outputs(FAILED, main="decoded"))
-    handler = FeatureModelHandler(module.engine, module.path, cache_folder, batch_size, threads)
+    handler = FeatureModelHandler(member.engine, member.path,
+                                  storage.join(bottleneck_dir, member.engine_key),
+                                  (member.height, member.width), module_set.resize_for,
+                                  batch_size, threads)
+    prefix = storage.join(bottleneck_shards.shards_folder(cache_folder), run_name)
     _ = (decoded.decoded
-         | "Features" >> RunInference(KeyedModelHandler(handler))
-         | "Record" >> beam.Map(lambda kv: bottleneck_shards.format_record(kv[0],
-                                                                           kv[1].inference))
-         | "Count" >> beam.Map(_count, "computed")
-         | "Write" >> beam.io.WriteToText(shard_prefix,
-                                          file_name_suffix=bottleneck_shards.SHARD_SUFFIX,
-                                          skip_if_empty=True))
-    return (hashed[FAILED], decoded[FAILED]) | "Failed" >> beam.Flatten()
+         | label + "Features" >> RunInference(KeyedModelHandler(handler))
+         | label + "Record" >> beam.Map(
+             lambda kv: bottleneck_shards.format_record(kv[0], kv[1].inference))
+         | label + "Count" >> beam.Map(_count, "computed", namespace)
+         | label + "Write" >> beam.io.WriteToText(prefix,
+                                                  file_name_suffix=bottleneck_shards.SHARD_SUFFIX,
+                                                  skip_if_empty=True))
+    return decoded[FAILED]
 
 
 def _record_digest(line, dim):
@@ -67,14 +104,14 @@ def _record_digest(line, dim):
         return
 
 
-def _first_uncached_path(joined):
+def _first_uncached_path(joined, namespace):
     digest, groups = joined
     paths = list(groups["image"])
     if not paths:
         return
-    beam.metrics.Metrics.counter(METRICS, "identical").inc(len(paths) - 1)
+    beam.metrics.Metrics.counter(namespace, "identical").inc(len(paths) - 1)
     if list(groups["cached"]):
-        beam.metrics.Metrics.counter(METRICS, "in_shards").inc()
+        beam.metrics.Metrics.counter(namespace, "in_shards").inc()
     else:
         yield digest, min(paths)  # identical images: one path computes them all
 
@@ -82,9 +119,9 @@ def _first_uncached_path(joined):
 class _SkipCachedFiles(beam.DoFn):
     """Drops the images that retrain.py already cached as a file of their own."""
 
-    def __init__(self, bottleneck_dir, key, dim):
+    def __init__(self, bottleneck_dir, key, dim, namespace):
         self._cache = bottlenecks.BottleneckCache(bottleneck_dir, key, dim)
-        self._cached = beam.metrics.Metrics.counter(METRICS, "cached_files")
+        self._cached = beam.metrics.Metrics.counter(namespace, "cached_files")
 
     def process(self, element):
         if self._cache.load_file(element[0]) is None:
@@ -93,32 +130,43 @@ class _SkipCachedFiles(beam.DoFn):
             self._cached.inc()
 
 
-def _count(element, name):
-    beam.metrics.Metrics.counter(METRICS, name).inc()
+def _count(element, name, namespace):
+    """Count an element done; the images a model ran on are also counted per worker."""
+    beam.metrics.Metrics.counter(namespace, name).inc()
+    if name in ("computed", "labelled"):
+        count_on_worker("images")
     return element
 
 
-def add_labels(pipeline, paths, graph_path, labels, thresholds, output_prefix, errors_prefix,
-               height, width, batch_size, threads, never_empty=False):
-    """Label every image of `paths` with the frozen graph; write JSON records and errors.
+class ModelFiles(collections.namedtuple("ModelFiles",
+                                         "graph allow_ops labels thresholds never_empty")):
+    """What beam_label labels with: the frozen graph's path, the ops it may hold beyond a
+    classifier's (label_image.py --allow_ops), the class names, their thresholds, and
+    whether the top-margin rule applies (`never_empty`, as label_image.py applies it
+    where the run recorded it)."""
+
+
+def add_labels(pipeline, paths, model, output_prefix, errors_prefix, height, width, batch_size,
+               threads):
+    """Label every image of `paths` with `model` (ModelFiles); write JSON records and errors.
 
     Each good image becomes one line of `output_prefix-SSSSS-of-NNNNN`, the record
     label_image.py --output_format json prints for it; each bad one a line
-    `{"image": ..., "error": ...}` of `errors_prefix-SSSSS-of-NNNNN`. `never_empty` applies
-    the top-margin rule, as label_image.py does where the run recorded it.
+    `{"image": ..., "error": ...}` of `errors_prefix-SSSSS-of-NNNNN`.
     """
-    report = Report("json", tuple(labels), thresholds, never_empty=never_empty)
+    report = Report("json", tuple(model.labels), model.thresholds,
+                    never_empty=model.never_empty)
     decoded = (pipeline
-               | "Paths" >> beam.Create(list(paths))
+               # Each record names its image as given; workers read it by absolute path.
+               | "Paths" >> beam.Create([(path, for_workers(path)) for path in paths])
                | "Spread" >> beam.Reshuffle()
-               | "Keyed" >> beam.Map(lambda path: (path, path))
                | "Decode" >> beam.ParDo(DecodeImage(height, width))
                .with_outputs(FAILED, main="decoded"))
-    handler = FrozenGraphHandler(graph_path, batch_size, threads)
+    handler = FrozenGraphHandler(model.graph, model.allow_ops, batch_size, threads)
     _ = (decoded.decoded
          | "Label" >> RunInference(KeyedModelHandler(handler))
          | "Record" >> beam.Map(lambda kv: report.record(kv[0], kv[1].inference).rstrip("\n"))
-         | "Count" >> beam.Map(_count, "labelled")
+         | "Count" >> beam.Map(_count, "labelled", METRICS)
          | "Write" >> beam.io.WriteToText(output_prefix))
     _ = (decoded[FAILED]
          | "ErrorRecord" >> beam.Map(_error_record)

@@ -18,7 +18,9 @@ Sharp edges this module handles, each found the hard way:
 
 import logging
 import os
+import socket
 import threading
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 FAILED = "failed"  # the tag of the dead-letter output: (path, message) of a bad image
 METRICS = "multilabel"  # namespace of the counters the commands print at the end
+WORKERS = "multilabel.workers"  # per worker process: "<worker>|images", "<worker>|model_ms"
 # Runners that run every worker on this machine (FnApiRunner is what DirectRunner runs
 # these pipelines on when it does not hand them to Prism).
 _DIRECT_RUNNERS = {"direct", "directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
@@ -70,6 +73,18 @@ def inference_threads(options, cores=None):
         workers = direct.direct_num_workers or cores  # 0 means one per core
         return max(1, cores // workers)
     return cores
+
+
+def for_workers(path):
+    """`path` as a worker elsewhere reads it: a local path made absolute, a URL as it is.
+
+    A cluster's worker does not run in the launching command's folder, so a relative
+    path (`./DATASET/images/1.jpg`, the default `MODEL_DETAILS/bottlenecks`) would name
+    another file there, or none.
+    """
+    from multilabel.base import storage
+
+    return path if storage.is_remote(path) else os.path.abspath(path)
 
 
 def read_file(path):
@@ -144,8 +159,26 @@ class DecodeImage(_Tallied):
             yield self.fail(path, e)
 
 
+def worker_name():
+    """This worker process, and where its `multilabel` code was imported from.
+
+    The folder shows whether a cluster's worker runs the code the job shipped (an
+    installed package) or a checkout it happened to find.
+    """
+    code = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return f"{socket.gethostname()} pid {os.getpid()}, code in {code}"
+
+
+def count_on_worker(name, value=1):
+    """Add `value` to this worker process's counter `name` (see WORKERS)."""
+    Metrics.counter(WORKERS, f"{worker_name()}|{name}").inc(value)
+
+
 class _Serialised:
-    """Calls into a model one at a time: Beam shares it among a process's threads."""
+    """Calls into a model one at a time: Beam shares it among a process's threads.
+
+    Each worker counts the time it spends in its model.
+    """
 
     def __init__(self, model):
         self._model = model
@@ -153,7 +186,10 @@ class _Serialised:
 
     def __call__(self, *args):
         with self._lock:
-            return self._model(*args)
+            start = time.perf_counter()
+            out = self._model(*args)
+            count_on_worker("model_ms", round(1000 * (time.perf_counter() - start)))
+            return out
 
 
 class _FixedBatches(ModelHandler):
@@ -169,49 +205,70 @@ class _FixedBatches(ModelHandler):
 
 
 class FeatureModelHandler(_FixedBatches):
-    """The feature module for RunInference: uint8 pixels -> bottleneck vector.
+    """A feature module for RunInference: uint8 pixels -> bottleneck vector.
 
     `engine` is the name of the engine the launching process chose (engines.make_engine):
-    "tflite" loads the conversion kept in the cache folder (converting again only if
-    none was kept), anything else the SavedModel with TensorFlow.
+    "tflite" loads the conversion kept in `conversion_folder` (converting again only if
+    none was kept), anything else the SavedModel with TensorFlow. Images of another size
+    than the module's own `size` (a member of a module set) are resized by `resize`
+    (`module_set.resize_for`, which the exported graph runs too).
     """
 
-    def __init__(self, engine, module_path, cache_folder, batch_size, threads):
+    def __init__(self, engine, module_path, conversion_folder, size, resize, batch_size,
+                 threads):
         super().__init__(batch_size, threads)
         self._engine = engine
         self._module_path = module_path
-        self._cache_folder = cache_folder
+        self._conversion_folder = conversion_folder
+        self._size = tuple(size)
+        self._resize = resize
 
     def load_model(self):
         from multilabel.features import engines
 
         if self._engine == engines.TFLiteEngine.name:
-            content = engines.cached_tflite_model(engines.tflite_model_path(self._cache_folder))
+            content = engines.cached_tflite_model(
+                engines.tflite_model_path(self._conversion_folder))
             engine = engines.TFLiteEngine(content or engines.convert(self._module_path),
                                           interpreters=self._threads, split_batches=True)
         else:
             _limit_tensorflow_threads(self._threads)
             engine = engines.TensorFlowEngine(self._module_path)
-        return _Serialised(engine)
+        return _Serialised(_Resized(engine, self._size, self._resize))
 
     def run_inference(self, batch, model, inference_args=None):
         vectors = model(scale(np.stack(batch)))
         return [PredictionResult(None, vector) for vector in vectors]  # pixels dropped
 
 
+class _Resized:
+    """An engine fed images of any size: `resize(images, size)` to its own first."""
+
+    def __init__(self, engine, size, resize):
+        self._engine = engine
+        self._size = size
+        self._resize = resize
+
+    def __call__(self, images):
+        if images.shape[1:3] == self._size:
+            return self._engine(images)
+        return self._engine(np.asarray(self._resize(images, self._size)))
+
+
 class FrozenGraphHandler(_FixedBatches):
     """The graph retrain.py exported, for RunInference: uint8 pixels -> probabilities."""
 
-    def __init__(self, graph_path, batch_size, threads):
+    def __init__(self, graph_path, allow_ops, batch_size, threads):
         super().__init__(batch_size, threads)
         self._graph_path = graph_path
+        self._allow_ops = tuple(allow_ops)
 
     def load_model(self):
         import tensorflow as tf
 
         from multilabel.labelling.frozen_graph import load_frozen_graph
 
-        model = load_frozen_graph(self._graph_path)
+        model = load_frozen_graph(self._graph_path, allow_ops=self._allow_ops)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self._threads,
                                           inter_op_parallelism_threads=self._threads)
         session = tf.compat.v1.Session(graph=model.graph, config=config)
@@ -241,9 +298,39 @@ def _limit_tensorflow_threads(threads):
         pass
 
 
-def counter(result, name):
-    """The final value of one of the commands' counters (0 when it never counted)."""
+def counters(result, names, namespace=METRICS):
+    """{name: final value} of the commands' counters (0 when one never counted), or
+    None when the runner gives no metrics (Beam's DaskRunner, for one): the commands
+    then count what was done from their output."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    found = result.metrics().query(MetricsFilter().with_namespace(METRICS).with_name(name))
-    return sum(c.committed or 0 for c in found["counters"])
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
+    except NotImplementedError:
+        return None
+    return {name: sum(c.committed or 0 for c in found if c.key.metric.name == name)
+            for name in names}
+
+
+def worker_tallies(result):
+    """[(worker, images, seconds in the model)] from each worker's counters, busiest
+    first; empty when the runner gives no metrics."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(WORKERS))["counters"]
+    except NotImplementedError:
+        return []
+    tallies = {}
+    for c in found:
+        worker, _, name = c.key.metric.name.rpartition("|")
+        tallies.setdefault(worker, {})[name] = (c.committed or 0) + tallies.get(
+            worker, {}).get(name, 0)
+    return sorted(((w, t.get("images", 0), t.get("model_ms", 0) / 1000)
+                   for w, t in tallies.items()), key=lambda row: (-row[1], row[0]))
+
+
+def log_workers(log, result):
+    """One log line per worker process: what ran where."""
+    for worker, images, seconds in worker_tallies(result):
+        log.info("Worker %s: %d images, %.1f s in the model", worker, images, seconds)

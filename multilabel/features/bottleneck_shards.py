@@ -72,6 +72,16 @@ def shard_files(cache_folder):
     return storage.glob(shard_files_pattern(cache_folder))
 
 
+def count_records(cache_folder, run_name):
+    """The lines of the shard files one run wrote (`<run_name>-*`): what it computed."""
+    pattern = storage.join(shards_folder(cache_folder), f"{run_name}-*{SHARD_SUFFIX}")
+    total = 0
+    for path in storage.glob(pattern):
+        with storage.open_file(path, "r") as f:
+            total += sum(1 for _ in f)
+    return total
+
+
 def read_shards(cache_folder, dim):
     """Every well-formed record of the folder's shards, as a dict digest -> vector."""
     vectors = {}

@@ -44,11 +44,14 @@ RESIZE_VERSION = "tf-resize-bilinear-v1"
 COMBINATIONS_DIR = "combinations"
 
 
-class Member(collections.namedtuple("Member", "handle path height width key engine dim")):
+class Member(collections.namedtuple("Member",
+                                     "handle path height width key engine dim engine_key")):
     """One module of a set: its folder, its own input size, its cache key and engine.
 
     `engine` takes images at the SET's input size and resizes them where the member
-    asks for another size.
+    asks for another size. `engine_key` names the cache folder where the module's
+    TFLite conversion is kept (the module's own key, also for a resized member), so
+    that a Beam worker loads the conversion the launching process made.
     """
 
 
@@ -125,7 +128,7 @@ def _member(handle, path, fingerprint, size, input_size, bottleneck_dir, engine_
         logger.info("Module %s takes the set's %d x %d images resized to %d x %d", handle,
                     *input_size, *size)
         engine = _Resizing(engine, size)
-    return Member(handle, path, size[0], size[1], key, engine, dim)
+    return Member(handle, path, size[0], size[1], key, engine, dim, own_key)
 
 
 class _Resizing:

@@ -46,7 +46,7 @@ $(WEIGHTS_STAMP): $(STAMP) bench/requirements.txt
 # Mutation testing of the pure modules: each module's score and the mutants its tests
 # miss (docs/development.md; about 10 minutes on 2 cores).
 mutation: $(STAMP)
-	$(PY) bench/mutation.py
+	$(PY) -m bench.quality.mutation
 
 # Line and branch coverage of the package over the whole test suite, one row per wing
 # (docs/development.md). coverage.py is installed on first use (requirements-dev.txt).
@@ -56,7 +56,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 coverage: $(DEV_STAMP)
 	$(PY) -m coverage run --branch --source=multilabel -m pytest -q tests; status=$$?; \
 	$(PY) -m coverage json -q -o coverage.json && \
-	$(PY) bench/coverage_by_wing.py coverage.json && exit $$status
+	$(PY) -m bench.quality.coverage_by_wing coverage.json && exit $$status
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -15,7 +15,7 @@ of the test measures, and checks every list line's labels against labels.json. T
 split is drawn by a hash of each path, so renamed photos split differently from
 DATASET/'s: the parts hold other photos, and the measures differ by that much.
 
-    python bench/own_data_layouts.py --model_dir MODEL --bottleneck_dir MODEL_DETAILS/bottlenecks
+    python -m bench.experiments.own_data_layouts --model_dir MODEL --bottleneck_dir MODEL_DETAILS/bottlenecks
 
 The bottleneck cache is keyed by image content, so the renamed copies hit the demo's.
 """
@@ -31,10 +31,9 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from multilabel.data import listfile
 
-from multilabel.data import listfile  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CLASSES = ("desert", "mountains", "sea", "sunset", "trees")
 MEASURES = (("label_accuracy", "label acc"), ("mean_average_precision", "mAP"),

@@ -2,7 +2,7 @@
 
 `make coverage` runs the test suite under coverage.py and then this script:
 
-    python -m coverage json -q -o coverage.json && python bench/coverage_by_wing.py coverage.json
+    python -m coverage json -q -o coverage.json && python -m bench.quality.coverage_by_wing coverage.json
 
 A wing is a subpackage of `multilabel` (`features.backbones` counts apart from
 `features`); "root" is the modules at the package root. The last row is the package,

@@ -14,9 +14,9 @@ catch it. Its test file says so in a comment holding the key this script prints,
 `# Equivalent mutant: `before` -> `after`: why.`; such survivors are listed as
 explained. The score counts only mutants the tests catch.
 
-    python bench/mutation.py                      # all modules, one table
-    python bench/mutation.py --modules splitting  # one module, survivors listed
-    python bench/mutation.py --list               # the mutants, without running them
+    python -m bench.quality.mutation                      # all modules, one table
+    python -m bench.quality.mutation --modules splitting  # one module, survivors listed
+    python -m bench.quality.mutation --list               # the mutants, without running them
 
 Pure Python (ast, subprocess): mutmut and cosmic-ray would need their own setup for a
 package in wings whose tests import TensorFlow through conftest.py.
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Module -> its test file and extra pytest arguments. The pure modules' tests need no
 # fixture of conftest.py, whose TensorFlow import would cost every mutant seconds.

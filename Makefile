@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 # The data set to train on: the shipped scene photos, or any folder laid out the same way
-# (images/ and labels.json; the lists are written into it).
+# (images/ and labels.json; the lists are written into it). A CSV or label folders take
+# data_generation.py's own flags (docs/data.md).
 SCENES ?= ./DATASET
 CLASS_NAMES ?= desert,mountains,sea,sunset,trees
 # A photo from outside the set for the demo's last step where one lies beside the clone,

@@ -72,3 +72,30 @@ def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
         labels_json.read_labels_file(path)
     assert str(info.value) == (
         f"{path}:2: not UTF-8 text: byte 0xff at column 9 (invalid start byte)")
+
+
+def test_a_number_python_refuses_to_read_is_one_line_naming_the_line():
+    huge = "1" * 5000  # past sys.get_int_max_str_digits() (4300 by default)
+    with pytest.raises(UserError, match=r"^x\.json:2: not a JSON list: a number with more than "
+                                        r"\d+ digits$"):
+        labels_json.parse_labels(f"[1, -1]\n[{huge}, 1]\n", "x.json")
+    with pytest.raises(UserError, match=r"^x\.json:2: bad JSON: a number with more than \d+ "
+                                        r"digits$"):
+        labels_json.parse_labels(f"[[1, -1],\n [{huge}, 1]]", "x.json")
+
+
+def test_lists_nested_too_deeply_are_one_line_naming_the_line():
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(UserError, match=r"^x\.json:2: not a JSON list: lists nested too "
+                                        r"deeply$"):
+        labels_json.parse_labels("[1, -1]\n" + deep + "\n", "x.json")
+    with pytest.raises(UserError, match=r"^x\.json:2: bad JSON: lists nested too deeply$"):
+        labels_json.parse_labels("[[1],\n" + deep + "]", "x.json")
+
+
+def test_a_long_bad_value_is_cut_to_forty_characters_in_the_message():
+    forty = '"' + "a" * 38 + '"'  # json.dumps of it is exactly 40 characters: not cut
+    with pytest.raises(UserError, match=f"got {forty}$"):
+        labels_json.parse_labels(forty + "\n", "x.json")
+    with pytest.raises(UserError, match='got "' + "a" * 39 + r"\.\.\.$"):
+        labels_json.parse_labels('"' + "a" * 39 + '"\n', "x.json")

@@ -167,3 +167,22 @@ def test_class_names_must_be_one_per_class():
 def test_an_empty_class_name_is_named_by_its_position():
     with pytest.raises(UserError, match="^names.txt: class name 2 is empty$"):
         listfile.check_class_names(["a", " ", "c"], "names.txt")
+
+
+def test_an_index_of_eighteen_digits_is_read_and_one_of_nineteen_refused():
+    # 18 digits always fit below 2**63; leading zeros do not count.
+    (entry,) = listfile.read_list([f"{'9' * 18}\t1\timages/a.jpg"], "x.lst")
+    assert entry.index == 10**18 - 1
+    (padded,) = listfile.read_list([f"000{'9' * 18}\t1\timages/a.jpg"], "x.lst")
+    assert padded.index == 10**18 - 1
+    with pytest.raises(UserError, match=r"x\.lst:1: index '1{19}' has 19 digits, more than the "
+                                        r"18 allowed"):
+        listfile.read_list([f"{'1' * 19}\t1\timages/a.jpg"], "x.lst")
+
+
+def test_a_long_bad_field_is_cut_to_forty_characters_in_the_message():
+    long_flag = "x" * 41
+    with pytest.raises(UserError, match=re.escape(f"flag '{'x' * 40}...' is not 0 or 1")):
+        listfile.read_list([f"1\t{long_flag}\timages/a.jpg"], "x.lst")
+    with pytest.raises(UserError, match=re.escape(f"flag '{'x' * 40}' is not 0 or 1")):
+        listfile.read_list([f"1\t{'x' * 40}\timages/a.jpg"], "x.lst")  # 40 fit: not cut

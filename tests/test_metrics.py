@@ -309,3 +309,21 @@ def test_evaluate_applies_the_top_margin_rule_to_the_label_set_measures():
     assert (plain["exact_match"], ruled["exact_match"]) == (0.5, 1.0)
     assert ruled["never_empty"] and not plain["never_empty"]
     assert ruled["mean_average_precision"] == plain["mean_average_precision"]  # no threshold
+
+
+def test_the_label_set_measures_leave_an_empty_set_empty_unless_asked():
+    y_true = [[1, 0], [0, 1]]
+    probs = [[0.4, 0.1], [0.2, 0.9]]  # the first image is under both thresholds
+    # Without the rule the first image's [0, 0] gets one of its two entries wrong.
+    assert label_accuracy(y_true, probs, 0.5) == 0.75
+    assert label_accuracy(y_true, probs, 0.5, never_empty=True) == 1.0
+    assert hamming_loss(y_true, probs, 0.5) == 0.25
+
+
+def test_the_text_report_says_when_the_top_margin_rule_filled_empty_sets():
+    y_true = [[1, 0], [0, 1]]
+    probs = [[0.4, 0.1], [0.2, 0.9]]
+    ruled = format_report(evaluate(y_true, probs, 0.5, never_empty=True), ["a", "b"])
+    plain = format_report(evaluate(y_true, probs, 0.5), ["a", "b"])
+    assert ruled.splitlines()[0].endswith("predicted without any 0  (top-margin rule)")
+    assert plain.splitlines()[0].endswith("predicted without any 1")

@@ -1,5 +1,7 @@
 """Per-class F1 thresholds on hand-worked columns, and the thresholds file format."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -222,6 +224,9 @@ def test_the_rule_is_kept_beside_the_thresholds_and_read_back(tmp_path, never_em
     assert rule_path(path) == str(tmp_path / "output_thresholds.json")
     assert read_rule(path) is never_empty
     assert read_thresholds(path, 2).tolist() == [0.25, 0.75]  # the old format, unchanged
+    why = json.loads((tmp_path / "output_thresholds.json").read_text())["why"]
+    assert why.startswith("every training image has at least one label" if never_empty
+                          else "some training images have no label")
 
 
 def test_thresholds_without_a_rule_file_allow_an_empty_set(tmp_path):

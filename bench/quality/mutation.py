@@ -5,12 +5,12 @@ flipped (`<` to `<=`, `==` to `!=`, `in` to `not in`), `+` and `-` swapped, a nu
 changed (`n` to `n + 1`, `True` to `False`), a condition negated (`if`, `while`, `x if
 c else y`, a comprehension's `if`), a `raise` dropped, a returned value replaced by
 `None`. A module with more than --max_mutants candidates is sampled evenly along the
-file. Each mutant runs against the module's own test file only (`pytest -x`, in a
+file. Each mutant runs against the module's own test files only (`pytest -x`, in a
 scratch copy of the repository, so the working tree is never touched); failing tests or
 running past the time limit (a loop that no longer ends) count as caught.
 
 A mutant that no input can tell apart from the original is *equivalent*: no test can
-catch it. Its test file says so in a comment holding the key this script prints,
+catch it. A test file of its module says so in a comment holding the key this script prints,
 `# Equivalent mutant: `before` -> `after`: why.`; such survivors are listed as
 explained. The score counts only mutants the tests catch.
 
@@ -33,21 +33,25 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Module -> its test file and extra pytest arguments. The pure modules' tests need no
+# Module -> its test files and extra pytest arguments. The pure modules' tests need no
 # fixture of conftest.py, whose TensorFlow import would cost every mutant seconds.
 MODULES = {
-    "metrics": ("multilabel/evaluation/metrics.py", "tests/test_metrics.py", ["--noconftest"]),
-    "thresholds": ("multilabel/evaluation/thresholds.py", "tests/test_thresholds.py",
+    "metrics": ("multilabel/evaluation/metrics.py", ("tests/test_metrics.py",),
+                ["--noconftest"]),
+    "thresholds": ("multilabel/evaluation/thresholds.py", ("tests/test_thresholds.py",),
                    ["--noconftest"]),
-    "listfile": ("multilabel/data/listfile.py", "tests/test_listfile.py", ["--noconftest"]),
-    "splitting": ("multilabel/data/splitting.py", "tests/test_splitting.py", ["--noconftest"]),
-    "labels_json": ("multilabel/data/labels_json.py", "tests/test_labels_json.py",
+    "listfile": ("multilabel/data/listfile.py", ("tests/test_listfile.py",), ["--noconftest"]),
+    "splitting": ("multilabel/data/splitting.py", ("tests/test_splitting.py",),
+                  ["--noconftest"]),
+    "labels_json": ("multilabel/data/labels_json.py", ("tests/test_labels_json.py",),
                     ["--noconftest"]),
     "feature_scaling": ("multilabel/training/feature_scaling.py",
-                        "tests/test_feature_scaling.py", ["--noconftest"]),
+                        ("tests/test_feature_scaling.py",), ["--noconftest"]),
     # Builds small TensorFlow graphs; the EfficientNet export (seconds a run) is left out:
     # it only shows that a real network passes, which the tiny module's export shows too.
-    "graph_ops": ("multilabel/labelling/graph_ops.py", "tests/test_graph_ops.py",
+    # test_graph_routes.py holds the crafted graphs that reach functions by every route.
+    "graph_ops": ("multilabel/labelling/graph_ops.py",
+                  ("tests/test_graph_ops.py", "tests/test_graph_routes.py"),
                   ["-k", "not efficientnet"]),
 }
 # What the scratch copy needs: the package, the tests and the scripts tests import.
@@ -176,12 +180,12 @@ def mutants(source, max_mutants):
     return found, count
 
 
-def _run_tests(scratch, test_file, args, timeout):
+def _run_tests(scratch, test_files, args, timeout):
     """`"passed"`, `"failed"` or `"timeout"` for the tests in the scratch copy."""
     env = dict(os.environ, PYTHONPATH=scratch, PYTHONDONTWRITEBYTECODE="1",
                TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args,
-               test_file]
+               *test_files]
     process = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -195,20 +199,22 @@ def _run_tests(scratch, test_file, args, timeout):
 def test_module(name, scratch, max_mutants, verbose):
     """Run every mutant of module `name`; return `(caught, caught by the time limit, total,
     survivors, survivors explained as equivalent)`."""
-    module, test_file, args = MODULES[name]
+    module, test_files, args = MODULES[name]
     target = os.path.join(scratch, module)
     with open(os.path.join(REPO, module), encoding="utf-8") as f:
         original = f.read()
-    with open(os.path.join(REPO, test_file), encoding="utf-8") as f:
-        test_text = f.read()
+    test_text = ""
+    for test_file in test_files:
+        with open(os.path.join(REPO, test_file), encoding="utf-8") as f:
+            test_text += f.read()
     found, _ = mutants(original, max_mutants)
     # The unparsed original must pass: it shows the harness, not a mutant, is sound, and
     # its time sets the limit that tells a mutant that loops forever.
     with open(target, "w", encoding="utf-8") as f:
         f.write(ast.unparse(ast.parse(original)))
     start = time.monotonic()
-    if _run_tests(scratch, test_file, args, timeout=600) != "passed":
-        raise SystemExit(f"{test_file} does not pass on the unmutated {module}")
+    if _run_tests(scratch, test_files, args, timeout=600) != "passed":
+        raise SystemExit(f"{', '.join(test_files)} do not pass on the unmutated {module}")
     # Generous, so that a busy machine does not pass a slow run off as a caught mutant.
     timeout = 10 * (time.monotonic() - start) + 30
     caught, timed_out, survivors = 0, 0, []
@@ -216,7 +222,7 @@ def test_module(name, scratch, max_mutants, verbose):
         for mutant in found:
             with open(target, "w", encoding="utf-8") as f:
                 f.write(mutant.source)
-            outcome = _run_tests(scratch, test_file, args, timeout)
+            outcome = _run_tests(scratch, test_files, args, timeout)
             if outcome == "passed":
                 survivors.append(mutant)
             else:

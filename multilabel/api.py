@@ -26,7 +26,7 @@ from multilabel.labelling.run_folder import NAMES
 
 DEFAULT_MODULE = "mobilenet_v2_100_224"
 DETAILS = "MODEL_DETAILS"
-# Fine-tuning defaults, measured on the scene set (README, "Fine-tuning").
+# Fine-tuning defaults, measured on the scene set (docs/fine_tuning.md).
 FINE_TUNE_LAYERS = 20
 FINE_TUNE_EPOCHS = 5
 FINE_TUNE_LEARNING_RATE = 1e-4

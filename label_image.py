@@ -34,7 +34,6 @@ import time
 
 from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
                                     UserError)
-from multilabel.base.interrupts import keep_interrupts
 from multilabel.data.image_sources import images_in_folder, images_in_list
 from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
 from multilabel.labelling import run_folder
@@ -253,5 +252,4 @@ def image_paths(args):
 
 
 if __name__ == "__main__":
-    keep_interrupts()  # a Ctrl-C that lands in a finalizer still stops the run
     sys.exit(main())

@@ -22,7 +22,6 @@ import sys
 
 from multilabel import api
 from multilabel.base.errors import EXIT_INTERRUPTED, EXIT_OK, UserError
-from multilabel.base.interrupts import keep_interrupts
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -290,5 +289,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    keep_interrupts()  # a Ctrl-C that lands in a finalizer still stops the run
     sys.exit(main())

@@ -58,9 +58,12 @@ class Run:
                  "--report_page", out / "report.html",
                  "--eval_step_interval", "20", *extra]
         with open(self.log, "w") as log:
+            # SIGINT back to its default in the child: a test run started in the background
+            # by a shell without job control inherits it ignored, and Ctrl-C would do nothing.
             self.process = subprocess.Popen(
                 [sys.executable, os.path.join(REPO, "retrain.py"), *map(str, flags)],
-                stdout=subprocess.DEVNULL, stderr=log)
+                stdout=subprocess.DEVNULL, stderr=log,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def kill_when(self, ready, sig=signal.SIGKILL, timeout=60):
         """Send `sig` as soon as `ready()` is true; fail if the run ends first."""

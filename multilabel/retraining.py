@@ -46,6 +46,7 @@ class RetrainConfig:
     outputs: stage.Outputs
     changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
     fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
+    preset: str = "default"  # the recipe named (api.PRESETS), for the report
 
 
 def run(config):
@@ -77,7 +78,8 @@ def run(config):
                                                  data.validation.labels, data.class_names,
                                                  scales), config.train, records)
     clock.lap("training")
-    report = {"module": ",".join(config.tfhub_modules), "best_step": result.step}
+    report = {"preset": config.preset, "module": ",".join(config.tfhub_modules),
+              "best_step": result.step}
     if scales is not None:
         report["feature_scales"] = _member_scales(module, scales)
     evaluation = final = _evaluate(config, data, result, features, result.step, scales)
@@ -87,8 +89,8 @@ def run(config):
         _export(config, module, result, data, evaluation, report)
     else:
         with tempfile.TemporaryDirectory() as scratch:
-            tuned = fine_tuning.fine_tune(config.fine_tune, module.path, module.height,
-                                          module.width, data, result, config.train, scratch)
+            tuned = fine_tuning.fine_tune(config.fine_tune, module, data, features, result,
+                                          config.train, scratch)
             clock.lap("fine-tuning")
             final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales)
             clock.lap("evaluation")

@@ -34,7 +34,8 @@ def fine_tuned(tmp_path_factory, trainable_module):
 
 
 def test_layers_are_grouped_by_name_in_the_order_the_module_uses_them(trainable_module):
-    _, variables, layers = fine_tuning.load_fine_tunable(trainable_module)
+    tunable = fine_tuning.load_fine_tunable(trainable_module)
+    variables, layers = tunable.variables, tunable.layers
     assert [layer.name for layer in layers] == ["conv1", "conv2"]
     assert [len(layer.variables) for layer in layers] == [2, 2]
     assert len(variables) == 6  # the frozen ones too, which a saved copy must hold
@@ -60,16 +61,20 @@ def test_reports_both_phases_and_exports_a_graph_that_reproduces_the_probabiliti
 
 
 def test_training_steps_lower_the_loss_and_move_only_the_chosen_layers(trainable_module):
-    features, variables, layers = fine_tuning.load_fine_tunable(trainable_module)
+    tunable = fine_tuning.load_fine_tunable(trainable_module)
+    variables, layers = tunable.variables, tunable.layers
     rng = np.random.default_rng(0)
     images = rng.random((16, 32, 32, 3), dtype=np.float32)
     labels = (images[:, :16, :, 0].mean(axis=(1, 2)) > 0.5)[:, None].astype(np.float32)
     head = trainer.TrainResult(np.zeros((32, 1), np.float32), np.zeros(1, np.float32), 0, 0.0)
     train = trainer.TrainConfig(1, 0.01, 16, "adam", 0.0, None, 1, -1, 0, "final_result")
-    model = fine_tuning._Model(features, layers[-1].variables, head, train, 32, 32)
+    (cut,) = fine_tuning._cuts(tunable.parts, layers[-1].variables)
+    tensors = [t.numpy() for t in cut.bottom(images)]
+    model = fine_tuning._Model([cut], [tf.TensorSpec([None, *t.shape[1:]]) for t in tensors],
+                               layers[-1].variables, head, train)
     model.learning_rate.assign(0.01)
     before = [v.numpy() for v in variables]
-    losses = [float(model.train_step(images, labels)) for _ in range(10)]
+    losses = [float(model.train_step(tensors, labels)) for _ in range(10)]
     assert losses[-1] < losses[0]
     changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
     tuned = {id(v) for v in layers[-1].variables}
@@ -193,7 +198,70 @@ def test_a_module_with_a_training_argument_is_called_in_inference_mode(tmp_path)
     for training in (True, False):
         module.__call__.get_concrete_function(spec, training=training)
     tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
-    features, _, layers = fine_tuning.load_fine_tunable(str(tmp_path / "m"))
-    assert [layer.name for layer in layers] == ["dense"]
+    tunable = fine_tuning.load_fine_tunable(str(tmp_path / "m"))
+    assert [layer.name for layer in tunable.layers] == ["dense"]
     images = np.full([1, 8, 8, 3], 0.5, np.float32)
-    np.testing.assert_allclose(features(tf.constant(images)), np.full([1, 4], 1.5))
+    np.testing.assert_allclose(tunable.features(tf.constant(images)), np.full([1, 4], 1.5))
+    (cut,) = fine_tuning._cuts(tunable.parts, tunable.layers[-1].variables)
+    np.testing.assert_allclose(cut.top(*cut.bottom(tf.constant(images))), np.full([1, 4], 1.5))
+
+
+def test_a_module_set_fine_tunes_its_last_members_top_on_cached_cut_tensors(
+        tmp_path, tiny_module, trainable_module):
+    # The frozen member's vectors come from its engine and the bottleneck cache, the
+    # trainable member's top runs on its cut tensors; the export reproduces the result.
+    make_dataset(tmp_path / "data", per_set=6)
+    flags = retrain_flags(tmp_path, f"{tiny_module},{trainable_module}", *FINE_TUNE,
+                          "--fine_tune_layers", "1", "--fine_tune_variants", "3")
+    assert retrain.main(flags) == 0
+    report = json.loads((tmp_path / "details" / "metrics.json").read_text())
+    summary = report["fine_tuning"]
+    assert summary["first_layer"] == "conv2" and summary["variants"] == 3
+    # The frozen member's 24 features; in the trainable one, conv2's input (16 x 16 x 8
+    # after conv1) and its own frozen tiny features, which its output concatenates.
+    frozen, cut = summary["cut_shapes"]
+    assert frozen == [[24]] and sorted(cut) == [[16, 16, 8], [24]]
+    rows = 3 * 25 + 7 + 10  # three versions of the 25 training images, one of the others
+    assert summary["cut_bytes"] == rows * 4 * (24 + 16 * 16 * 8 + 24)
+    assert report["export_check_max_difference"] < 1e-5
+
+
+def test_the_cut_tensors_of_a_distorted_copy_are_the_copys(tmp_path, trainable_module):
+    # Version 2 of each training image is its mirror: its cut tensors are those of the
+    # mirrored image, and version 1's those of the image itself.
+    from multilabel.features import module_set
+
+    make_dataset(tmp_path / "data", per_set=2)
+    from multilabel.data import dataset as dataset_lib
+    from multilabel.data.images import load_image
+
+    data = dataset_lib.load_dataset(str(tmp_path / "data"), None, 0, 50)
+    module = module_set.load_module_set((trainable_module,), str(tmp_path / "model"),
+                                        str(tmp_path / "cache"), "tensorflow")
+    tunable = fine_tuning.load_fine_tunable(module.path)
+    cuts = fine_tuning._cuts(tunable.parts, tunable.layers[-1].variables)
+    config = fine_tuning.FineTuneConfig(1, 1, 0.01, fine_tuning.DEFAULT_DISTORTIONS,
+                                        str(tmp_path / "ckpt"), False, variants=3)
+    cached = fine_tuning._CutTensors(config, module, tunable.parts, cuts, str(tmp_path))
+    features = [np.zeros((len(p), module.dim), np.float32)
+                for p in (data.train, data.validation, data.test)]
+    cached.fill(data, features, seed=0)
+    n = len(data.train)
+    images = np.stack([load_image(p, 32, 32) for p in data.train.paths])
+    itself = cuts[0].bottom(tf.constant(images))
+    mirrored = cuts[0].bottom(tf.constant(images[:, :, ::-1]))
+    for train, own, mirror in zip(cached.part("train"), itself, mirrored):
+        assert len(train) == 3 * n
+        np.testing.assert_allclose(train[:n], own, atol=1e-6)
+        np.testing.assert_allclose(train[n:2 * n], mirror, atol=1e-6)
+        assert not np.allclose(train[2 * n:], own, atol=1e-3)  # randomly distorted copies
+
+
+def test_the_best_preset_fine_tunes_and_says_so(tmp_path, trainable_module):
+    make_dataset(tmp_path / "data", per_set=4)
+    flags = retrain_flags(tmp_path, trainable_module, "--preset", "best", "--fine_tune_epochs",
+                          "1", "--how_many_training_steps", "50")
+    assert retrain.main(flags) == 0
+    report = json.loads((tmp_path / "details" / "metrics.json").read_text())
+    assert report["preset"] == "best" and report["fine_tuning"]["epochs"] == 1
+    assert report["fine_tuning"]["layers"] == 2  # the preset's 4, of the module's 2

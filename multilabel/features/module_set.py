@@ -201,12 +201,20 @@ def _fill_caches(paths, module_set, caches, batch_size):
                     caches[k].store(digest, part)
 
 
+def saved_members(module):
+    """The members of a loaded module set saved by `_combination`, in order (restored
+    as the tracked `members` list); `(module,)` for a module of its own."""
+    members = getattr(module, "members", None)
+    return tuple(members) if members else (module,)
+
+
 class _Combination(tf.Module):
     """The members, each resizing the set's images as it needs, concatenated: `[N, D]`."""
 
     def __init__(self, member_paths, sizes, input_size):
         super().__init__(name="module_set")
-        # Tracked, so that saving the combination saves every member's variables.
+        # Tracked, so that saving the combination saves every member's variables (and
+        # `saved_members` finds them in the loaded set).
         self.members = [feature_modules.load_module(p) for p in member_paths]
         self._sizes = [tuple(s) for s in sizes]
         self.__call__ = tf.function(

@@ -1,32 +1,41 @@
-"""Phase 2 of a `--fine_tune` run: the module's top layers trained with the head, on images.
+"""Phase 2 of a `--fine_tune` run: the module's top layers trained with the head.
 
 Phase 1 trains the head on cached bottlenecks of the frozen module. A linear layer can
 only use what those features already separate; fine-tuning then trains the module's
-last layers together with that head on freshly distorted images, with a small learning
-rate (Adam, cosine decay to zero) from the phase 1 head. Batch normalisation stays in
-inference mode: its moving statistics are frozen, only its scale and offset may learn,
-as is usual when fine-tuning on a small data set.
+last layers together with that head, with a small learning rate (Adam, cosine decay to
+zero) from the phase 1 head. Batch normalisation stays in inference mode: its moving
+statistics are frozen, only its scale and offset may learn, as is usual when
+fine-tuning on a small data set.
 
 "Layers" are the module's variable groups that hold trainable variables, named by
 their variables' common prefix (`block_16_project/kernel` belongs to
 `block_16_project`; a convolution and its batch norm are two layers), ordered by
 where the module's forward pass first reads them, so counting "from the top" follows
-the network for any TF2 SavedModel, not the names' spelling.
+the network for any TF2 SavedModel, not the names' spelling. In a module set the
+members follow one another in their `--tfhub_module` order: the top layers are the last
+member's.
+
+Nothing below the tuned layers changes, so it runs once (module_cut): each image's
+tensors at the cut are computed before the first epoch, for the image itself and for
+`variants - 1` distorted copies of each training image (the mirror first), and kept in
+arrays on disk, memory-mapped; every epoch passes over all of them and runs only the
+top. A member of a set with no tuned layer is a frozen feature vector: the phase 1
+bottlenecks for the images themselves, its engine for the copies.
 
 The run evaluates validation mAP before the first epoch (the phase 1 model) and after
 each epoch, and keeps the model at the end of the schedule unless the phase 1 model
 scores at least as high (keep_best's rule, the head's too: only a higher score replaces
 the kept model). Only those two compete: on the ~170 validation images of the scene
 set, validation mAP moved by up to 0.007 between epochs while test mAP rose with every
-epoch (0.9431, 0.9460, 0.9472, 0.9478, 0.9482 after epochs 1 to 5), so picking the best
-of every epoch picked noise, and the cosine schedule's last weights are the ones meant
-to be used. It checkpoints after every epoch, and `resume` continues from the last one.
-The result is the fine-tuned module saved as a SavedModel folder of its own (so the
-exporters freeze it exactly as they freeze any module) and the features it gives for
-every image, which never go into the bottleneck cache: that cache holds the frozen
-module's vectors only.
+epoch, so picking the best of every epoch picked noise, and the cosine schedule's last
+weights are the ones meant to be used. It checkpoints after every epoch, and `resume`
+continues from the last one. The result is the fine-tuned module saved as a SavedModel
+folder of its own (so the exporters freeze it exactly as they freeze any module) and
+the features it gives for every image, which never go into the bottleneck cache: that
+cache holds the frozen module's vectors only.
 """
 
+import collections
 import dataclasses
 import logging
 import math
@@ -35,15 +44,16 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from multilabel.training import head as head_lib
-from multilabel.training import keep_best
-from multilabel.evaluation import metrics
-from multilabel.data.distortions import Distortions
 from multilabel.base.errors import UserError, no_space_left
 from multilabel.base.progress import progress
-from multilabel.features.feature_modules import load_module
-from multilabel.features.input_pipeline import distorted_batches, image_batches
+from multilabel.data.distortions import Distortions
+from multilabel.evaluation import metrics
+from multilabel.features import module_set
 from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
+from multilabel.features.feature_modules import load_module
+from multilabel.features.input_pipeline import distorted_batches, mapped_batches
+from multilabel.training import head as head_lib
+from multilabel.training import keep_best, module_cut
 from multilabel.training.trainer import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -51,7 +61,7 @@ v1 = tf.compat.v1
 
 ALL_LAYERS = "all"
 BATCH_SIZE = 32
-# The distortions a bare --fine_tune uses: mild enough to keep a scene's labels.
+# The distortions a bare --fine_tune draws its copies from: mild enough to keep a scene's labels.
 DEFAULT_DISTORTIONS = Distortions(flip_left_right=True, random_crop=10, random_scale=10,
                                   random_brightness=10)
 
@@ -64,6 +74,7 @@ class FineTuneConfig:
     distortions: Distortions
     checkpoint_dir: str  # phase 2's own checkpoints, apart from phase 1's
     resume: bool  # continue from the last checkpoint in checkpoint_dir
+    variants: int = 2  # versions of each training image: itself, its mirror, distorted copies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,42 +86,67 @@ class FineTuned:
 
 
 @dataclasses.dataclass(frozen=True)
+class FineTunable:
+    features: object  # images -> features, in inference mode: what a saved copy computes
+    variables: tuple  # all of the module's variables (what a saved copy must hold)
+    layers: list  # its `_Layer`s from input to output, member after member in a set
+    parts: tuple  # a `_Part` per member of a set, one for a single module
+
+
+@dataclasses.dataclass(frozen=True)
 class _Layer:
     name: str
     variables: tuple
 
 
-def load_fine_tunable(module_path):
-    """`(features, variables, layers)` of a module that can be fine-tuned, else UserError.
+class _Part(collections.namedtuple("_Part", "call function size")):
+    """A module (or a set's member): `call(images)` in inference mode, the concrete
+    function it runs (whose graph module_cut cuts) and its image size."""
 
-    `features` calls the module on images in inference mode, `variables` are all of its
-    variables (what a saved copy must hold), `layers` its `_Layer`s from input to output.
-    """
+
+def load_fine_tunable(module_path):
+    """The `FineTunable` module at `module_path` (a module or a saved module set), else
+    UserError: a module without a traced `__call__`, or without trainable variables."""
     module = load_module(module_path)
+    whole = _part(module, module_path)
+    parts = tuple(_part(m, module_path) for m in module_set.saved_members(module))
+    # A restored function lists the variables it captures in the order its trace first
+    # read them: the forward pass's order, which names alone don't give (block_2 sorts
+    # after block_16) and the SavedModel's object graph doesn't keep.
+    layers = [layer for part in parts for layer in _layers(part.function.trainable_variables)]
+    if not layers:
+        raise UserError("this module has no trainable variables, so it cannot be "
+                        "fine-tuned; drop --fine_tune", module_path)
+    return FineTunable(whole.call, tuple(whole.function.variables), layers, parts)
+
+
+def _part(module, module_path):
     call = getattr(module, "__call__", None)
     functions = getattr(call, "concrete_functions", None)
     if not functions:
         raise UserError("this module cannot be fine-tuned: only a TF2 SavedModel whose "
                         "__call__ is a tf.function can be (a TF1 Hub format module is not); "
                         "drop --fine_tune", module_path)
-    training_flag = [f for f in functions if "training" in f.structured_input_signature[1]]
-    if training_flag:
+    flags = [_training_flag(f) for f in functions]
+    if any(flag is not None for flag in flags):
         # TF Hub's TF2 convention: `training=False` runs batch norm on its moving statistics.
-        functions = [f for f in training_flag
-                     if f.structured_input_signature[1]["training"] is False] or functions
+        functions = [f for f, flag in zip(functions, flags) if flag is False] or functions
 
-        def features(images):
+        def call(images):
             return module(images, training=False)
     else:
-        features = module
-    # A restored function lists the variables it captures in the order its trace first
-    # read them: the forward pass's order, which names alone don't give (block_2 sorts
-    # after block_16) and the SavedModel's object graph doesn't keep.
-    layers = _layers(functions[0].trainable_variables)
-    if not layers:
-        raise UserError("this module has no trainable variables, so it cannot be "
-                        "fine-tuned; drop --fine_tune", module_path)
-    return features, functions[0].variables, layers
+        call = module
+    size = tuple(functions[0].structured_input_signature[0][0].shape[1:3])
+    return _Part(call, functions[0], size)
+
+
+def _training_flag(function):
+    """The `training` value a traced function was traced with (by keyword, or as the bool
+    after the images), else None."""
+    args, kwargs = function.structured_input_signature
+    if "training" in kwargs:
+        return kwargs["training"]
+    return next((a for a in args[1:] if isinstance(a, bool)), None)
 
 
 def _layers(variables):
@@ -133,22 +169,29 @@ def top_layers(layers, count):
     return layers[-count:]
 
 
-def fine_tune(config, module_path, height, width, data, phase_1, train_config, scratch_dir):
-    """Phase 2 from the phase 1 head `phase_1`; the module is written under `scratch_dir`.
+def fine_tune(config, module, data, features, phase_1, train_config, scratch_dir):
+    """Phase 2 from the phase 1 head `phase_1`; the cut tensors and the fine-tuned module
+    are written under `scratch_dir`.
 
-    `data` has the `train`, `validation` and `test` parts (paths and labels);
-    `train_config` gives the loss's L2 penalty and positive weights and the seed.
+    `module` is the run's module set (module_set.ModuleSet), `data` has the `train`,
+    `validation` and `test` parts (paths and labels), `features` their phase 1
+    bottlenecks; `train_config` gives the loss's L2 penalty and positive weights and the
+    seed.
     """
-    features, all_variables, layers = load_fine_tunable(module_path)
-    chosen = top_layers(layers, config.layers)
+    tunable = load_fine_tunable(module.path)
+    chosen = top_layers(tunable.layers, config.layers)
     tuned = [v for layer in chosen for v in layer.variables]
     logger.info("Fine-tuning %d of the module's %d layers (%s ... %s: %d variables, %s "
-                "weights) with the head, %d epochs, learning rate %g", len(chosen), len(layers),
-                chosen[0].name, chosen[-1].name, len(tuned),
-                f"{sum(int(np.prod(v.shape)) for v in tuned):,}", config.epochs,
-                config.learning_rate)
-    model = _Model(features, tuned, phase_1, train_config, height, width)
-    run = _Run(config, model, data, train_config.seed, height, width)
+                "weights) with the head, %d epochs of %d versions of each training image, "
+                "learning rate %g", len(chosen), len(tunable.layers), chosen[0].name,
+                chosen[-1].name, len(tuned), f"{sum(int(np.prod(v.shape)) for v in tuned):,}",
+                config.epochs, config.variants, config.learning_rate)
+    cuts = _cuts(tunable.parts, tuned)
+    cached = _CutTensors(config, module, tunable.parts, cuts, scratch_dir)
+    cached.fill(data, features, train_config.seed)
+    model = _Model(cuts, cached.specs, tuned, phase_1, train_config)
+    run = _Run(config, model, cached, np.tile(data.train.labels, (config.variants, 1)),
+               data.validation.labels, train_config.seed)
     best_epoch, best_score, history, losses = run.train()
     model.restore_best()
     if not len(data.validation):
@@ -158,24 +201,152 @@ def fine_tune(config, module_path, height, width, data, phase_1, train_config, s
                 else "")
 
     path = os.path.join(scratch_dir, "fine_tuned_module")
-    save_feature_module(FeatureVectorModule(lambda images: features(images), all_variables,
-                                            (height, width)), path)
-    parts = [model.features(part.paths) for part in (data.train, data.validation, data.test)]
+    save_feature_module(FeatureVectorModule(lambda images: tunable.features(images),
+                                            tunable.variables, (module.height, module.width)),
+                        path)
+    parts = [model.predict([a[:len(part)] for a in cached.part(name)], "Fine-tuned features")[0]
+             for name, part in zip(_PARTS, (data.train, data.validation, data.test))]
     weights, biases = model.head()
-    summary = {"layers": len(chosen), "module_layers": len(layers),
+    summary = {"layers": len(chosen), "module_layers": len(tunable.layers),
                "first_layer": chosen[0].name, "epochs": config.epochs,
                "learning_rate": config.learning_rate, "batch_size": BATCH_SIZE,
+               "variants": config.variants, "cut_shapes": [list(map(list, s)) for s in cached.shapes],
+               "cut_bytes": cached.nbytes,
                "distortions": dataclasses.asdict(config.distortions), "best_epoch": best_epoch,
                "validation_map_by_epoch": history, "train_loss_by_epoch": losses}
     return FineTuned(path, TrainResult(weights, biases, best_epoch, best_score), tuple(parts),
                      summary)
 
 
-class _Model:
-    """The module's chosen variables and the head, with the best epoch's copies of them."""
+def _cuts(parts, tuned):
+    """Per part: its `module_cut.Cut` below the tuned layers, or None for a part with none."""
+    cuts = []
+    for part in parts:
+        mine = [v for v in tuned if any(v is w for w in part.function.variables)]
+        if not mine:
+            cuts.append(None)
+            continue
+        cut = module_cut.cut_function(part.function, mine)
+        if cut is None:
+            logger.warning("This module's graph can't be cut below its tuned layers: its "
+                           "images are cached instead, and every step runs all of it")
+            cut = module_cut.uncut(part.call, part.size)
+        cuts.append(cut)
+    return cuts
 
-    def __init__(self, features, tuned, phase_1, train_config, height, width):
-        self._features = features
+
+_PARTS = ("train", "validation", "test")
+
+
+class _CutTensors:
+    """The tensors at the cut, for every image: memory-mapped arrays under a folder.
+
+    Rows of the `train` part are variant-major (row `k * n + i` is version k of image
+    i); `validation` and `test` hold the images themselves. A frozen member's "tensor"
+    is its feature vector: the phase 1 bottleneck, or its engine's for a copy.
+    """
+
+    def __init__(self, config, module, parts, cuts, folder):
+        self.config, self.module, self.parts, self.cuts = config, module, parts, cuts
+        self.folder = folder
+        self.shapes = [cut.shapes if cut else ((member.dim,),)
+                       for cut, member in zip(cuts, module.members)]
+        self.specs = [tf.TensorSpec([None, *shape], tf.float32)
+                      for shapes in self.shapes for shape in shapes]
+        self._arrays = {}
+        self.nbytes = 0
+
+    def part(self, name):
+        """`[array per cut tensor]` of the part `name`."""
+        return self._arrays[name]
+
+    def fill(self, data, features, seed):
+        """Compute every part's cut tensors (the frozen members' from `features`, the
+        phase 1 bottlenecks of data's train, validation and test parts)."""
+        counts = {"train": len(data.train) * self.config.variants,
+                  "validation": len(data.validation), "test": len(data.test)}
+        row_bytes = sum(4 * int(np.prod(shape)) for shapes in self.shapes for shape in shapes)
+        self.nbytes = row_bytes * sum(counts.values())
+        logger.info("Caching the tensors at the cut (%s a row) for %d rows: %.0f MB under %s",
+                    " + ".join("x".join(map(str, shape)) for shapes in self.shapes
+                               for shape in shapes), sum(counts.values()), self.nbytes / 1e6,
+                    self.folder)
+        with no_space_left(self.folder):
+            for name, count in counts.items():
+                self._arrays[name] = [
+                    np.lib.format.open_memmap(os.path.join(self.folder, f"cut_{name}_{k}.npy"),
+                                              "w+", np.float32, (count, *spec.shape[1:]))
+                    for k, spec in enumerate(self.specs)]
+            for name, part, vectors in zip(_PARTS, (data.train, data.validation, data.test),
+                                           features):
+                versions = self.config.variants if name == "train" else 1
+                for k in range(versions):
+                    self._fill_version(name, part.paths, vectors, k, seed)
+            for arrays in self._arrays.values():
+                for array in arrays:
+                    array.flush()
+
+    def _fill_version(self, name, paths, vectors, version, seed):
+        """Rows of version `version` of `paths`: the frozen members' from `vectors` (the
+        images themselves) or their engines, the others from their bottoms."""
+        arrays, first = self._arrays[name], version * len(paths)
+        row = first
+        with progress(len(paths), f"Cut tensors of the {name} images, version {version + 1}",
+                      leave=False) as shown:
+            for count, tensors in self._batches(paths, version, seed):
+                for array, values in zip(arrays, tensors):
+                    if values is not None:
+                        array[row:row + count] = values
+                row += count
+                shown.update(count)
+        if version == 0:
+            column = 0
+            for k, (cut, member) in enumerate(zip(self.cuts, self.module.members)):
+                if cut is None:
+                    arrays[self._first_array(k)][first:first + len(paths)] = \
+                        vectors[:, column:column + member.dim]
+                column += member.dim
+
+    def _batches(self, paths, version, seed):
+        """Per batch of `paths` in version `version`: `(images, a value per cut tensor)`,
+        the value None for a frozen member's vector, which version 0 takes from the
+        bottlenecks."""
+        height, width = self.module.height, self.module.width
+        mirror = self.config.distortions.flip_left_right
+        if version == 0 or (version == 1 and mirror):
+            def run(images):
+                return self._tensors(images[:, :, ::-1] if version else images, version > 0)
+
+            yield from mapped_batches(run, paths, height, width, BATCH_SIZE)
+            return
+        seeds = np.random.default_rng([seed, version]).integers(0, 2**63, len(paths))
+        for images in distorted_batches(paths, seeds, height, width, self.config.distortions,
+                                        BATCH_SIZE):
+            yield self._tensors(images, True)
+
+    def _tensors(self, images, with_frozen):
+        """`(len(images), [a value per cut tensor])` for a batch of images."""
+        values = []
+        for part, cut, member in zip(self.parts, self.cuts, self.module.members):
+            if cut is None:
+                values.append(member.engine(np.ascontiguousarray(images)) if with_frozen
+                              else None)
+            else:
+                resized = module_set.resize_for(tf.constant(images), part.size)
+                values.extend(t.numpy() for t in cut.bottom(resized))
+        return len(images), values
+
+    def _first_array(self, part_index):
+        return sum(len(shapes) for shapes in self.shapes[:part_index])
+
+
+class _Model:
+    """The tops of the cut module's parts and the head, with the best epoch's copies of
+    their trained variables."""
+
+    def __init__(self, cuts, specs, tuned, phase_1, train_config):
+        self._tops = [(cut.top if cut else tf.identity, len(cut.shapes) if cut else 1)
+                      for cut in cuts]
         self.weights = tf.Variable(phase_1.weights, name="final_weights")
         self.biases = tf.Variable(phase_1.biases, name="final_biases")
         self.trained = list(tuned) + [self.weights, self.biases]
@@ -185,27 +356,32 @@ class _Model:
         self.learning_rate = tf.Variable(0.0, trainable=False)
         self.optimizer = v1.train.AdamOptimizer(self.learning_rate)
         l2, pos_weight = train_config.l2_regularization, train_config.pos_weight
-        images = tf.TensorSpec([None, height, width, 3], tf.float32)
         labels = tf.TensorSpec([None, phase_1.weights.shape[1]], tf.float32)
 
-        @tf.function(input_signature=[images, labels])
-        def train_step(images, labels):
+        @tf.function(input_signature=[specs, labels])
+        def train_step(tensors, labels):
             with tf.GradientTape() as tape:
-                logits = self._features(images) @ self.weights + self.biases
+                logits = self._features(tensors) @ self.weights + self.biases
                 loss = head_lib.multilabel_loss(labels, logits, self.weights, l2, pos_weight)
-            # Only the chosen variables' gradients are asked for; in a tf.function the
-            # graph optimiser prunes the rest of the backward pass through the module.
             gradients = tape.gradient(loss, self.trained)
             self.optimizer.apply_gradients(zip(gradients, self.trained))
             return loss
 
-        @tf.function(input_signature=[images])
-        def predict(images):
-            vectors = self._features(images)
+        @tf.function(input_signature=[specs])
+        def predict(tensors):
+            vectors = self._features(tensors)
             return vectors, tf.sigmoid(vectors @ self.weights + self.biases)
 
         self.train_step = train_step
         self._predict = predict
+
+    def _features(self, tensors):
+        """The module's features from the cut tensors: each part's top, side by side."""
+        vectors, start = [], 0
+        for top, count in self._tops:
+            vectors.append(top(*tensors[start:start + count]))
+            start += count
+        return tf.concat(vectors, axis=1) if len(vectors) > 1 else vectors[0]
 
     def checkpoint(self, epoch):
         return tf.train.Checkpoint(trained=self.trained, best=self.best, epoch=epoch,
@@ -229,36 +405,30 @@ class _Model:
     def head(self):
         return self.weights.numpy(), self.biases.numpy()
 
-    def features(self, paths, description="Fine-tuned features"):
-        """The module's vectors for `paths` (undistorted), as float32 `[N, D]`."""
-        return self.predict(paths, description)[0]
-
-    def predict(self, paths, description):
-        """`(vectors, probabilities)` for `paths`, showing progress."""
+    def predict(self, arrays, description):
+        """`(vectors, probabilities)` for the rows of `arrays` (one per cut tensor)."""
         vectors, probs = [], []
-        with progress(len(paths), description, leave=False) as shown:
-            for images in image_batches(paths, *self._size(), BATCH_SIZE):
-                v, p = self._predict(images)
+        rows = len(arrays[0])
+        with progress(rows, description, leave=False) as shown:
+            for start in range(0, rows, BATCH_SIZE):
+                v, p = self._predict([a[start:start + BATCH_SIZE] for a in arrays])
                 vectors.append(v.numpy())
                 probs.append(p.numpy())
-                shown.update(len(images))
+                shown.update(len(p))
         if not vectors:
             dim, classes = self.weights.shape
             return np.zeros([0, dim], np.float32), np.zeros([0, classes], np.float32)
         return np.concatenate(vectors), np.concatenate(probs)
 
-    def _size(self):
-        shape = self._predict.input_signature[0].shape
-        return shape[1], shape[2]
-
 
 class _Run:
     """The epochs of phase 2, with evaluation, checkpoints and resuming."""
 
-    def __init__(self, config, model, data, seed, height, width):
-        self.config, self.model, self.data, self.seed = config, model, data, seed
-        self.height, self.width = height, width
-        self.steps_per_epoch = math.ceil(len(data.train) / BATCH_SIZE)
+    def __init__(self, config, model, cached, train_labels, validation_labels, seed):
+        self.config, self.model, self.cached, self.seed = config, model, cached, seed
+        self.train_labels = train_labels.astype(np.float32)
+        self.validation_labels = validation_labels
+        self.steps_per_epoch = math.ceil(len(train_labels) / BATCH_SIZE)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.manager = tf.train.CheckpointManager(model.checkpoint(self.epoch),
                                                   config.checkpoint_dir, max_to_keep=1)
@@ -296,42 +466,39 @@ class _Run:
         return epoch
 
     def _train_epoch(self, epoch):
-        """One pass over the training images in a seeded order; the mean training loss."""
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.data.train))
-        seeds = rng.integers(0, 2**63, len(order))
-        paths = [self.data.train.paths[i] for i in order]
-        labels = self.data.train.labels[order].astype(np.float32)
+        """One pass over every cached version of the training images in a seeded order;
+        the mean training loss."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
+        arrays = self.cached.part("train")
         total = self.config.epochs * self.steps_per_epoch
         step = (epoch - 1) * self.steps_per_epoch
         losses = []
         with progress(len(order), f"Fine-tuning epoch {epoch}/{self.config.epochs}") as shown:
-            batches = distorted_batches(paths, seeds, self.height, self.width,
-                                        self.config.distortions, BATCH_SIZE)
-            for start, images in zip(range(0, len(order), BATCH_SIZE), batches):
+            for start in range(0, len(order), BATCH_SIZE):
+                rows = np.sort(order[start:start + BATCH_SIZE])  # sorted: mapped pages in order
                 # Cosine decay from the learning rate to zero over all of phase 2.
                 self.model.learning_rate.assign(
                     0.5 * self.config.learning_rate * (1 + math.cos(math.pi * step / total)))
-                loss = float(self.model.train_step(images, labels[start:start + BATCH_SIZE]))
+                loss = float(self.model.train_step([a[rows] for a in arrays],
+                                                   self.train_labels[rows]))
                 if not math.isfinite(loss):
                     raise UserError(f"the fine-tuning loss became {loss} in epoch {epoch}; "
                                     "lower --fine_tune_learning_rate")
                 step += 1
                 losses.append(loss)
-                shown.update(len(images), loss=f"{loss:.4f}")
+                shown.update(len(rows), loss=f"{loss:.4f}")
         return float(np.mean(losses))
 
     def _validate(self, epoch, loss=None):
         """Validation mAP of the model now (None without validation images); before the
         first epoch and after the last, keep the model if keep_best's rule says so."""
         candidate = epoch in (0, self.config.epochs)
-        validation = self.data.validation
-        if not len(validation):
+        if not len(self.validation_labels):
             if candidate:
                 self.model.keep_if_best(float(epoch), epoch)  # no validation: the last wins
             return None
-        probs = self.model.predict(validation.paths, "Validation")[1]
-        result = metrics.evaluate(validation.labels, probs)
+        probs = self.model.predict(self.cached.part("validation"), "Validation")[1]
+        result = metrics.evaluate(self.validation_labels, probs)
         score = result["mean_average_precision"]
         score = float("nan") if score is None else score
         kept = candidate and self.model.keep_if_best(score, epoch)

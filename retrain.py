@@ -56,6 +56,10 @@ def parse_args(argv):
     data.add_argument("--skip_invalid_images", action="store_true",
                       help="drop missing or undecodable images (with a count) instead of stopping")
 
+    p.add_argument("--preset", default="default", choices=sorted(api.PRESETS),
+                   help="a recipe: 'default', or 'best' for the most accurate one (a module "
+                        "set, fine-tuned; see docs/performance.md). Flags given beside it "
+                        "win over its values (default: %(default)s)")
     module = p.add_argument_group("feature module and bottlenecks")
     module.add_argument("--tfhub_module", default=api.DEFAULT_MODULE, type=_module_handles,
                         help=f"feature-vector module: a built-in name ({BUILT_IN}; built "
@@ -144,6 +148,11 @@ def parse_args(argv):
                       default=D.fine_tune_learning_rate,
                       help="Adam's initial learning rate, decayed to zero on a cosine "
                            "(default: %(default)s)")
+    tune.add_argument("--fine_tune_variants", type=int, default=D.fine_tune_variants,
+                      help="versions of each training image whose tensors at the cut are "
+                           "cached and trained on in every epoch: the image, its mirror "
+                           "(with --flip_left_right), then copies distorted at random by "
+                           "the distortion flags (default: %(default)s)")
 
     out = p.add_argument_group(
         "outputs (one folder per run: each goes into --output_dir unless its flag is given)")
@@ -199,8 +208,22 @@ def parse_args(argv):
                    choices=("DEBUG", "INFO", "WARN", "ERROR", "FATAL"),
                    help="how much to log (default: %(default)s)")
     args = p.parse_args(argv)
+    args.given = _given(p, argv)
     _check(p, args)
     return args
+
+
+def _given(parser, argv):
+    """The names of the flags given in `argv` (a preset yields to them): what a parse
+    with every default suppressed returns."""
+    defaults = {action: action.default for action in parser._actions}
+    try:
+        for action in defaults:
+            action.default = argparse.SUPPRESS
+        return frozenset(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in defaults.items():
+            action.default = default
 
 
 class _HelpWithModules(argparse.Action):
@@ -261,9 +284,15 @@ def _check(parser, args):
 
 
 def options(args):
-    """The parsed flags as the package's TrainOptions (flag `--name` is field `name`)."""
+    """The parsed flags as the package's TrainOptions (flag `--name` is field `name`):
+    the preset's values, and the flags given in their place."""
+    return api.preset_settings(args.preset, **given_options(args))[1]
+
+
+def given_options(args):
+    """{TrainOptions field: value} of the flags given on the command line."""
     names = {f.name for f in dataclasses.fields(api.TrainOptions)}
-    return api.TrainOptions(**{k: v for k, v in vars(args).items() if k in names})
+    return {k: v for k, v in vars(args).items() if k in names and k in args.given}
 
 
 def main(argv=None):
@@ -274,7 +303,8 @@ def main(argv=None):
     try:
         # TensorFlow loads only once the flags are fine, without its C++ start-up lines.
         api.train(args.image_dir or os.path.join(api.project_folder(), "DATASET"),
-                  args.output_dir, args.tfhub_module, **dataclasses.asdict(options(args)))
+                  args.output_dir, args.tfhub_module if "tfhub_module" in args.given else None,
+                  args.preset, **given_options(args))
     except UserError as e:
         for line in e.details:
             print(line, file=sys.stderr)

@@ -30,6 +30,7 @@ DETAILS = "MODEL_DETAILS"
 FINE_TUNE_LAYERS = 20
 FINE_TUNE_EPOCHS = 5
 FINE_TUNE_LEARNING_RATE = 1e-4
+FINE_TUNE_VARIANTS = 2  # each training image and its mirror
 # TensorFlow's rule for node names; the output must also differ from the graph's others
 # (a clash with the module's own nodes is caught when the layer is built).
 _NODE_NAME = r"[A-Za-z0-9.][A-Za-z0-9_./>-]*"
@@ -73,6 +74,7 @@ class TrainOptions:
     fine_tune_layers: object = FINE_TUNE_LAYERS  # a count, or "all"
     fine_tune_epochs: int = FINE_TUNE_EPOCHS
     fine_tune_learning_rate: float = FINE_TUNE_LEARNING_RATE
+    fine_tune_variants: int = FINE_TUNE_VARIANTS
     output_graph: str | None = None
     output_labels: str | None = None
     output_thresholds: str | None = None
@@ -99,7 +101,7 @@ class TrainOptions:
         for name in ("testing_percentage", "validation_percentage"):
             need(0 <= getattr(self, name) < 100, f"--{name} must be in [0, 100)")
         for name in ("how_many_training_steps", "eval_step_interval", "bottleneck_batch_size",
-                     "fine_tune_epochs"):
+                     "fine_tune_epochs", "fine_tune_variants"):
             need(getattr(self, name) >= 1, f"--{name} must be at least 1")
         for name in ("train_batch_size", "validation_batch_size", "test_batch_size"):
             need(getattr(self, name) >= 1 or getattr(self, name) == -1,
@@ -135,6 +137,33 @@ class TrainOptions:
              "graph already has")
 
 
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named recipe: its module(s) and the options it sets. Anything given beside it
+    (a module, an option) wins over the preset's value."""
+
+    module: str
+    options: tuple = ()  # (option, value) pairs, TrainOptions fields
+
+
+# Measured on three splits of the scene set: docs/performance.md#presets.
+PRESETS = {
+    "default": Preset(DEFAULT_MODULE),
+    "best": Preset("mobilenet_v2_100_224,places365_resnet18",
+                   (("fine_tune", True), ("fine_tune_layers", 4), ("fine_tune_epochs", 4))),
+}
+
+
+def preset_settings(preset="default", module=None, **options):
+    """`(module handles, TrainOptions)` of `preset`, with `module` and `options` (given
+    beside it) in place of its own values; UserError for an unknown preset."""
+    if preset not in PRESETS:
+        raise UserError(f"no preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    chosen = PRESETS[preset]
+    return (module_handles(chosen.module if module is None else module),
+            TrainOptions(**{**dict(chosen.options), **options}))
+
+
 class TrainResult(NamedTuple):
     """What `train` made: the measures (metrics.json's content) and where it wrote."""
 
@@ -143,24 +172,25 @@ class TrainResult(NamedTuple):
     outputs: dict  # option name (output_graph, output_labels, ...) -> path written
 
 
-def train(image_dir, output_dir=None, module=DEFAULT_MODULE, **options):
+def train(image_dir, output_dir=None, module=None, preset="default", **options):
     """Train and export a classifier on the lists in `image_dir`, as retrain.py does.
 
-    `module` is a module handle, or several separated by commas (or a sequence of
-    them); `options` are `TrainOptions` fields. Returns a `TrainResult`; raises
-    UserError on bad input or bad option values, TypeError on an unknown option.
+    `preset` names a recipe (PRESETS: "default", or "best" for the most accurate one);
+    `module` is a module handle, or several separated by commas (or a sequence of them),
+    None for the preset's; `options` are `TrainOptions` fields, each in place of the
+    preset's value. Returns a `TrainResult`; raises UserError on bad input or bad
+    option values, TypeError on an unknown option.
     """
     from multilabel.base.quiet_start import start_tensorflow
 
-    settings = TrainOptions(**options)
+    modules, settings = preset_settings(preset, module, **options)
     settings.check()
-    modules = module_handles(module)
     # TensorFlow's own deprecation notices about the v1 API used on purpose, and its
     # notes (through absl) on renaming a saved module set's inputs: not the user's concern.
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
     start_tensorflow()  # before anything imports it, so without its C++ start-up lines
-    config = retrain_config(image_dir, output_dir, modules, settings)
+    config = retrain_config(image_dir, output_dir, modules, settings, preset)
     from multilabel import retraining
 
     measures = retraining.run(config)
@@ -196,7 +226,7 @@ def run_folder_paths(output_dir, settings):
             else getattr(settings, name) for name, default in NAMES.items()}
 
 
-def retrain_config(image_dir, output_dir, modules, settings):
+def retrain_config(image_dir, output_dir, modules, settings, preset="default"):
     """The run's frozen configuration (`retraining.RetrainConfig`)."""
     from multilabel import retraining
     from multilabel.data.distortions import Distortions
@@ -237,13 +267,15 @@ def retrain_config(image_dir, output_dir, modules, settings):
             tflite_output_file=paths["tflite_output_file"], report_page=paths["report_page"],
             report_wrong_images=s.report_wrong_images,
             tflite_only_if_faithful=s.tflite_output_file is None),
-        changed_flags=_changed(settings, modules, output_dir),
+        changed_flags=_changed(settings, modules, output_dir, preset), preset=preset,
         fine_tune=_fine_tune_config(s, distortions, paths["checkpoint_path"]))
 
 
-def _changed(settings, modules, output_dir):
+def _changed(settings, modules, output_dir, preset):
     """(option, value) pairs that differ from the defaults, for the report page."""
-    changed = [("tfhub_module", ",".join(modules))] if modules != (DEFAULT_MODULE,) else []
+    changed = [("preset", preset)] if preset != "default" else []
+    if modules != (DEFAULT_MODULE,):
+        changed.append(("tfhub_module", ",".join(modules)))
     if output_dir is not None:
         changed.append(("output_dir", output_dir))
     defaults = TrainOptions()
@@ -260,7 +292,7 @@ def _fine_tune_config(settings, distortions, checkpoint_path):
 
     return fine_tuning.FineTuneConfig(
         layers=settings.fine_tune_layers, epochs=settings.fine_tune_epochs,
-        learning_rate=settings.fine_tune_learning_rate,
+        learning_rate=settings.fine_tune_learning_rate, variants=settings.fine_tune_variants,
         distortions=distortions if distortions.enabled else fine_tuning.DEFAULT_DISTORTIONS,
         checkpoint_dir=os.path.join(os.path.dirname(checkpoint_path) or ".", "fine_tune"),
         resume=settings.resume)

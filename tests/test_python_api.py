@@ -297,3 +297,19 @@ def test_a_missing_run_folder_is_named_without_starting_tensorflow(tmp_path):
     assert process.stdout.splitlines() == [
         f"{tmp_path / 'nowhere'}: run folder not found (retrain.py --output_dir writes one)",
         "False"]
+
+
+def test_a_preset_sets_its_recipe_and_flags_given_beside_it_win():
+    best = retrain.parse_args(["--preset", "best"])
+    modules, settings = api.preset_settings("best")
+    assert retrain.options(best) == settings and settings.fine_tune
+    assert modules == api.module_handles(api.PRESETS["best"].module)
+    # A flag given beside the preset wins, even one given at the default's value.
+    given = retrain.parse_args(["--preset", "best", "--fine_tune_layers",
+                                str(api.FINE_TUNE_LAYERS)])
+    assert retrain.options(given).fine_tune_layers == api.FINE_TUNE_LAYERS
+    assert settings.fine_tune_layers != api.FINE_TUNE_LAYERS
+    assert api.preset_settings("default") == ((api.DEFAULT_MODULE,), multilabel.TrainOptions())
+    assert api.preset_settings("best", module="a,b")[0] == ("a", "b")
+    with pytest.raises(multilabel.UserError, match="no preset 'fastest'"):
+        api.preset_settings("fastest")

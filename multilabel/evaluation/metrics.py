@@ -18,7 +18,12 @@ can be compared with other work:
   without positives has no AP (NaN, `None` in `evaluate`); mAP is the mean over the
   classes with at least one positive.
 - Ranking measures follow Zhang & Zhou (2014), "A review on multi-label learning
-  algorithms". Ties are resolved against the model, as sklearn does: a label's rank is
+  algorithms", as the MIML papers on the scene set report them (Zhou & Zhang, NIPS
+  2006): one-error, coverage, ranking loss and *average precision*, which is
+  example-based (per image, over its true labels, the share of true labels ranked at
+  or above each) and is sklearn's label-ranking average precision, the key
+  `label_ranking_average_precision`. It is not `mean_average_precision`, the
+  label-based macro mAP (per class, over images, then averaged over classes). Ties are resolved against the model, as sklearn does: a label's rank is
   the number of labels scored at least as high, so constant scores cannot look good.
   An instance with no true label has no ranking to get wrong and counts as perfect in
   all four (one-error 0, coverage 0, ranking loss 0, LRAP 1, as sklearn gives for the
@@ -184,8 +189,9 @@ def ranking_loss(y_true, probs):
 
 
 def label_ranking_average_precision(y_true, probs):
-    """sklearn's LRAP: mean over instances, and over each true label j, of the share of
-    true labels among the labels scored >= j. An instance without true labels gives 1."""
+    """Example-based average precision (the MIML papers' "average precision"; sklearn's
+    LRAP): mean over instances, and over each true label j, of the share of true labels
+    among the labels scored >= j. An instance without true labels gives 1."""
     y_true, probs = _check(y_true, probs)
     rank, rank_true = _ranks(y_true, probs)
     n_true = y_true.sum(axis=1)
@@ -267,7 +273,7 @@ def format_report(metrics, class_names):
         f" {_cell(m['macro_recall'])} {_cell(m['macro_f1'])}",
         f"mAP {_cell(m['mean_average_precision'])}  one-error {_cell(m['one_error'])}"
         f"  coverage {_cell(m['coverage'])}  ranking loss {_cell(m['ranking_loss'])}"
-        f"  LRAP {_cell(m['label_ranking_average_precision'])}",
+        f"  example-based AP {_cell(m['label_ranking_average_precision'])}",
     ]
     width = max([len("class")] + [len(name) for name in class_names])
     lines.append(f"{'class':<{width}}  threshold      AP       P       R      F1  support")

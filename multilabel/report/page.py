@@ -36,7 +36,8 @@ SUMMARY_MEASURES = (
     ("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
     ("macro_f1", "macro F1"),
     ("mean_average_precision", "mAP"),
-    ("label_ranking_average_precision", "label-ranking average precision"),
+    ("label_ranking_average_precision",
+     "average precision, example-based (the MIML papers' measure; sklearn's LRAP)"),
     ("one_error", "one-error (lower is better)"), ("coverage", "coverage (lower is better)"),
     ("ranking_loss", "ranking loss (lower is better)"),
 )

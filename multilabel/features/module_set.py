@@ -35,12 +35,10 @@ from multilabel.features.backbones.saved_feature_module import is_saved_model
 from multilabel.features.engines import make_engine
 from multilabel.base.errors import UserError
 from multilabel.features.input_pipeline import feature_batches
+from multilabel.features.set_members import RESIZE_VERSION, resize_for
 
 logger = logging.getLogger(__name__)
 
-# Part of a resized member's cache key and of a combination's folder name: change it
-# whenever `resize_for` changes what pixels a member sees.
-RESIZE_VERSION = "tf-resize-bilinear-v1"
 COMBINATIONS_DIR = "combinations"
 
 
@@ -100,19 +98,6 @@ def member_key(fingerprint, size, input_size):
     chain = (f"{fingerprint}|{input_size[0]}x{input_size[1]}|{bottlenecks.PREPROCESSING_VERSION}"
              f"|{RESIZE_VERSION}|{size[0]}x{size[1]}")
     return hashlib.sha256(chain.encode()).hexdigest()[:16]
-
-
-def resize_for(images, size):
-    """`images` `[N, H, W, 3]` resized to `size` (height, width) for a member, or as they are.
-
-    Bilinear with half-pixel centres (`tf.image.resize`'s default): one TensorFlow op,
-    the same kernel eagerly (bottlenecks) and in the exported graph, and a TFLite
-    builtin. Antialiasing would be kinder to large reductions, but its op is not one
-    TFLite runs without TensorFlow's own kernels.
-    """
-    if tuple(images.shape[1:3]) == tuple(size):
-        return images
-    return tf.image.resize(images, size, method="bilinear")
 
 
 def _member(handle, path, fingerprint, size, input_size, bottleneck_dir, engine_kind):
@@ -201,20 +186,13 @@ def _fill_caches(paths, module_set, caches, batch_size):
                     caches[k].store(digest, part)
 
 
-def saved_members(module):
-    """The members of a loaded module set saved by `_combination`, in order (restored
-    as the tracked `members` list); `(module,)` for a module of its own."""
-    members = getattr(module, "members", None)
-    return tuple(members) if members else (module,)
-
-
 class _Combination(tf.Module):
     """The members, each resizing the set's images as it needs, concatenated: `[N, D]`."""
 
     def __init__(self, member_paths, sizes, input_size):
         super().__init__(name="module_set")
         # Tracked, so that saving the combination saves every member's variables (and
-        # `saved_members` finds them in the loaded set).
+        # `set_members.saved_members` finds them in the loaded set).
         self.members = [feature_modules.load_module(p) for p in member_paths]
         self._sizes = [tuple(s) for s in sizes]
         self.__call__ = tf.function(

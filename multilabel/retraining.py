@@ -92,12 +92,19 @@ def run(config):
             tuned = fine_tuning.fine_tune(config.fine_tune, module, data, features, result,
                                           config.train, scratch)
             clock.lap("fine-tuning")
-            final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales)
+            final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales,
+                              fine_tuned=True)
             clock.lap("evaluation")
             _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
             _export(config, module._replace(path=tuned.module_path), tuned.head, data, final,
                     report)
+            # The fine-tuned module has seen the training images: their labels are judged
+            # by phase 1's out-of-fold predictions, which have not; test images by the
+            # exported model.
+            final = final._replace(held_out=tuple(
+                part for part in evaluation.held_out if part.name != "test") + tuple(
+                part for part in final.held_out if part.name == "test"))
     issues = _write_label_issues(config.outputs, final, data.class_names)
     clock.lap("export")
     if config.outputs.report_page:
@@ -112,14 +119,30 @@ class _Evaluation(collections.namedtuple(
     found in."""
 
 
-def _evaluate(config, data, result, features, head_steps, scales):
+def _evaluate(config, data, result, features, head_steps, scales, fine_tuned=False):
     """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
-    then the validation and test report."""
+    then the validation and test report.
+
+    A `fine_tuned` module was trained on the training images, so its features of them
+    are more separable than of new images, and thresholds chosen on them may be worse
+    than 0.5: each is checked on the validation images, which it did not train on, and
+    replaced by 0.5 where 0.5 does better there (docs/fine_tuning.md#thresholds).
+    """
     train_x, validation_x, test_x = features
     train_labels = np.concatenate([data.train.labels, data.validation.labels])
     chosen, out_of_fold = trainer.out_of_fold_thresholds(
         np.concatenate([train_x, validation_x]), train_labels, config.train, head_steps, scales)
+    replaced = {}
+    if fine_tuned and len(data.validation):
+        chosen, replaced = thresholds_lib.guarded(chosen, data.validation.labels,
+                                                  _probs(validation_x, result))
+        for c, (f1, plain) in replaced.items():
+            logger.warning("Class %s: threshold 0.5, not the out-of-fold one, which scored F1 "
+                           "%.4f on validation against 0.5's %.4f", data.class_names[c], f1,
+                           plain)
     report = {"thresholds": [float(t) for t in chosen]}
+    if fine_tuned:
+        report["thresholds_set_to_0.5"] = [data.class_names[c] for c in replaced]
     # An empty label set is always wrong where no training image has one: the top-margin
     # rule then fills it (evaluation.thresholds), in the measures and in label_image.py.
     never_empty = thresholds_lib.data_never_empty(data.train.labels, data.validation.labels)

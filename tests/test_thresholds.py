@@ -11,6 +11,7 @@ from multilabel.evaluation.thresholds import (
     best_f1_threshold,
     best_f1_thresholds,
     data_never_empty,
+    guarded,
     read_rule,
     read_thresholds,
     rule_path,
@@ -238,3 +239,18 @@ def test_a_bad_rule_file_is_named(tmp_path, content):
     (tmp_path / "output_thresholds.json").write_text(content)
     with pytest.raises(UserError, match="output_thresholds.json: not a label rule file"):
         read_rule(tmp_path / "output_thresholds.txt")
+
+
+def test_a_threshold_worse_than_half_on_held_out_predictions_is_replaced_by_half():
+    labels = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
+    probs = np.array([[0.9, 0.9], [0.6, 0.2], [0.3, 0.8], [0.1, 0.35]])
+    # Class 0: 0.2 predicts the 0.3 negative too (F1 0.8), 0.5 is perfect (1.0); class 1:
+    # 0.3 predicts the 0.35 negative too (F1 0.8). Both replaced; a tie keeps its own.
+    kept, replaced = guarded([0.2, 0.3], labels, probs)
+    assert kept.tolist() == [0.5, 0.5]
+    assert replaced == {0: (0.8, 1.0), 1: (0.8, 1.0)}
+    kept, replaced = guarded([0.55, 0.7], labels, probs)
+    assert kept.tolist() == [0.55, 0.7] and replaced == {}  # as good as 0.5: kept
+    kept, replaced = guarded([0.7, 0.85], labels, probs)
+    assert kept.tolist() == [0.5, 0.5]  # too high: each misses a positive
+    assert replaced[0] == (pytest.approx(2 / 3), 1.0)

@@ -93,6 +93,33 @@ def best_f1_thresholds(y_true, probs):
     return thresholds
 
 
+def guarded(thresholds, y_true, probs):
+    """`thresholds`, with 0.5 in place of each one that does worse than 0.5 on held-out
+    predictions `probs` (F1 against `y_true`); and the classes replaced, as
+    `{class index: (F1 at its threshold, F1 at 0.5)}`.
+
+    After fine-tuning, thresholds chosen on the fine-tuned module's features of its own
+    training images can come out worse than an untuned 0.5; the validation part, which
+    no training saw, is what tells. Ties keep the chosen threshold.
+    """
+    y_true, probs = check_labels_and_probs(y_true, probs)
+    kept = np.array(thresholds, dtype=np.float64)
+    replaced = {}
+    for c in range(probs.shape[1]):
+        chosen, plain = (_f1(y_true[:, c], probs[:, c] >= t)
+                         for t in (kept[c], DEFAULT_THRESHOLD))
+        if chosen < plain:
+            replaced[c] = (chosen, plain)
+            kept[c] = DEFAULT_THRESHOLD
+    return kept, replaced
+
+
+def _f1(labels, predicted):
+    """F1 of 0/1 `predicted` against `labels`; 0 where both are empty (zero_division=0)."""
+    denominator = int(predicted.sum()) + int(labels.sum())
+    return 2 * int((predicted & labels.astype(bool)).sum()) / denominator if denominator else 0.0
+
+
 def apply_thresholds(probs, thresholds, never_empty=False):
     """Boolean predictions [N, C]: `probs >= thresholds` (thresholds scalar or [C]).
 

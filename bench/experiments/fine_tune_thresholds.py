@@ -37,7 +37,8 @@ from multilabel.evaluation import metrics, thresholds as thresholds_lib
 from multilabel.training import trainer
 
 MEASURES = (("label_accuracy", "label acc"), ("exact_match", "exact"),
-            ("mean_average_precision", "mAP"))
+            ("mean_average_precision", "mAP"),
+            ("label_ranking_average_precision", "example-based AP"))
 
 
 def main(argv=None):

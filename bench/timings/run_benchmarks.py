@@ -21,9 +21,10 @@ Every figure is measured in this one run, next to its reference, on the same ima
    DirectRunner with 2 worker processes on the largest set, cold cache, start-up
    included, against the cold retrain.py run's time to its last bottleneck, with the
    largest relative difference between their vectors;
-8. `retrain.py --preset best` (a module set, fine-tuned) on all 2,000 images, cold
+9. `retrain.py --preset best` (a module set, fine-tuned) on all 2,000 images, cold
    cache: time and peak memory against the 21 minutes it took before, where the time
-   went, and its test measures (left out with --quick).
+   went, and its test measures (left out with --quick; figure 8, the Beam cluster, is
+   bench/timings/beam_cluster.py's).
 
 Scratch files go to a temporary folder, removed at the end; nothing in the project's
 own MODEL_DETAILS/ is touched. The default module is built into MODEL/ when missing.
@@ -66,7 +67,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true",
                    help="fewer images everywhere: a smoke test of the bench, not a measure")
     p.add_argument("--best_only", action="store_true",
-                   help="only figure 8, the cold --preset best run (about 13 minutes)")
+                   help="only figure 9, the cold --preset best run (about 13 minutes)")
     return p.parse_args(argv)
 
 
@@ -411,7 +412,7 @@ def beam_difference(beam_cache, details):
     return worst
 
 
-# --- 8: the best preset, cold ------------------------------------------------------------
+# --- 9: the best preset, cold ------------------------------------------------------------
 
 # A cold run of the module set with fine-tuning before the cut cache (docs/performance.md).
 BEST_BEFORE_MINUTES = 21
@@ -437,7 +438,7 @@ def best_preset_rows(scenes, model_dir, scratch):
         a, b = run.stamp(start), run.stamp(end)
         if a is not None and b is not None:
             phases.append(f"{name} {b - a:.0f} s")
-    return [("8", "Cold retrain.py --preset best, 2,000 images",
+    return [("9", "Cold retrain.py --preset best, 2,000 images",
              f"{run.seconds / 60:.1f} min, {run.peak_mb:.0f} MB peak "
              f"(before: {BEST_BEFORE_MINUTES} min)",
              "; ".join(phases) + f"; test label accuracy {test['label_accuracy']:.4f}, "

@@ -61,6 +61,7 @@ v1 = tf.compat.v1
 
 ALL_LAYERS = "all"
 BATCH_SIZE = 32
+_PARTS = ("train", "validation", "test")  # the data's parts, in the order features come
 # The distortions a bare --fine_tune draws its copies from: mild enough to keep a scene's labels.
 DEFAULT_DISTORTIONS = Distortions(flip_left_right=True, random_crop=10, random_scale=10,
                                   random_brightness=10)
@@ -210,7 +211,8 @@ def fine_tune(config, module, data, features, phase_1, train_config, scratch_dir
     summary = {"layers": len(chosen), "module_layers": len(tunable.layers),
                "first_layer": chosen[0].name, "epochs": config.epochs,
                "learning_rate": config.learning_rate, "batch_size": BATCH_SIZE,
-               "variants": config.variants, "cut_shapes": [list(map(list, s)) for s in cached.shapes],
+               "variants": config.variants,
+               "cut_shapes": [[list(shape) for shape in shapes] for shapes in cached.shapes],
                "cut_bytes": cached.nbytes,
                "distortions": dataclasses.asdict(config.distortions), "best_epoch": best_epoch,
                "validation_map_by_epoch": history, "train_loss_by_epoch": losses}
@@ -233,9 +235,6 @@ def _cuts(parts, tuned):
             cut = module_cut.uncut(part.call, part.size)
         cuts.append(cut)
     return cuts
-
-
-_PARTS = ("train", "validation", "test")
 
 
 class _CutTensors:

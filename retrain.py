@@ -66,7 +66,7 @@ def parse_args(argv):
                              "into --model_dir on first use), a SavedModel folder, a file:// "
                              "path or a TF Hub URL; several, "
                              "separated by commas, to train on their features side by side "
-                             "(default: %(default)s)")
+                             "(default: the preset's; %(default)s for the default preset)")
     module.add_argument("--model_dir",
                         help="where named modules are built and kept (default: MODEL in the "
                              "project folder)")

@@ -31,7 +31,6 @@ def cut_function(function, tuned_variables):
     `ReadVariableOp` (inside a nested function call, say), or tuned variables that the
     output does not depend on.
     """
-    graph = function.graph
     if len(function.outputs) != 1:
         return None
     output = function.outputs[0]
@@ -70,11 +69,12 @@ def _variable_reads(function):
 
 
 def _downstream(ops):
-    """`ops` and every op that depends on one of them, by data or control edges."""
+    """`ops` and every op that takes a value computed from one of them (data edges: the
+    control edges a tf.function adds only order stateful ops)."""
     seen, stack = set(ops), list(ops)
     while stack:
         op = stack.pop()
-        for after in [c for t in op.outputs for c in t.consumers()] + list(op._control_outputs):
+        for after in (c for t in op.outputs for c in t.consumers()):
             if after not in seen:
                 seen.add(after)
                 stack.append(after)

@@ -307,9 +307,9 @@ class _CutTensors:
                 column += member.dim
 
     def _batches(self, paths, version, seed):
-        """Per batch of `paths` in version `version`: `(images, a value per cut tensor)`,
-        the value None for a frozen member's vector, which version 0 takes from the
-        bottlenecks."""
+        """Per batch of `paths` in version `version`: `(its size, [a value per cut
+        tensor])`, the value None for a frozen member's vector, which version 0 takes from
+        the bottlenecks."""
         height, width = self.module.height, self.module.width
         mirror = self.config.distortions.flip_left_right
         if version == 0 or (version == 1 and mirror):

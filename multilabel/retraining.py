@@ -93,18 +93,12 @@ def run(config):
                                           config.train, scratch)
             clock.lap("fine-tuning")
             final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales,
-                              fine_tuned=True)
+                              phase_1=evaluation)
             clock.lap("evaluation")
             _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
             _export(config, module._replace(path=tuned.module_path), tuned.head, data, final,
                     report)
-            # The fine-tuned module has seen the training images: their labels are judged
-            # by phase 1's out-of-fold predictions, which have not; test images by the
-            # exported model.
-            final = final._replace(held_out=tuple(
-                part for part in evaluation.held_out if part.name != "test") + tuple(
-                part for part in final.held_out if part.name == "test"))
     issues = _write_label_issues(config.outputs, final, data.class_names)
     clock.lap("export")
     if config.outputs.report_page:
@@ -119,29 +113,32 @@ class _Evaluation(collections.namedtuple(
     found in."""
 
 
-def _evaluate(config, data, result, features, head_steps, scales, fine_tuned=False):
+def _evaluate(config, data, result, features, head_steps, scales, phase_1=None):
     """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
     then the validation and test report.
 
-    A `fine_tuned` module was trained on the training images, so its features of them
-    are more separable than of new images, and thresholds chosen on them may be worse
-    than 0.5: each is checked on the validation images, which it did not train on, and
-    replaced by 0.5 where 0.5 does better there (docs/fine_tuning.md#thresholds).
+    After fine-tuning (`phase_1`: the evaluation of the model before it), the module was
+    trained on the training images, so its features of them are more separable than of
+    new images: each threshold chosen on them is checked on the validation images, which
+    it did not train on, and replaced by 0.5 where 0.5 does better there
+    (docs/fine_tuning.md#thresholds); and the training images' labels are judged by
+    phase 1's out-of-fold predictions, which the fine-tuned module did not train on.
     """
     train_x, validation_x, test_x = features
     train_labels = np.concatenate([data.train.labels, data.validation.labels])
     chosen, out_of_fold = trainer.out_of_fold_thresholds(
         np.concatenate([train_x, validation_x]), train_labels, config.train, head_steps, scales)
+    validation_probs = _probs(validation_x, result)
     replaced = {}
-    if fine_tuned and len(data.validation):
+    if phase_1 is not None and len(data.validation):
         chosen, replaced = thresholds_lib.guarded(chosen, data.validation.labels,
-                                                  _probs(validation_x, result))
+                                                  validation_probs)
         for c, (f1, plain) in replaced.items():
             logger.warning("Class %s: threshold 0.5, not the out-of-fold one, which scored F1 "
                            "%.4f on validation against 0.5's %.4f", data.class_names[c], f1,
                            plain)
     report = {"thresholds": [float(t) for t in chosen]}
-    if fine_tuned:
+    if phase_1 is not None:
         report["thresholds_set_to_0.5"] = [data.class_names[c] for c in replaced]
     # An empty label set is always wrong where no training image has one: the top-margin
     # rule then fills it (evaluation.thresholds), in the measures and in label_image.py.
@@ -149,7 +146,7 @@ def _evaluate(config, data, result, features, head_steps, scales, fine_tuned=Fal
     report["never_empty"] = never_empty
     if len(data.validation):
         report["validation"] = metrics.evaluate(
-            data.validation.labels, _probs(validation_x, result), chosen, never_empty)
+            data.validation.labels, validation_probs, chosen, never_empty)
     test, test_x = _test_subset(data.test, test_x, config)
     test_probs = _probs(test_x, result)
     if len(test):
@@ -159,7 +156,9 @@ def _evaluate(config, data, result, features, head_steps, scales, fine_tuned=Fal
     else:
         logger.warning("The test part is empty: no test report")
     held_out = [label_issues.Part("test", test.paths, test.labels, test_probs)]
-    if out_of_fold is not None:
+    if phase_1 is not None:
+        held_out[:0] = [part for part in phase_1.held_out if part.name == "train"]
+    elif out_of_fold is not None:
         held_out.insert(0, label_issues.Part("train", data.train.paths + data.validation.paths,
                                              train_labels, out_of_fold))
     return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out))

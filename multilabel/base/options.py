@@ -1,0 +1,342 @@
+"""Every option of a training run, declared once: the `TrainOptions` tree.
+
+Each field is one option: its name is the retrain.py flag (`--how_many_training_steps`,
+as the original retrain.py and TF Hub's call it), the keyword of `multilabel.train`,
+and the attribute every stage reads; no stage renames it. Its metadata holds the rest
+of the flag: the help text, the group it is listed under, how a command-line string
+becomes a value, and for an output file its usual name in the run folder. retrain.py
+builds its parser from these fields in a loop, `TrainOptions.check` rejects values that
+cannot work, and a preset is a dict of field values.
+
+Adding an option is one field here (and a line in `check` if some values can't work),
+then reading `options.NAME` where it is used; an output file is a field with `file=`,
+and the run folder, the manifest's reader and `multilabel.train`'s list of written
+files all follow (docs/development.md shows one option added).
+"""
+
+import dataclasses
+import math
+import os
+import re
+
+from multilabel.base.errors import UserError
+
+DEFAULT_MODULE = "mobilenet_v2_100_224"
+ALL_LAYERS = "all"  # --fine_tune_layers: every layer of the module
+
+# The groups of retrain.py's help, in order: name -> title ("" for the top, ungrouped).
+GROUPS = {
+    "": "",
+    "data": "data",
+    "module": "feature module and bottlenecks",
+    "training": "training",
+    "distortions": "distortions (slow: training images then go through the module at every "
+                   "step)",
+    "fine_tuning": "fine-tuning (phase 2: after the head, train the module's top layers with "
+                   "it on distorted images)",
+    "outputs": "outputs (one folder per run: each goes into --output_dir unless its flag is "
+               "given)",
+}
+
+# TensorFlow's rule for node names; the output must also differ from the graph's others
+# (a clash with the module's own nodes is caught when the layer is built).
+_NODE_NAME = r"[A-Za-z0-9.][A-Za-z0-9_./>-]*"
+_TAKEN_NAMES = ("Placeholder", "BottleneckInputPlaceholder", "GroundTruthInput")
+_LAYER_SCOPE = "final_retrain_ops/"
+
+
+def option(default, help, group, *, parse=None, choices=None, file=None):
+    """A `TrainOptions` field: `default`, the flag's `help` (its default is added) and
+    `group` (GROUPS); `parse` turns the flag's text into a value (by default the type of
+    `default`; a bool is a switch); `choices` limits it; `file` is an output's usual name
+    in the run folder (the option's value None means that name)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "group": group, "parse": parse, "choices": choices, "file": file})
+
+
+def module_handles(module):
+    """The module handles of `module` (comma-separated, or a sequence), as a tuple;
+    UserError for an empty or repeated one."""
+    handles = tuple(h.strip() for h in (module.split(",") if isinstance(module, str)
+                                        else module))
+    if not handles or not all(handles):
+        raise UserError(f"empty module handle in {module!r}")
+    repeated = sorted({h for h in handles if handles.count(h) > 1})
+    if repeated:
+        raise UserError(f"module {repeated[0]!r} given twice in {module!r}")
+    return handles
+
+
+def positive_weights(text):
+    """--pos_weight: one positive number, or one per class separated by commas."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"not a number or comma-separated numbers: {text!r}") from None
+    if any(not v > 0 for v in values):
+        raise UserError("weights must be positive")
+    return values[0] if len(values) == 1 else values
+
+
+def layer_count(text):
+    """--fine_tune_layers: a count of at least 1, or 'all'."""
+    if text == ALL_LAYERS:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"not a number or {ALL_LAYERS!r}: {text!r}") from None
+    if value < 1:
+        raise UserError("must be at least 1")
+    return value
+
+
+def _in_run(name):
+    return f"(default: {name} in --output_dir)"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Every option of a training run, with its default.
+
+    A path left None takes its default: the project's folders for the data, modules and
+    bottleneck cache (base.project), the run folder for an output (`file=`). "" leaves
+    an optional output out (tflite_output_file, report_page, saved_model_dir). Build
+    one from a preset with `from_preset`.
+    """
+
+    preset: str = option(
+        "default", "a recipe: 'default', or 'best' for the most accurate one (a module set, "
+        "fine-tuned; see docs/performance.md). Flags given beside it win over its values",
+        "", choices=("best", "default"))
+
+    image_dir: str | None = option(
+        None, "dataset folder holding dataset_train.lst, dataset_test.lst, class_names.txt "
+        "and the images the lists name (default: DATASET in the project folder)", "data",
+        parse=str)
+    num_classes: int | None = option(
+        None, "labels per image; read from the lists when omitted, an error when it "
+        "disagrees with them", "data", parse=int)
+    testing_percentage: int = option(
+        10, "percent of the training list held out for testing, by the same file-name hash "
+        "as validation; applies ONLY when --image_dir has no dataset_test.lst "
+        "(data_generation.py writes one), and is ignored otherwise", "data")
+    validation_percentage: int = option(
+        10, "percent of the training list held out for validation, chosen by a stable hash "
+        "of each file name", "data")
+    skip_invalid_images: bool = option(
+        False, "drop missing or undecodable images (with a count) instead of stopping", "data")
+
+    tfhub_module: tuple = option(
+        (DEFAULT_MODULE,), "feature-vector module: a built-in name (listed at the end; built "
+        "into --model_dir on first use), a SavedModel folder, a file:// path or a TF Hub URL; "
+        "several, separated by commas, to train on their features side by side (the 'best' "
+        "preset's: mobilenet_v2_100_224,places365_resnet18)", "module", parse=module_handles)
+    model_dir: str | None = option(
+        None, "where named modules are built and kept (default: MODEL in the project "
+        "folder)", "module", parse=str)
+    bottleneck_dir: str | None = option(
+        None, "bottleneck cache, keyed by module and image content, shared by runs "
+        "(default: MODEL_DETAILS/bottlenecks in the project folder)", "module", parse=str)
+    bottleneck_batch_size: int = option(
+        32, "images per forward pass when computing bottlenecks", "module")
+    bottleneck_engine: str = option(
+        "auto", "what runs the module to compute bottlenecks: tflite (XNNPACK, about 4 times "
+        "faster on a CPU), tensorflow, or auto: tflite where its vectors match tensorflow's, "
+        "else tensorflow. The exported graph is the same either way", "module",
+        choices=("auto", "tflite", "tensorflow"))
+
+    how_many_training_steps: int = option(1800, "training steps", "training")
+    learning_rate: float = option(0.001, "learning rate", "training")
+    optimizer: str = option("adam", "optimizer", "training", choices=("adam", "sgd"))
+    l2_regularization: float = option(
+        1e-3, "weight of the L2 penalty on the new layer's weights", "training")
+    pos_weight: float | tuple | None = option(
+        None, "weight of positive labels in the loss, one value or one per class separated "
+        "by commas, against class imbalance (default: 1)", "training", parse=positive_weights)
+    train_batch_size: int = option(100, "images per training step; -1 for all", "training")
+    eval_step_interval: int = option(
+        10, "evaluate on validation every N steps; the step with the best validation mAP is "
+        "kept", "training")
+    validation_batch_size: int = option(
+        -1, "validation images per evaluation; -1 for all, which keeps early stopping "
+        "stable", "training")
+    test_batch_size: int = option(
+        -1, "test images to evaluate at the end; -1 for all", "training")
+    random_seed: int = option(
+        0, "seed for initialisation, batches and distortions: the same seed repeats a run",
+        "training")
+    checkpoint_path: str | None = option(
+        None, "checkpoint prefix, saved at each evaluation", "training", parse=str,
+        file=os.path.join("checkpoints", "retrain"))
+    resume: bool = option(
+        False, "continue from the last checkpoint at --checkpoint_path", "training")
+
+    flip_left_right: bool = option(
+        False, "randomly mirror half of the training images", "distortions")
+    random_crop: int = option(0, "percent margin to crop training images randomly",
+                              "distortions")
+    random_scale: int = option(0, "percent by which to scale training images up randomly",
+                               "distortions")
+    random_brightness: int = option(
+        0, "percent by which to scale pixel values randomly up or down", "distortions")
+
+    fine_tune: bool = option(
+        False, "fine-tune after training the head, which then trains on cached bottlenecks; "
+        "the distortion flags apply to fine-tuning, and without any it uses "
+        "--flip_left_right --random_crop 10 --random_scale 10 --random_brightness 10",
+        "fine_tuning")
+    # The fine-tuning defaults are measured on the scene set (docs/fine_tuning.md).
+    fine_tune_layers: int | str = option(
+        20, "how many of the module's layers to train, counted from the output, or 'all'. A "
+        "layer is a group of trainable variables with one name prefix (a convolution and "
+        "its batch norm are two), in the order the module uses them", "fine_tuning",
+        parse=layer_count)
+    fine_tune_epochs: int = option(
+        5, "passes over the training images, on one cosine schedule; the model at its end is "
+        "kept unless the phase 1 model scores at least as high on validation mAP, and no "
+        "middle epoch is ever kept", "fine_tuning")
+    fine_tune_learning_rate: float = option(
+        1e-4, "Adam's initial learning rate, decayed to zero on a cosine", "fine_tuning")
+    fine_tune_variants: int = option(
+        2, "versions of each training image whose tensors at the cut are cached and trained "
+        "on in every epoch: the image, its mirror (with --flip_left_right), then copies "
+        "distorted at random by the distortion flags", "fine_tuning")
+
+    output_dir: str | None = option(
+        None, "the run folder (default: MODEL_DETAILS in the project folder, or the folder "
+        "of --output_graph when that is given)", "outputs", parse=str)
+    output_graph: str | None = option(
+        None, "frozen graph: Placeholder [N,H,W,3] in [0,1] -> final_result "
+        "[N,num_classes]", "outputs", parse=str, file="output_graph.pb")
+    output_labels: str | None = option(
+        None, "class names in output order", "outputs", parse=str, file="output_labels.txt")
+    output_thresholds: str | None = option(
+        None, "per-class decision thresholds, each maximising F1 on out-of-fold predictions "
+        "of all training images (the validation part included), not on validation alone; "
+        "beside them (same name, .json) whether an empty label set is allowed", "outputs",
+        parse=str, file="output_thresholds.txt")
+    metrics_file: str | None = option(
+        None, "validation and test measures as JSON", "outputs", parse=str,
+        file="metrics.json")
+    test_predictions: str | None = option(
+        None, "the test images' probabilities, one JSON object a line, as label_image.py "
+        "--output_format json writes them", "outputs", parse=str,
+        file="test_predictions.jsonl")
+    label_issues: str | None = option(
+        None, "the images whose labels look wrong, worst first, as CSV", "outputs", parse=str,
+        file="label_issues.csv")
+    final_tensor_name: str = option(
+        "final_result", "name of the output node in the exported graph", "outputs")
+    intermediate_output_graphs_dir: str | None = option(
+        None, "where intermediate graphs go", "outputs", parse=str, file="intermediate_graph")
+    intermediate_store_frequency: int = option(
+        0, "write an intermediate graph every N steps; 0 for none", "outputs")
+    summaries_dir: str | None = option(
+        None, "TensorBoard summaries; each run gets a new sub-folder", "outputs", parse=str,
+        file="retrain_logs")
+    saved_model_dir: str = option(
+        "", "also export a SavedModel (signature image -> prediction) here", "outputs")
+    tflite_output_file: str | None = option(
+        None, "the TFLite model, which label_image.py runs without TensorFlow; checked "
+        "against the frozen graph, and by default left out (with a warning) where it "
+        "differs by more than 1e-4; '' for none", "outputs", parse=str,
+        file="output_graph.tflite")
+    print_misclassified_test_images: bool = option(
+        False, "list test images whose predicted label set differs from the truth", "outputs")
+    report_page: str | None = option(
+        None, "one self-contained HTML page of the run: measures, precision-recall and "
+        "training curves, the test images it got wrong; '' for none", "outputs", parse=str,
+        file="report.html")
+    report_wrong_images: int = option(
+        100, "wrong test images the page shows at most, the worst by loss first, and as many "
+        "images whose labels look wrong; -1 for all", "outputs")
+
+    @classmethod
+    def from_preset(cls, preset="default", **given):
+        """The options of `preset` (PRESETS) with `given` in place of its values;
+        UserError for an unknown preset, TypeError for an unknown option."""
+        if preset not in PRESETS:
+            raise UserError(f"no preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        if "tfhub_module" in given:
+            given["tfhub_module"] = module_handles(given["tfhub_module"])
+        return cls(**{**PRESETS[preset], **given, "preset": preset})
+
+    def changed(self):
+        """`(option, value)` pairs that differ from the defaults, in declaration order."""
+        return tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
+                     if getattr(self, f.name) != f.default)
+
+    def check(self):
+        """Raise UserError for a value that cannot work, before any work is done."""
+        def need(condition, message):
+            if not condition:
+                raise UserError(message)
+
+        need(self.preset in PRESETS, f"no preset {self.preset!r}")
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            need(not choices or getattr(self, f.name) in choices,
+                 f"--{f.name} must be one of {', '.join(choices or ())}")
+        need(self.num_classes is None or self.num_classes >= 1,
+             "--num_classes must be at least 1")
+        for name in ("testing_percentage", "validation_percentage"):
+            need(0 <= getattr(self, name) < 100, f"--{name} must be in [0, 100)")
+        for name in ("how_many_training_steps", "eval_step_interval", "bottleneck_batch_size",
+                     "fine_tune_epochs", "fine_tune_variants"):
+            need(getattr(self, name) >= 1, f"--{name} must be at least 1")
+        need(self.fine_tune_layers == ALL_LAYERS or (
+            isinstance(self.fine_tune_layers, int) and self.fine_tune_layers >= 1),
+            f"--fine_tune_layers must be at least 1, or {ALL_LAYERS!r}")
+        for name in ("train_batch_size", "validation_batch_size", "test_batch_size"):
+            need(getattr(self, name) >= 1 or getattr(self, name) == -1,
+                 f"--{name} must be positive, or -1 for all")
+        # NaN passes every comparison below; an infinite rate fails only at the first step.
+        weights = (self.pos_weight if isinstance(self.pos_weight, (list, tuple))
+                   else [self.pos_weight or 1])
+        for name, values in (("learning_rate", [self.learning_rate]),
+                             ("fine_tune_learning_rate", [self.fine_tune_learning_rate]),
+                             ("l2_regularization", [self.l2_regularization]),
+                             ("pos_weight", weights)):
+            need(all(math.isfinite(v) for v in values), f"--{name} must be a finite number")
+        need(self.learning_rate > 0 and self.fine_tune_learning_rate > 0,
+             "--learning_rate and --fine_tune_learning_rate must be positive")
+        need(self.l2_regularization >= 0, "--l2_regularization must not be negative")
+        need(all(w > 0 for w in weights), "--pos_weight must be positive")
+        need(self.intermediate_store_frequency >= 0,
+             "--intermediate_store_frequency must not be negative")
+        need(self.report_wrong_images >= -1,
+             "--report_wrong_images must not be negative, or -1 for all")
+        need(self.random_crop >= 0 and self.random_scale >= 0
+             and 0 <= self.random_brightness < 100,
+             "--random_crop and --random_scale must not be negative, "
+             "--random_brightness must be in [0, 100)")
+        need(not isinstance(self.pos_weight, (list, tuple))
+             or self.num_classes in (None, len(self.pos_weight)),
+             "--pos_weight needs one value, or one per class")
+        need(re.fullmatch(_NODE_NAME, self.final_tensor_name),
+             f"--final_tensor_name {self.final_tensor_name!r} is not a node name (letters, "
+             "digits and . _ - / >, starting with a letter, digit or .)")
+        need(self.final_tensor_name not in _TAKEN_NAMES
+             and not self.final_tensor_name.startswith(_LAYER_SCOPE),
+             f"--final_tensor_name {self.final_tensor_name!r} names a node the exported "
+             "graph already has")
+
+
+# Named recipes: option values that flags given beside them override. Measured on three
+# splits of the scene set: docs/performance.md#presets.
+PRESETS = {
+    "default": {},
+    "best": {"tfhub_module": (DEFAULT_MODULE, "places365_resnet18"), "fine_tune": True,
+             "fine_tune_layers": 4, "fine_tune_epochs": 4},
+}
+
+
+def fields():
+    """TrainOptions' fields, in declaration order: one per option."""
+    return dataclasses.fields(TrainOptions)
+
+
+def output_files():
+    """{option: its usual name in the run folder} of every output with one."""
+    return {f.name: f.metadata["file"] for f in fields() if f.metadata["file"]}

@@ -18,7 +18,7 @@ _LAZY = {
     "Classifier": "multilabel.labelling.classifier",
     "Prediction": "multilabel.labelling.classifier",
     "train": "multilabel.api",
-    "TrainOptions": "multilabel.api",
+    "TrainOptions": "multilabel.base.options",
     "TrainResult": "multilabel.api",
     "UserError": "multilabel.base.errors",
 }

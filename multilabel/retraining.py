@@ -3,7 +3,6 @@
 import collections
 import concurrent.futures
 import contextlib
-import dataclasses
 import datetime
 import itertools
 import logging
@@ -25,45 +24,27 @@ from multilabel.training import feature_scaling, fine_tuning, trainer
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class RetrainConfig:
-    image_dir: str
-    num_classes: object  # int, or None to read it from the lists
-    testing_percentage: int
-    validation_percentage: int
-    skip_invalid_images: bool
-    tfhub_modules: tuple  # one handle, or several whose features are concatenated
-    model_dir: str
-    bottleneck_dir: str
-    bottleneck_batch_size: int
-    bottleneck_engine: str  # engines.KINDS: auto, tflite or tensorflow
-    test_batch_size: int
-    checkpoint_path: str
-    resume: bool
-    print_misclassified_test_images: bool
-    distortions: Distortions
-    train: trainer.TrainConfig
-    outputs: stage.Outputs
-    changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
-    fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
-    preset: str = "default"  # the recipe named (api.PRESETS), for the report
+def run(options, changed=()):
+    """Train and export a classifier as `options` (a `TrainOptions` whose paths are
+    resolved: api.resolve) say; return the measures written to metrics.json. Raise
+    UserError on bad input.
 
-
-def run(config):
-    """Train and export a classifier as `config` says; return the measures written to
-    metrics.json. Raise UserError on bad input."""
+    `changed` are the `(option, value)` pairs the user set (`TrainOptions.changed`,
+    before the paths were resolved): the report lists them, and an output the user
+    named must be written or fail, where a default one may be left out with a warning.
+    """
     clock = StageClock()
-    data = dataset_lib.load_dataset(config.image_dir, config.num_classes,
-                                    config.validation_percentage, config.testing_percentage)
-    data = dataset_lib.drop_invalid_images(data, config.skip_invalid_images)
+    data = dataset_lib.load_dataset(options.image_dir, options.num_classes,
+                                    options.validation_percentage, options.testing_percentage)
+    data = dataset_lib.drop_invalid_images(data, options.skip_invalid_images)
     _log_sizes(data)
     clock.lap("data")
-    module = module_set.load_module_set(config.tfhub_modules, config.model_dir,
-                                        config.bottleneck_dir, config.bottleneck_engine)
-    if config.fine_tune:
+    module = module_set.load_module_set(options.tfhub_module, options.model_dir,
+                                        options.bottleneck_dir, options.bottleneck_engine)
+    if options.fine_tune:
         fine_tuning.load_fine_tunable(module.path)  # refuse a module it can't train, early
     clock.lap("module")
-    features = _bottlenecks(config, module, data)
+    features = _bottlenecks(options, module, data)
     train_x, validation_x, _ = features
     scales = _feature_scales(module, train_x)
     clock.lap("bottlenecks")
@@ -71,38 +52,38 @@ def run(config):
     if not len(data.validation):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
     records = trainer.TrainRecords(
-        config.outputs.summaries_dir, config.checkpoint_path, config.resume,
-        stage.intermediate_graph_writer(config.outputs, _classifier(config, module)))
-    with _train_inputs(config, module, data.train, train_x) as inputs:
+        options.summaries_dir, options.checkpoint_path, options.resume,
+        stage.intermediate_graph_writer(options, _classifier(options, module)))
+    with _train_inputs(options, module, data.train, train_x) as inputs:
         result = trainer.train(trainer.TrainData(inputs, data.train.labels, validation_x,
                                                  data.validation.labels, data.class_names,
-                                                 scales), config.train, records)
+                                                 scales), options, records)
     clock.lap("training")
-    report = {"preset": config.preset, "module": ",".join(config.tfhub_modules),
+    report = {"preset": options.preset, "module": ",".join(options.tfhub_module),
               "best_step": result.step}
     if scales is not None:
         report["feature_scales"] = _member_scales(module, scales)
-    evaluation = final = _evaluate(config, data, result, features, result.step, scales)
+    evaluation = final = _evaluate(options, data, result, features, result.step, scales)
     clock.lap("evaluation")
-    if not config.fine_tune:
+    if not options.fine_tune:
         report.update(evaluation.report)
-        _export(config, module, result, data, evaluation, report)
+        _export(options, changed, module, result, data, evaluation, report)
     else:
         with tempfile.TemporaryDirectory() as scratch:
-            tuned = fine_tuning.fine_tune(config.fine_tune, module, data, features, result,
-                                          config.train, scratch)
+            tuned = fine_tuning.fine_tune(options, module, data, features, result, scratch)
             clock.lap("fine-tuning")
-            final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales,
+            final = _evaluate(options, data, tuned.head, tuned.features, result.step, scales,
                               phase_1=evaluation)
             clock.lap("evaluation")
             _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
-            _export(config, module._replace(path=tuned.module_path), tuned.head, data, final,
-                    report)
-    issues = _write_label_issues(config.outputs, final, data.class_names)
+            _export(options, changed, module._replace(path=tuned.module_path), tuned.head, data,
+                    final, report)
+    issues = _write_label_issues(options.label_issues, final, data.class_names)
     clock.lap("export")
-    if config.outputs.report_page:
-        _write_report_page(config, module, data, result, report, final, clock.seconds, issues)
+    if options.report_page:
+        _write_report_page(options, changed, module, data, result, report, final,
+                           clock.seconds, issues)
     return report
 
 
@@ -113,7 +94,7 @@ class _Evaluation(collections.namedtuple(
     found in."""
 
 
-def _evaluate(config, data, result, features, head_steps, scales, phase_1=None):
+def _evaluate(options, data, result, features, head_steps, scales, phase_1=None):
     """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
     then the validation and test report.
 
@@ -127,7 +108,7 @@ def _evaluate(config, data, result, features, head_steps, scales, phase_1=None):
     train_x, validation_x, test_x = features
     train_labels = np.concatenate([data.train.labels, data.validation.labels])
     chosen, out_of_fold = trainer.out_of_fold_thresholds(
-        np.concatenate([train_x, validation_x]), train_labels, config.train, head_steps, scales)
+        np.concatenate([train_x, validation_x]), train_labels, options, head_steps, scales)
     validation_probs = _probs(validation_x, result)
     replaced = {}
     if phase_1 is not None and len(data.validation):
@@ -147,7 +128,7 @@ def _evaluate(config, data, result, features, head_steps, scales, phase_1=None):
     if len(data.validation):
         report["validation"] = metrics.evaluate(
             data.validation.labels, validation_probs, chosen, never_empty)
-    test, test_x = _test_subset(data.test, test_x, config)
+    test, test_x = _test_subset(data.test, test_x, options)
     test_probs = _probs(test_x, result)
     if len(test):
         report["test"] = metrics.evaluate(test.labels, test_probs, chosen, never_empty)
@@ -190,11 +171,11 @@ def _log_gain(before, after):
                         after[part]["label_accuracy"])
 
 
-def _bottlenecks(config, module, data):
+def _bottlenecks(options, module, data):
     """The bottlenecks of the train, validation and test parts, computed where not cached."""
     parts = (data.train, data.validation, data.test)
     every = module_set.set_bottlenecks([p for part in parts for p in part.paths], module,
-                                       config.bottleneck_dir, config.bottleneck_batch_size)
+                                       options.bottleneck_dir, options.bottleneck_batch_size)
     return np.split(every, np.cumsum([len(p) for p in parts])[:-1])
 
 
@@ -208,10 +189,12 @@ def _log_sizes(data):
 
 
 @contextlib.contextmanager
-def _train_inputs(config, module, part, train_x):
+def _train_inputs(options, module, part, train_x):
     """A function from training indices to bottlenecks: cached, or of distorted images
     (then run by one worker per core, whose pool is shut down when training ends)."""
-    if not config.distortions.enabled:
+    # With --fine_tune the distortions are phase 2's: the head trains on cached bottlenecks.
+    distortions = Distortions() if options.fine_tune else Distortions.of(options)
+    if not distortions.enabled:
         yield lambda indices: train_x[indices]
         return
     logger.info("Distortions on: training images go through the module at every step")
@@ -221,12 +204,12 @@ def _train_inputs(config, module, part, train_x):
     def distorted_and_run(chunk):
         # As in the bottleneck pipeline: each worker distorts its share, then runs it.
         return module.engine(np.stack([
-            distorted_image(part.paths[i], module.height, module.width, config.distortions,
+            distorted_image(part.paths[i], module.height, module.width, distortions,
                             np.random.default_rng(seed)) for i, seed in chunk]))
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         def distorted(indices):
-            rng = np.random.default_rng([config.train.seed, next(calls)])
+            rng = np.random.default_rng([options.random_seed, next(calls)])
             seeds = rng.integers(0, 2**63, len(indices))
             chunks = [chunk for chunk in np.array_split(np.stack([indices, seeds], 1), workers)
                       if len(chunk)]
@@ -235,23 +218,23 @@ def _train_inputs(config, module, part, train_x):
         yield distorted
 
 
-def _classifier(config, module, result=None):
+def _classifier(options, module, result=None):
     """The classifier to export: `module` and the trained layer of `result` (None while
     training, when the writer of intermediate graphs fills the layer in at each step)."""
     return stage.Classifier(module.path, module.height, module.width,
                             None if result is None else result.weights,
                             None if result is None else result.biases,
-                            config.train.final_tensor_name)
+                            options.final_tensor_name)
 
 
 def _probs(x, result):
     return trainer.sigmoid(x @ result.weights + result.biases)
 
 
-def _test_subset(test, test_x, config):
-    if config.test_batch_size < 0 or config.test_batch_size >= len(test):
+def _test_subset(test, test_x, options):
+    if options.test_batch_size < 0 or options.test_batch_size >= len(test):
         return test, test_x
-    keep = np.random.default_rng(config.train.seed).choice(len(test), config.test_batch_size,
+    keep = np.random.default_rng(options.random_seed).choice(len(test), options.test_batch_size,
                                                             replace=False)
     return test.subset(keep), test_x[keep]
 
@@ -266,17 +249,20 @@ def _print_misclassified(test, probs, chosen, never_empty, class_names):
         print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
 
 
-def _export(config, module, result, data, evaluation, report):
-    if len(evaluation.test) and config.print_misclassified_test_images:
+def _export(options, changed, module, result, data, evaluation, report):
+    if len(evaluation.test) and options.print_misclassified_test_images:
         _print_misclassified(evaluation.test, evaluation.test_probs, evaluation.thresholds,
                              evaluation.never_empty, data.class_names)
-    stage.write_outputs(config.outputs, _classifier(config, module, result), stage.Results(
+    results = stage.Results(
         tuple(data.class_names), np.asarray(evaluation.thresholds), tuple(evaluation.test.paths),
-        evaluation.test_probs, report, _model_info(config, module, data, evaluation.thresholds),
-        evaluation.never_empty))
+        evaluation.test_probs, report, _model_info(options, module, data, evaluation.thresholds),
+        evaluation.never_empty)
+    # A TFLite model the user named must be written; the default one only where faithful.
+    stage.write_outputs(options, _classifier(options, module, result), results,
+                        tflite_required="tflite_output_file" in dict(changed))
 
 
-def _model_info(config, module, data, thresholds):
+def _model_info(options, module, data, thresholds):
     """What the TFLite model's metadata says: module, data, date, classes, thresholds, licence."""
     when = datetime.datetime.now(datetime.timezone.utc)
     licences = "; ".join(
@@ -286,44 +272,43 @@ def _model_info(config, module, data, thresholds):
         name=f"Multi-label classifier: {', '.join(data.class_names)}",
         description=(
             f"Sigmoid scores of {len(data.class_names)} classes on the features of "
-            f"{', '.join(config.tfhub_modules)}{' (fine-tuned)' if config.fine_tune else ''}, "
+            f"{', '.join(options.tfhub_module)}{' (fine-tuned)' if options.fine_tune else ''}, "
             f"trained by retrain.py on {len(data.train)} images of "
-            f"{os.path.basename(os.path.normpath(config.image_dir))}; exported "
+            f"{os.path.basename(os.path.normpath(options.image_dir))}; exported "
             f"{when:%Y-%m-%d %H:%M} UTC."),
         version=f"{when:%Y%m%d.%H%M%S}", class_names=tuple(data.class_names),
         thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
-def _write_label_issues(out, evaluation, class_names):
-    """label_issues.csv from the held-out predictions; return its issues, worst first."""
-    path = out.label_issues or os.path.join(os.path.dirname(out.metrics_file),
-                                            "label_issues.csv")
+def _write_label_issues(path, evaluation, class_names):
+    """The label issues file from the held-out predictions; its issues, worst first."""
     issues = label_issues.write_label_issues(path, evaluation.held_out, class_names)
     logger.info("Wrote %s: %d images whose labels look wrong", path, len(issues))
     return issues
 
 
-def _write_report_page(config, module, data, result, report, evaluation, stage_seconds, issues):
+def _write_report_page(options, changed, module, data, result, report, evaluation,
+                       stage_seconds, issues):
     """Write the HTML report page last; a failure is one warning, never a failed run."""
-    path = config.outputs.report_page
+    path = options.report_page
     try:
         # Imported here, not at the top: a broken plotting install must not stop training.
         from multilabel.report import page
 
         run_facts = page.RunFacts(
-            module=",".join(config.tfhub_modules),
+            module=",".join(options.tfhub_module),
             module_details=f"{module.path}, {module.height} x {module.width} images -> "
                            f"{module.dim} features, bottlenecks by the {module.engine.name} "
                            "engine",
             sizes={part.name: len(part) for part in (data.train, data.validation, data.test)},
-            class_names=data.class_names, changed_flags=config.changed_flags,
+            class_names=data.class_names, changed_flags=changed,
             stage_seconds=dict(stage_seconds), history=result.history)
         page.write_page(
             path, run_facts, report,
             page.TestImages(evaluation.test.paths, evaluation.test.labels,
                             evaluation.test_probs, np.asarray(evaluation.thresholds),
                             evaluation.never_empty),
-            config.outputs.report_wrong_images, issues=issues)
+            options.report_wrong_images, issues=issues)
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "
                        "written", path, type(e).__name__, e)

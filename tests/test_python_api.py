@@ -3,7 +3,6 @@ label_image.py on the run's TFLite model, on the tiny module and the striped ima
 test_retrain.
 """
 
-import dataclasses
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import label_image
 import multilabel
 import retrain
 from multilabel import api
+from multilabel.base import options
 from multilabel.labelling import run_folder
 from tests.test_retrain import make_dataset
 from tests.tf_start_up import start_up_lines
@@ -246,25 +246,42 @@ def test_import_multilabel_is_light():
 
 
 def test_each_output_goes_into_the_run_folder_unless_its_own_option_names_a_path(tmp_path):
-    settings = multilabel.TrainOptions(metrics_file="elsewhere/m.json")
-    paths = api.run_folder_paths("runs/a", settings)
-    assert paths["output_graph"] == os.path.join("runs/a", "output_graph.pb")
-    assert paths["tflite_output_file"] == os.path.join("runs/a", "output_graph.tflite")
-    assert paths["checkpoint_path"] == os.path.join("runs/a", "checkpoints", "retrain")
-    assert paths["metrics_file"] == "elsewhere/m.json"
-    beside = api.run_folder_paths(None, multilabel.TrainOptions(output_graph="g/graph.pb"))
-    assert beside["output_labels"] == os.path.join("g", "output_labels.txt")
-    default = api.run_folder_paths(None, multilabel.TrainOptions())
-    assert default["output_graph"] == os.path.join(REPO, "MODEL_DETAILS", "output_graph.pb")
+    paths = api.resolve(multilabel.TrainOptions(output_dir="runs/a",
+                                                metrics_file="elsewhere/m.json"))
+    assert paths.output_graph == os.path.join("runs/a", "output_graph.pb")
+    assert paths.tflite_output_file == os.path.join("runs/a", "output_graph.tflite")
+    assert paths.checkpoint_path == os.path.join("runs/a", "checkpoints", "retrain")
+    assert paths.label_issues == os.path.join("runs/a", "label_issues.csv")
+    assert paths.metrics_file == "elsewhere/m.json"
+    beside = api.resolve(multilabel.TrainOptions(output_graph="g/graph.pb"))
+    assert beside.output_labels == os.path.join("g", "output_labels.txt")
+    default = api.resolve(multilabel.TrainOptions())
+    assert default.output_graph == os.path.join(REPO, "MODEL_DETAILS", "output_graph.pb")
+    assert default.model_dir == os.path.join(REPO, "MODEL")
+    assert default.image_dir == os.path.join(REPO, "DATASET")
+    # Every output with a usual name is resolved: none is left None.
+    assert all(getattr(default, name) for name in options.output_files())
 
 
 def test_retrain_flags_are_the_options_with_their_defaults(tmp_path):
-    args = retrain.parse_args(["--output_dir", "runs/b", "--learning_rate", "0.1"])
-    assert retrain.options(args) == multilabel.TrainOptions(learning_rate=0.1)
-    assert args.output_dir == "runs/b"
-    defaults = retrain.parse_args([])
-    for field in dataclasses.fields(multilabel.TrainOptions):
-        assert getattr(defaults, field.name) == field.default, field.name
+    given, verbosity = retrain.parse_args(["--output_dir", "runs/b", "--learning_rate", "0.1"])
+    assert given == {"output_dir": "runs/b", "learning_rate": 0.1} and verbosity == "INFO"
+    assert multilabel.TrainOptions.from_preset(**given) == multilabel.TrainOptions(
+        output_dir="runs/b", learning_rate=0.1)
+    assert retrain.parse_args([]) == ({}, "INFO")
+    # Every option is a flag, and every flag is an option (or the log level).
+    flags = {action.dest for action in retrain.parser()._get_optional_actions()}
+    assert flags == {f.name for f in options.fields()} | {"help", "logging_verbosity"}
+
+
+def test_every_option_parses_its_flag_text_to_the_type_of_its_default():
+    for field in options.fields():
+        if isinstance(field.default, bool) or field.default is None:
+            continue
+        text = ",".join(field.default) if isinstance(field.default, tuple) else str(
+            field.default)
+        given, _ = retrain.parse_args([f"--{field.name}", text])
+        assert given == {field.name: field.default}, field.name
 
 
 def test_train_starts_tensorflow_quietly_and_raises_its_error():
@@ -300,16 +317,17 @@ def test_a_missing_run_folder_is_named_without_starting_tensorflow(tmp_path):
 
 
 def test_a_preset_sets_its_recipe_and_flags_given_beside_it_win():
-    best = retrain.parse_args(["--preset", "best"])
-    modules, settings = api.preset_settings("best")
-    assert retrain.options(best) == settings and settings.fine_tune
-    assert modules == api.module_handles(api.PRESETS["best"].module)
+    best = multilabel.TrainOptions.from_preset(**retrain.parse_args(["--preset", "best"])[0])
+    assert best.fine_tune and best.preset == "best"
+    assert best.tfhub_module == options.PRESETS["best"]["tfhub_module"]
     # A flag given beside the preset wins, even one given at the default's value.
-    given = retrain.parse_args(["--preset", "best", "--fine_tune_layers",
-                                str(api.FINE_TUNE_LAYERS)])
-    assert retrain.options(given).fine_tune_layers == api.FINE_TUNE_LAYERS
-    assert settings.fine_tune_layers != api.FINE_TUNE_LAYERS
-    assert api.preset_settings("default") == ((api.DEFAULT_MODULE,), multilabel.TrainOptions())
-    assert api.preset_settings("best", module="a,b")[0] == ("a", "b")
+    default_layers = multilabel.TrainOptions().fine_tune_layers
+    given, _ = retrain.parse_args(["--preset", "best", "--fine_tune_layers",
+                                   str(default_layers)])
+    assert multilabel.TrainOptions.from_preset(**given).fine_tune_layers == default_layers
+    assert best.fine_tune_layers != default_layers
+    assert multilabel.TrainOptions.from_preset("default") == multilabel.TrainOptions()
+    assert multilabel.TrainOptions.from_preset("best", tfhub_module="a,b").tfhub_module == (
+        "a", "b")
     with pytest.raises(multilabel.UserError, match="no preset 'fastest'"):
-        api.preset_settings("fastest")
+        multilabel.TrainOptions.from_preset("fastest")

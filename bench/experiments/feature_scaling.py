@@ -23,8 +23,8 @@ import tempfile
 
 import numpy as np
 
-import retrain
 from bench.experiments.choose_modules import MEASURES, split_folder
+from multilabel.base.options import TrainOptions
 from multilabel.data import dataset
 from multilabel.evaluation import metrics
 from multilabel.features import module_set
@@ -44,13 +44,7 @@ def main(argv=None):
     p.add_argument("--bottleneck_dir", default=os.path.join(REPO, "MODEL_DETAILS", "bottlenecks"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    defaults = retrain.parse_args([])
-    config = trainer.TrainConfig(
-        steps=defaults.how_many_training_steps, learning_rate=defaults.learning_rate,
-        batch_size=defaults.train_batch_size, optimizer=defaults.optimizer,
-        l2_regularization=defaults.l2_regularization, pos_weight=None,
-        eval_interval=defaults.eval_step_interval, validation_batch_size=-1,
-        seed=defaults.random_seed, final_tensor_name=defaults.final_tensor_name)
+    config = TrainOptions()  # the run's defaults
     handles = tuple(args.tfhub_module.split(","))
     modules = module_set.load_module_set(handles, args.model_dir, args.bottleneck_dir, "auto")
     dims = [m.dim for m in modules.members]

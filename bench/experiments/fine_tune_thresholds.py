@@ -94,7 +94,7 @@ def _schemes(phase_1, tuned):
     classes = test_probs.shape[1]
     out_of_fold, _ = trainer.out_of_fold_thresholds(
         np.concatenate([train_x, validation_x]),
-        np.concatenate([data.train.labels, data.validation.labels]), config.train, steps, scales)
+        np.concatenate([data.train.labels, data.validation.labels]), config, steps, scales)
     chosen = {
         "the run's rule": evaluation.thresholds,
         "out-of-fold alone": out_of_fold,

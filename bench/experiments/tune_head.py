@@ -18,6 +18,7 @@ import logging
 
 import numpy as np
 
+from multilabel.base.options import TrainOptions
 from multilabel.data import dataset
 from multilabel.features import module_set
 from multilabel.training import trainer
@@ -49,10 +50,8 @@ def main(argv=None):
     for optimizer, lr, l2 in grid:
         scores, steps = [], []
         for seed in range(args.seeds):
-            config = trainer.TrainConfig(
-                steps=args.steps, learning_rate=lr, batch_size=100, optimizer=optimizer,
-                l2_regularization=l2, pos_weight=None, eval_interval=10,
-                validation_batch_size=-1, seed=seed, final_tensor_name="final_result")
+            config = TrainOptions(how_many_training_steps=args.steps, learning_rate=lr,
+                                  optimizer=optimizer, l2_regularization=l2, random_seed=seed)
             result = trainer.train(trainer.TrainData(lambda i: train_x[i], data.train.labels,
                                                      val_x, data.validation.labels), config)
             scores.append(result.validation_map)

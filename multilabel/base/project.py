@@ -13,3 +13,14 @@ def project_folder():
     """The clone holding the package, or the current folder for an installed package."""
     clone = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return clone if os.path.isfile(os.path.join(clone, "retrain.py")) else os.getcwd()
+
+
+DATASET = "DATASET"
+MODELS = "MODEL"
+DETAILS = "MODEL_DETAILS"
+BOTTLENECKS = os.path.join(DETAILS, "bottlenecks")
+
+
+def default_path(relative):
+    """`relative` (DATASET, MODELS, DETAILS, BOTTLENECKS) in the project folder."""
+    return os.path.join(project_folder(), relative)

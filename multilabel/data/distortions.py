@@ -21,6 +21,11 @@ class Distortions:
     random_scale: float = 0.0  # percent by which to randomly scale up
     random_brightness: float = 0.0  # percent by which to randomly scale pixel values
 
+    @classmethod
+    def of(cls, options):
+        """The distortions that `options` (a TrainOptions, whose flags share these names) set."""
+        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(cls)})
+
     @property
     def enabled(self):
         return (self.flip_left_right or self.random_crop != 0 or self.random_scale != 0

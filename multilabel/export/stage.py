@@ -39,29 +39,6 @@ TFLITE_TOLERANCE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
-class Outputs:
-    """Where a run writes what it makes; "" leaves an optional output out."""
-
-    output_graph: str
-    output_labels: str
-    output_thresholds: str
-    metrics_file: str
-    test_predictions: str
-    intermediate_output_graphs_dir: str
-    intermediate_store_frequency: int
-    summaries_dir: str
-    saved_model_dir: str
-    tflite_output_file: str  # "" for none
-    report_page: str = ""  # the HTML report page; "" for none
-    report_wrong_images: int = 100  # wrong test images it shows at most; -1 for all
-    label_issues: str = ""  # the labels that look wrong, CSV; "" for beside metrics_file
-    # The default TFLite export, which label_image.py prefers to the graph: written only
-    # where it matches the graph within TFLITE_TOLERANCE, and a conversion that fails is
-    # a warning. An asked-for one (--tflite_output_file) is written regardless, or fails.
-    tflite_only_if_faithful: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
 class Classifier:
     """What is exported: a feature module (a SavedModel folder) and the trained layer."""
 
@@ -90,45 +67,52 @@ class Results:
     never_empty: bool = False  # the top-margin rule, recorded beside the thresholds
 
 
-def write_outputs(outputs, classifier, results):
-    """Check the classifier, then write it and its companions as `outputs` says, as one
-    set: every file is made first, then they are written one after another, then the
-    manifest that makes them one run's (a kill before it leaves a set readers refuse)."""
+def write_outputs(options, classifier, results, tflite_required=False):
+    """Check the classifier, then write it and its companions where `options` (a resolved
+    TrainOptions) say, as one set: every file is made first, then they are written one
+    after another, then the manifest that makes them one run's (a kill before it leaves a
+    set readers refuse).
+
+    The TFLite model, which label_image.py prefers to the graph, is written only where it
+    matches the graph within TFLITE_TOLERANCE, and a conversion that fails is a warning;
+    unless `tflite_required` (the user named the file): then it is written regardless, or
+    the run fails."""
     graph_def = classifier.graph_def()
     if len(results.test_paths):
         results.report["export_check_max_difference"] = _check_graph(graph_def, classifier,
                                                                       results)
-    tflite = _saved_model_and_tflite(outputs, classifier, graph_def, results.model_info)
+    tflite = _saved_model_and_tflite(options, classifier, graph_def, results.model_info,
+                                     tflite_required)
     run_id = results.report["run_id"] = run_folder.new_run_id()
-    files = {"graph": outputs.output_graph, "labels": outputs.output_labels,
-             "thresholds": outputs.output_thresholds,
-             "rule": thresholds_lib.rule_path(outputs.output_thresholds),
-             "metrics": outputs.metrics_file}
-    formats.write_graph_def(outputs.output_graph, graph_def)
+    files = {"graph": options.output_graph, "labels": options.output_labels,
+             "thresholds": options.output_thresholds,
+             "rule": thresholds_lib.rule_path(options.output_thresholds),
+             "metrics": options.metrics_file}
+    formats.write_graph_def(options.output_graph, graph_def)
     if tflite is not None:
-        atomic.write_bytes(outputs.tflite_output_file, tflite)
-        files["tflite"] = outputs.tflite_output_file
-    listfile.write_class_names(outputs.output_labels, results.class_names)
-    thresholds_lib.write_thresholds(outputs.output_thresholds, results.thresholds)
-    thresholds_lib.write_rule(outputs.output_thresholds, results.never_empty)
-    atomic.write_text(outputs.metrics_file, json.dumps(results.report, indent=2) + "\n")
+        atomic.write_bytes(options.tflite_output_file, tflite)
+        files["tflite"] = options.tflite_output_file
+    listfile.write_class_names(options.output_labels, results.class_names)
+    thresholds_lib.write_thresholds(options.output_thresholds, results.thresholds)
+    thresholds_lib.write_rule(options.output_thresholds, results.never_empty)
+    atomic.write_text(options.metrics_file, json.dumps(results.report, indent=2) + "\n")
     if len(results.test_paths):
-        _write_predictions(outputs.test_predictions, results)
-        files["test_predictions"] = outputs.test_predictions
-    run_folder.write_manifest(os.path.dirname(os.path.abspath(outputs.output_graph)), run_id,
+        _write_predictions(options.test_predictions, results)
+        files["test_predictions"] = options.test_predictions
+    run_folder.write_manifest(os.path.dirname(os.path.abspath(options.output_graph)), run_id,
                               files)
     logger.info("Wrote %s as run %s", ", ".join(files.values()), run_id)
 
 
-def intermediate_graph_writer(outputs, classifier):
+def intermediate_graph_writer(options, classifier):
     """`on_eval(step, weights, biases)` for training that writes a frozen graph every
     `intermediate_store_frequency` steps, or None when that is 0."""
-    if not outputs.intermediate_store_frequency:
+    if not options.intermediate_store_frequency:
         return None
 
     def write(step, weights, biases):
-        if step % outputs.intermediate_store_frequency == 0:
-            path = os.path.join(outputs.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
+        if step % options.intermediate_store_frequency == 0:
+            path = os.path.join(options.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
             at_step = dataclasses.replace(classifier, weights=weights, biases=biases)
             formats.write_graph_def(path, at_step.graph_def())
 
@@ -157,22 +141,22 @@ def _write_predictions(path, results):
                                     for image, row in zip(results.test_paths, results.test_probs)))
 
 
-def _saved_model_and_tflite(outputs, classifier, graph_def, model_info):
+def _saved_model_and_tflite(options, classifier, graph_def, model_info, required):
     """Write the SavedModel where asked for; return the TFLite model converted from it,
     with TFLite metadata (so that MediaPipe runs it as it is), checked against the frozen
     graph (None when there is none to write)."""
-    if not (outputs.saved_model_dir or outputs.tflite_output_file):
+    if not (options.saved_model_dir or options.tflite_output_file):
         return None
     with tempfile.TemporaryDirectory() as scratch:
-        saved = outputs.saved_model_dir or os.path.join(scratch, "saved_model")
+        saved = options.saved_model_dir or os.path.join(scratch, "saved_model")
         formats.write_saved_model(saved, classifier.module_path, classifier.height,
                                   classifier.width, classifier.weights, classifier.biases)
-        if not outputs.tflite_output_file:
+        if not options.tflite_output_file:
             return None
         try:
             content = engines.convert(saved)
         except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
-            if not outputs.tflite_only_if_faithful:
+            if required:
                 raise
             logger.warning("No TFLite model: conversion failed (%s); label_image.py will run "
                            "the frozen graph", " ".join(str(e).split())[:300])
@@ -184,12 +168,12 @@ def _saved_model_and_tflite(outputs, classifier, graph_def, model_info):
     difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(
         graph_def, probe, classifier.final_tensor_name)).max()
     if difference > TFLITE_TOLERANCE:
-        if outputs.tflite_only_if_faithful:
+        if not required:
             logger.warning("No TFLite model: it differs from the frozen graph by %.2g, more "
                            "than %g; label_image.py will run the frozen graph", difference,
                            TFLITE_TOLERANCE)
             return None
         logger.warning("The TFLite model differs from the frozen graph by %.2g", difference)
     logger.info("The TFLite model %s differs from the frozen graph by at most %.2g",
-                outputs.tflite_output_file, difference)
+                options.tflite_output_file, difference)
     return content

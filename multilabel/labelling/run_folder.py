@@ -29,26 +29,16 @@ import uuid
 
 from multilabel.base.atomic import write_text
 from multilabel.base.errors import UserError
+from multilabel.base.options import output_files
 from multilabel.evaluation.thresholds import rule_path
 
 MANIFEST = "run_manifest.json"
-GRAPH = "output_graph.pb"
-LABELS = "output_labels.txt"
-THRESHOLDS = "output_thresholds.txt"
-TFLITE = "output_graph.tflite"
-# Each output's name in a run folder, by the name of the retrain.py flag that overrides it.
-NAMES = {
-    "output_graph": GRAPH,
-    "output_labels": LABELS,
-    "output_thresholds": THRESHOLDS,
-    "metrics_file": "metrics.json",
-    "test_predictions": "test_predictions.jsonl",
-    "tflite_output_file": TFLITE,
-    "report_page": "report.html",
-    "summaries_dir": "retrain_logs",
-    "checkpoint_path": os.path.join("checkpoints", "retrain"),
-    "intermediate_output_graphs_dir": "intermediate_graph",
-}
+# The outputs' names in a run folder, as retrain.py's options declare them.
+_FILES = output_files()
+GRAPH = _FILES["output_graph"]
+LABELS = _FILES["output_labels"]
+THRESHOLDS = _FILES["output_thresholds"]
+TFLITE = _FILES["tflite_output_file"]
 
 
 def new_run_id():

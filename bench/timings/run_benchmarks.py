@@ -85,7 +85,7 @@ def main(argv=None):
     if args.best_only:
         try:
             print_table(best_preset_rows(args.scenes, args.model_dir, scratch),
-                        f"Preset best: {api.PRESETS['best'].module}")
+                        f"Preset best: {','.join(api.PRESETS['best']['tfhub_module'])}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return 0

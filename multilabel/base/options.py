@@ -73,7 +73,7 @@ def positive_weights(text):
         values = [float(v) for v in text.split(",")]
     except ValueError:
         raise UserError(f"not a number or comma-separated numbers: {text!r}") from None
-    if any(not v > 0 for v in values):
+    if any(v <= 0 for v in values):  # NaN passes, for check()'s message on it
         raise UserError("weights must be positive")
     return values[0] if len(values) == 1 else values
 

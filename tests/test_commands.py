@@ -5,6 +5,7 @@ resolve into the project folder wherever it runs from."""
 import argparse
 import errno
 import os
+import sys
 
 import pytest
 
@@ -132,6 +133,18 @@ def test_ctrl_c_exits_130_with_one_line(name, main, argv, target, tmp_path, monk
     assert main(argv) == EXIT_INTERRUPTED
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"{name}: interrupted" or line.startswith(f"{name}: interrupted; ")
+
+
+def test_label_image_stops_quietly_when_its_reader_stops(tmp_path, monkeypatch, capsys):
+    """`label_image.py photos | head`: no error line, exit 1, stdout sent to /dev/null."""
+    monkeypatch.setattr(label_image, "label", raising(BrokenPipeError()))
+    redirected = []
+    monkeypatch.setattr(os, "dup2", lambda fd, to: redirected.append(to))
+    with open(tmp_path / "stdout", "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert label_image.main([]) == 1
+        assert redirected == [stdout.fileno()]
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("main, argv", [

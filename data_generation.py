@@ -16,14 +16,18 @@ into the dataset folder (docs/data.md has the layouts):
 
 Everything is read and checked before anything is written, and each file is written
 atomically, so a bad input leaves no partial list behind.
+
+Exit status: 0 written; 1 a full disk; 2 bad usage or input; 130 interrupted.
 """
 
 import argparse
 import logging
 import sys
 
+from multilabel.base.command import run_command
+from multilabel.base.errors import UserError
+from multilabel.base.project import DATASET, default_path
 from multilabel.data import list_generation, listfile
-from multilabel.base.errors import EXIT_INTERRUPTED, EXIT_OK, UserError
 from multilabel.data.list_generation import GenerationConfig
 
 DEFAULT_SEED = 0
@@ -31,9 +35,9 @@ DEFAULT_SEED = 0
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image_dir", default="./DATASET/",
+    parser.add_argument("--image_dir", default=default_path(DATASET),
                         help="dataset folder: the images lie under it; the lists are "
-                             "written here (default: %(default)s)")
+                             f"written here (default: {DATASET} in the project folder)")
     parser.add_argument("--labels", default=None,
                         help="label file: FILE.csv with a header, then image,tags (tags "
                              "separated by --label_delim) or image,class_1,class_2,... (1/0 "
@@ -92,16 +96,13 @@ def parse_args(argv):
 def main(argv=None):
     config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        lines = list_generation.generate(config)
-    except UserError as e:
-        print(str(e), file=sys.stderr)
-        return e.exit_code  # 2 for bad input, 1 for a full disk
-    except KeyboardInterrupt:  # nothing is half-written: every list is written atomically
-        print("data_generation.py: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print("\n".join(lines))
-    return EXIT_OK
+    # Nothing is half-written on Ctrl-C or a full disk: every list is written atomically.
+    return run_command("data_generation.py", generate, config)
+
+
+def generate(config):
+    """Write the lists; print what was written."""
+    print("\n".join(list_generation.generate(config)))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ is run by LiteRT without loading TensorFlow (a fraction of a second instead of
 seconds); `--engine tf` runs the frozen graph instead. From Python:
 multilabel.Classifier (docs/python_api.md).
 
-Exit status: 0 every image labelled; 1 some images failed, the rest were labelled;
-2 bad usage, a bad graph, labels or thresholds file, or no image could be labelled;
-130 interrupted (Ctrl-C).
+Exit status: 0 every image labelled; 1 some images failed, the rest were labelled, or
+a full disk; 2 bad usage, a bad graph, labels or thresholds file, or no image could be
+labelled; 130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -32,8 +32,10 @@ import sys
 import time
 
 
-from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
-                                    UserError)
+from multilabel.base.arguments import names, positive_int
+from multilabel.base.command import run_command
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.base.project import DETAILS, default_path
 from multilabel.data.image_sources import images_in_folder, images_in_list
 from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
 from multilabel.labelling import run_folder
@@ -46,18 +48,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 logger = logging.getLogger("label_image")
 
-# Relative defaults resolve against the project (this script's folder), not the current one.
-DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "MODEL_DETAILS")
 LABELS_NAME = run_folder.LABELS
 THRESHOLDS_NAME = run_folder.THRESHOLDS
 DEFAULT_IMAGE = "test.jpeg"
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _finite_float(text):
@@ -81,13 +74,6 @@ def _nonzero_float(text):
     return value
 
 
-def _op_names(text):
-    names = tuple(name.strip() for name in text.split(","))
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of op names: {text!r}")
-    return names
-
-
 def _probability(text):
     value = _finite_float(text)
     if not 0.0 <= value <= 1.0:
@@ -98,8 +84,8 @@ def _probability(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Label images with a frozen multi-label graph (from retrain.py).",
-        epilog="Exit status: 0 all images labelled, 1 some failed, 2 bad usage or input, "
-               "130 interrupted.")
+        epilog="Exit status: 0 all images labelled, 1 some failed or a full disk, 2 bad "
+               "usage or input, 130 interrupted.")
     source = parser.add_argument_group("images (all given are labelled, in this order)")
     source.add_argument("--image", action="append", default=[],
                         help="an image file, or a folder whose image files are labelled; "
@@ -115,7 +101,7 @@ def parse_args(argv=None):
     model = parser.add_argument_group("model")
     model.add_argument("--model_dir",
                        help="a run folder (retrain.py --output_dir): its graph or TFLite "
-                            "model, labels and thresholds (default: MODEL_DETAILS in the "
+                            f"model, labels and thresholds (default: {DETAILS} in the "
                             "project folder, unless --graph is given)")
     model.add_argument("--graph",
                        help="frozen GraphDef to load; the labels, thresholds and TFLite "
@@ -143,19 +129,19 @@ def parse_args(argv=None):
     model.add_argument("--output_layer", default="final_result",
                        help="the graph's output operation or tensor name "
                             "(default: %(default)s)")
-    model.add_argument("--allow_ops", type=_op_names, default=(), metavar="OP[,OP...]",
+    model.add_argument("--allow_ops", type=names, default=(), metavar="OP[,OP...]",
                        help="run the graph even though it holds these operations, which an "
                             "image classifier does not need and which may read or write files "
                             "or run code; only for a graph you trust (default: refuse them)")
-    model.add_argument("--max_input_size", type=_positive_int, default=4096,
+    model.add_argument("--max_input_size", type=positive_int, default=4096,
                        help="refuse a graph whose input is larger than this a side, which "
                             "would take that much memory per image (default: %(default)s)")
     model.add_argument("--timeout", type=_positive_float, default=300.0,
                        help="seconds one run of the graph on a batch may take before it is "
                             "stopped as stuck (default: %(default)s)")
-    model.add_argument("--input_height", type=_positive_int,
+    model.add_argument("--input_height", type=positive_int,
                        help="image height (default: from the graph's input shape)")
-    model.add_argument("--input_width", type=_positive_int,
+    model.add_argument("--input_width", type=positive_int,
                        help="image width (default: from the graph's input shape)")
     model.add_argument("--input_mean", type=_finite_float, default=0.0,
                        help="subtracted from pixels AFTER they are scaled to [0, 1], as "
@@ -168,40 +154,41 @@ def parse_args(argv=None):
                         help="text for people; json (one object a line) or csv for scripts: "
                              "image, one probability per label, predicted (the predicted "
                              "labels joined by a space) (default: %(default)s)")
-    output.add_argument("--top_k", type=_positive_int,
+    output.add_argument("--top_k", type=positive_int,
                         help="text: show only the K most probable labels (default: all)")
-    output.add_argument("--batch_size", type=_positive_int, default=32,
+    output.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per run of the graph (default: %(default)s)")
     output.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.model_dir is None and args.graph is None:
+        args.model_dir = default_path(DETAILS)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    return run_command("label_image.py", label_to_stdout, args)
+
+
+def label_to_stdout(args):
+    """`label(args)`, stopping quietly when the reader of stdout stops early."""
     try:
         return label(args)
-    except UserError as e:
-        print(e, file=sys.stderr)
-        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader stopped early (`label_image.py photos | head`): stop quietly. Point
         # stdout at /dev/null so that Python's own flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_SOME_FAILED
-    except KeyboardInterrupt:
-        print("label_image.py: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 def label(args):
     """Label every image the flags name; return the exit status."""
     paths = image_paths(args)
     # The model folder's files; a graph's TFLite model beside it runs without TensorFlow.
-    files = run_folder.model_files(
-        model_dir=args.model_dir or (None if args.graph else DEFAULT_MODEL_DIR),
-        graph=args.graph, labels=args.labels, thresholds=args.thresholds)
+    files = run_folder.model_files(model_dir=args.model_dir, graph=args.graph,
+                                   labels=args.labels, thresholds=args.thresholds)
     classifier = Classifier.open(files, LoadOptions(
         engine=args.engine, labels=args.labels, thresholds=args.thresholds,
         threshold=args.threshold, allow_empty=args.allow_empty,

@@ -10,7 +10,7 @@ sharded record files into `<bottleneck_dir>/<module key>/shards/`, where a follo
 `retrain.py --bottleneck_dir` with the same folder finds them: it computes none.
 
 Exit status: 0 every image done; 1 some images could not be read (reported, counted,
-the rest done); 2 bad usage or input; 130 interrupted.
+the rest done), or a full disk; 2 bad usage or input; 130 interrupted.
 """
 
 import argparse
@@ -21,8 +21,10 @@ import secrets
 import sys
 import time
 
-from multilabel.beam import command
+from multilabel.base.arguments import names, positive_int
 from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
+from multilabel.base.project import BOTTLENECKS, DATASET, MODELS, default_path
+from multilabel.beam import command
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -34,21 +36,24 @@ def parse_args(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
-    p.add_argument("--image_dir", default="./DATASET/",
-                   help="dataset folder with the lists retrain.py reads (default: %(default)s)")
-    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224", type=command.names,
+    p.add_argument("--image_dir", default=default_path(DATASET),
+                   help=f"dataset folder with the lists retrain.py reads (default: {DATASET} "
+                        "in the project folder)")
+    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224", type=names,
                    help="feature-vector module, or several separated by commas, as retrain.py "
                         "takes it: each one's cache is filled; the same module twice is refused "
                         "(default: %(default)s)")
-    p.add_argument("--model_dir", default="MODEL",
-                   help="where named modules are built and kept (default: %(default)s)")
-    p.add_argument("--bottleneck_dir", default="MODEL_DETAILS/bottlenecks",
-                   help="the bottleneck cache; a gs:// or other URL works (default: %(default)s)")
-    p.add_argument("--bottleneck_batch_size", type=command.positive, default=32,
+    p.add_argument("--model_dir", default=default_path(MODELS),
+                   help=f"where named modules are built and kept (default: {MODELS} in the "
+                        "project folder)")
+    p.add_argument("--bottleneck_dir", default=default_path(BOTTLENECKS),
+                   help=f"the bottleneck cache; a gs:// or other URL works (default: "
+                        f"{BOTTLENECKS} in the project folder)")
+    p.add_argument("--bottleneck_batch_size", type=positive_int, default=32,
                    help="images per forward pass (default: %(default)s)")
     p.add_argument("--bottleneck_engine", choices=("auto", "tflite", "tensorflow"),
                    default="auto", help="as retrain.py's (default: %(default)s)")
-    p.add_argument("--inference_threads", type=command.positive,
+    p.add_argument("--inference_threads", type=positive_int,
                    help="threads per worker process for the module (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
     return p.parse_known_args(argv)
@@ -56,7 +61,7 @@ def parse_args(argv):
 
 def main(argv=None):
     return command.main("beam_bottlenecks", parse_args, run, argv,
-                             "; finished shards are kept")
+                        interrupted="finished shards are kept")
 
 
 def run(args, beam_argv):

@@ -19,6 +19,9 @@ ran through a model, its seconds in the model, and each step's time) and exits 0
 when every check holds. The cluster and every process it started are stopped at the
 end, also after a failure or Ctrl-C. Nothing in the project's MODEL_DETAILS/ is written;
 the bottleneck cache is --bottleneck_dir's.
+
+Exit status: 0 every check holds; 1 a check failed, or a full disk; 2 bad usage or
+input; 130 interrupted.
 """
 
 import argparse
@@ -31,8 +34,10 @@ import sys
 import tempfile
 import time
 
-from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
-                                    UserError)
+from multilabel.base.arguments import positive_int
+from multilabel.base.command import run_command
+from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
+from multilabel.base.project import BOTTLENECKS, DATASET, MODELS, default_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The files a wheel of the project is built from (pyproject.toml names them).
@@ -44,19 +49,22 @@ _WORKER_LINE = re.compile(r"Worker (.*): (\d+) images, ([\d.]+) s in the model")
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image_dir", default="./DATASET/",
-                   help="data set with the lists data_generation.py writes (default: %(default)s)")
+    p.add_argument("--image_dir", default=default_path(DATASET),
+                   help=f"data set with the lists data_generation.py writes (default: "
+                        f"{DATASET} in the project folder)")
     p.add_argument("--tfhub_module", default="mobilenet_v2_100_224",
                    help="module or module set, as retrain.py takes it (default: %(default)s)")
-    p.add_argument("--model_dir", default="MODEL", help="(default: %(default)s)")
-    p.add_argument("--bottleneck_dir", default="MODEL_DETAILS/bottlenecks",
-                   help="the cache beam_bottlenecks fills and retrain.py reads "
-                        "(default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--model_dir", default=default_path(MODELS),
+                   help=f"where named modules are built and kept (default: {MODELS} in the "
+                        "project folder)")
+    p.add_argument("--bottleneck_dir", default=default_path(BOTTLENECKS),
+                   help=f"the cache beam_bottlenecks fills and retrain.py reads (default: "
+                        f"{BOTTLENECKS} in the project folder)")
+    p.add_argument("--workers", type=positive_int, default=2,
                    help="worker processes of the cluster (default: %(default)s)")
-    p.add_argument("--label_images", type=int, default=200,
+    p.add_argument("--label_images", type=positive_int, default=200,
                    help="images of the set that beam_label labels (default: %(default)s)")
-    p.add_argument("--training_steps", type=int, default=200,
+    p.add_argument("--training_steps", type=positive_int, default=200,
                    help="retrain.py's --how_many_training_steps: the graph only has to "
                         "exist for the labelling check (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=1800,
@@ -66,14 +74,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except UserError as e:
-        print(f"beam_cluster: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("beam_cluster: interrupted; the cluster was stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_command("beam_cluster", run, args, interrupted="the cluster was stopped")
 
 
 def run(args):

@@ -10,8 +10,8 @@ shards, and hands every other flag to Beam. An image that cannot be read goes to
 `errors-PREFIX-...` beside them (--errors) with its reason, is counted, and never
 stops the job.
 
-Exit status: 0 every image labelled; 1 some images failed, the rest were labelled;
-2 bad usage or input, or no image could be labelled; 130 interrupted.
+Exit status: 0 every image labelled; 1 some images failed, the rest were labelled, or
+a full disk; 2 bad usage or input, or no image could be labelled; 130 interrupted.
 """
 
 import argparse
@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
-from multilabel.beam import command
+from multilabel.base.arguments import names, positive_int
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
-from multilabel.base.project import project_folder
+from multilabel.base.project import DETAILS, default_path
+from multilabel.beam import command
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
@@ -41,15 +42,14 @@ def parse_args(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
-    p.add_argument("--graph", default=os.path.join(project_folder(), "MODEL_DETAILS",
-                                                   "output_graph.pb"),
-                   help="frozen graph from retrain.py (default: MODEL_DETAILS/output_graph.pb "
+    p.add_argument("--graph", default=os.path.join(default_path(DETAILS), "output_graph.pb"),
+                   help=f"frozen graph from retrain.py (default: {DETAILS}/output_graph.pb "
                         "in the project folder)")
     p.add_argument("--labels", help=f"class names (default: {LABELS_NAME} next to --graph)")
     p.add_argument("--thresholds",
                    help=f"per-class thresholds (default: {THRESHOLDS_NAME} next to --graph; "
                         f"{DEFAULT_THRESHOLD} for all when that is missing)")
-    p.add_argument("--allow_ops", type=command.names, default=(), metavar="OP[,OP...]",
+    p.add_argument("--allow_ops", type=names, default=(), metavar="OP[,OP...]",
                    help="run the graph even though it holds these operations, which an image "
                         "classifier does not need and which may read or write files or run "
                         "code; only for a graph you trust (default: refuse them)")
@@ -61,9 +61,9 @@ def parse_args(argv):
     p.add_argument("--errors", metavar="PREFIX",
                    help="where the images that failed go, one JSON object each "
                         "(default: errors-PREFIX next to the records)")
-    p.add_argument("--batch_size", type=command.positive, default=32,
+    p.add_argument("--batch_size", type=positive_int, default=32,
                    help="images per run of the graph (default: %(default)s)")
-    p.add_argument("--inference_threads", type=command.positive,
+    p.add_argument("--inference_threads", type=positive_int,
                    help="threads per worker process for the graph (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
     args, beam_argv = p.parse_known_args(argv)
@@ -73,7 +73,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    return command.main("beam_label", parse_args, run, argv, "")
+    return command.main("beam_label", parse_args, run, argv)
 
 
 def run(args, beam_argv):

@@ -119,6 +119,13 @@ def one_error_line(result, status=2):
     return err[0]
 
 
+def error_message(result, command):
+    """The one error line's message, after the `COMMAND: error: ` every command prints."""
+    line = one_error_line(result)
+    assert line.startswith(f"{command}: error: "), line
+    return line.removeprefix(f"{command}: error: ")
+
+
 # data_generation.py: no TensorFlow, so one process per case is cheap.
 
 def _scene(folder, labels_text, images=("1.jpg", "2.jpg")):
@@ -130,33 +137,37 @@ def _scene(folder, labels_text, images=("1.jpg", "2.jpg")):
 
 def test_data_generation_labels_that_are_not_json(tmp_path):
     _scene(tmp_path / "data", "[1, -1]\n{oops\n")
-    line = one_error_line(run("data_generation.py", "--image_dir", "data", cwd=tmp_path))
+    line = error_message(run("data_generation.py", "--image_dir", "data", cwd=tmp_path),
+                         "data_generation.py")
     assert line.startswith("data/labels.json:2: not a JSON list")
 
 
 def test_data_generation_labels_file_that_is_a_folder(tmp_path):
     _scene(tmp_path / "data", "[1]\n[1]")
-    line = one_error_line(run("data_generation.py", "--image_dir", "data",
-                              "--labels", "data/images", cwd=tmp_path))
+    line = error_message(run("data_generation.py", "--image_dir", "data",
+                             "--labels", "data/images", cwd=tmp_path), "data_generation.py")
     assert line.startswith("data/images: is a folder, not a labels file; for images/<label>/")
 
 
 def test_data_generation_image_dir_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
-    line = one_error_line(run("data_generation.py", "--image_dir", "file", cwd=tmp_path))
+    line = error_message(run("data_generation.py", "--image_dir", "file", cwd=tmp_path),
+                         "data_generation.py")
     assert line.startswith("file/labels.json: cannot read the labels file")
 
 
 def test_data_generation_zero_byte_image(tmp_path):
     _scene(tmp_path / "data", "[1]\n[1]")
     (tmp_path / "data" / "images" / "2.jpg").write_bytes(b"")
-    line = one_error_line(run("data_generation.py", "--image_dir", "data", cwd=tmp_path))
+    line = error_message(run("data_generation.py", "--image_dir", "data", cwd=tmp_path),
+                         "data_generation.py")
     assert line == "data/images/2.jpg: empty image file"
 
 
 def test_data_generation_missing_image(tmp_path):
     _scene(tmp_path / "data", "[1]\n[1]\n[1]", images=("1.jpg", "3.jpg"))
-    line = one_error_line(run("data_generation.py", "--image_dir", "data", cwd=tmp_path))
+    line = error_message(run("data_generation.py", "--image_dir", "data", cwd=tmp_path),
+                         "data_generation.py")
     assert line == "data/labels.json:2: label line for image 2, but data/images has no image 2"
 
 
@@ -224,7 +235,7 @@ def test_label_image_with_no_image_labelled_exits_2(label_runs):
     ("duplicate", "duplicate.lst:2: duplicate index 1 (first on line 1)"),
 ])
 def test_label_image_bad_model_or_list_files(label_runs, case, expected):
-    assert one_error_line(label_runs[case]).startswith(expected)
+    assert error_message(label_runs[case], "label_image.py").startswith(expected)
 
 
 # retrain.py: a dataset holding every image kind, with lists as an editor might leave them.

@@ -22,7 +22,8 @@ def test_build_error_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(module_builder, "build_module", fail)
     assert build_modules.main(["--model_dir", str(tmp_path)]) == EXIT_BAD_INPUT
-    assert capsys.readouterr().err == "MODEL/.downloads/x.whl: checksum mismatch\n"
+    assert capsys.readouterr().err == ("build_modules: error: MODEL/.downloads/x.whl: "
+                                       "checksum mismatch\n")
 
 
 def test_unknown_name_is_rejected_before_any_work(tmp_path, capsys):

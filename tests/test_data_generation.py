@@ -114,13 +114,15 @@ def test_stratify_puts_every_class_in_both_lists(tmp_path, capsys):
 
 
 def fails_cleanly(root, capsys, flags=()):
-    """Run, expect exit 2 with one stderr line, and no list file (or temp file) written."""
+    """Run, expect exit 2 with one stderr line, and no list file (or temp file) written;
+    return the line's message."""
     before = sorted(os.listdir(root))
     assert run(root, *flags) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert sorted(os.listdir(root)) == before
-    return err.strip()
+    assert err.startswith("data_generation.py: error: "), err
+    return err.strip().removeprefix("data_generation.py: error: ")
 
 
 @pytest.mark.parametrize("edit, where, words", [

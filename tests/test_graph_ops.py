@@ -82,7 +82,8 @@ def test_a_graph_that_writes_a_file_is_refused_before_it_runs(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        f"{graph}: the graph holds operations an image classifier does not need, which may "
+        f"label_image.py: error: {graph}: the graph holds operations an image classifier "
+        "does not need, which may "
         "read or write files or run code: WriteFile (node 'WriteFile'); it was not run. If you "
         "trust the graph, pass --allow_ops WriteFile"]
     assert not target.exists()

@@ -120,7 +120,8 @@ def test_data_generation_names_a_bad_link_or_file_kind_on_one_line(tmp_path, cap
     (images / "2.jpg").unlink()
     make(images / "2.jpg")
     assert data_generation.main(["--image_dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"{images / '2.jpg'}: {message}"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"data_generation.py: error: {images / '2.jpg'}: {message}"]
 
 
 # A full disk: every writer's failure is one line, "no space left on DEVICE while writing
@@ -162,8 +163,9 @@ def full_writes(monkeypatch):
     monkeypatch.setattr(os, "fdopen", fdopen)
 
 
-def _no_space_message(path):
-    return re.compile(rf"^no space left on /\S*( \(\S+\))? while writing {re.escape(str(path))}$")
+def _no_space_message(path, prefix=""):
+    return re.compile(rf"^{re.escape(prefix)}no space left on /\S*( \(\S+\))? while writing "
+                      rf"{re.escape(str(path))}$")
 
 
 def _leftovers(folder):
@@ -192,7 +194,8 @@ def test_data_generation_on_a_full_disk_exits_1_with_one_line(tmp_path, capsys, 
     _scene(tmp_path, count=5)
     assert data_generation.main(["--image_dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and _no_space_message(tmp_path / "dataset.lst").match(err[0])
+    assert len(err) == 1 and _no_space_message(tmp_path / "dataset.lst",
+                                               "data_generation.py: error: ").match(err[0])
 
 
 def _resource_exhausted(*args, **kwargs):
@@ -319,8 +322,9 @@ def test_labels_json_with_a_long_flag_names_it_briefly(tmp_path, capsys):
     _scene(tmp_path)
     (tmp_path / "labels.json").write_text("[1, -1]\n[1, " + "7" * 4000 + "]")
     assert data_generation.main(["--image_dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (f"{tmp_path / 'labels.json'}:2: flag {'7' * 40}... is "
-                                       "not 1 (present) or -1/0 (absent)\n")
+    assert capsys.readouterr().err == (f"data_generation.py: error: {tmp_path / 'labels.json'}"
+                                       f":2: flag {'7' * 40}... is not 1 (present) or -1/0 "
+                                       "(absent)\n")
 
 
 def test_a_list_index_of_thousands_of_digits_is_one_line():
@@ -432,8 +436,9 @@ def test_a_graph_declaring_a_huge_input_is_refused_unless_allowed(tmp_path, caps
     image = write_image(tmp_path / "red.png", (255, 0, 0))
     assert label_image.main(["--graph", graph, str(image), "-q"]) == 2
     assert capsys.readouterr().err == (
-        f"{graph}: input layer 'Placeholder' takes images of height 100000, more than the 4096 "
-        "allowed; if the graph really needs it, pass --max_input_size\n")
+        f"label_image.py: error: {graph}: input layer 'Placeholder' takes images of height "
+        "100000, more than the 4096 allowed; if the graph really needs it, pass "
+        "--max_input_size\n")
     model = load_frozen_graph(_graph_of_size(tmp_path / "big.pb", 5000, 300),
                               max_input_size=5000)
     assert (model.height, model.width) == (5000, 300)
@@ -460,8 +465,8 @@ def test_an_endless_loop_is_stopped_by_the_timeout(tmp_path, capsys):
     image = write_image(tmp_path / "red.png", (255, 0, 0))
     assert label_image.main(["--graph", graph, str(image), "--timeout", "0.5", "-q"]) == 2
     assert capsys.readouterr().err == (
-        f"{graph}: running the graph on one batch took longer than the 0.5 s allowed "
-        "(--timeout); does it loop forever? Stopped\n")
+        f"label_image.py: error: {graph}: running the graph on one batch took longer than "
+        "the 0.5 s allowed (--timeout); does it loop forever? Stopped\n")
 
 
 # Names shown as they are.

@@ -51,13 +51,14 @@ def flags(tags, names=CLASSES):
 
 
 def fails_cleanly(root, capsys, *flags):
-    """Exit 2, one stderr line, and no file written or changed."""
+    """Exit 2, one stderr line, and no file written or changed; the line's message."""
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     assert run(root, *flags) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
-    return err
+    assert err.startswith("data_generation.py: error: "), err
+    return err.removeprefix("data_generation.py: error: ")
 
 
 # --- the CSV parser on its own ---------------------------------------------------------

@@ -21,9 +21,11 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import label_image  # noqa: E402
+from multilabel.base import project  # noqa: E402
 from multilabel.data.images import load_image  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ERROR = "label_image.py: error: "  # what every error line of the command starts with
 SIZE = 4
 LABELS = ("red", "green", "blue")
 RED, MAGENTA, GREY = (255, 0, 0), (255, 0, 255), (128, 128, 128)
@@ -141,7 +143,7 @@ def test_image_flag_with_a_folder_holding_no_image(tmp_path, model, capsys):
     (tmp_path / "empty").mkdir()
     status, out, err = run(model + ["--image", str(tmp_path / "empty")], capsys)
     assert status == 2 and out == ""
-    assert err.startswith(f"{tmp_path / 'empty'}: no image files (")
+    assert err.startswith(f"{ERROR}{tmp_path / 'empty'}: no image files (")
     assert len(err.splitlines()) == 1
 
 
@@ -223,7 +225,7 @@ def test_explicit_thresholds_file_must_exist_and_fit(tmp_path, model, capsys):
     short.write_text("0.5\n")
     status, _, err = run(model + ["--image", str(image), "--thresholds", str(short)], capsys)
     assert status == 2
-    assert err.startswith(f"{short}: expected 3 thresholds")
+    assert err.startswith(f"{ERROR}{short}: expected 3 thresholds")
 
 
 def test_top_k_limits_label_lines(tmp_path, model, capsys):
@@ -250,7 +252,7 @@ def test_default_image_and_model_paths(tmp_path, model, capsys, monkeypatch):
     """test.jpeg in the current folder; the model in the project's MODEL_DETAILS, wherever
     the current folder is (here the project is stood in for by tmp_path)."""
     write_image(tmp_path / "elsewhere" / "test.jpeg", RED)
-    monkeypatch.setattr(label_image, "DEFAULT_MODEL_DIR", str(tmp_path / "MODEL_DETAILS"))
+    monkeypatch.setattr(project, "project_folder", lambda: str(tmp_path))
     monkeypatch.chdir(tmp_path / "elsewhere")
     status, out, _ = run([], capsys)
     assert status == 0
@@ -306,7 +308,7 @@ def test_graph_lacking_the_layer(tmp_path, model, capsys):
     status, out, err = run(model + ["--image", str(image), "--output_layer", "softmax"], capsys)
     assert status == 2
     assert out == ""
-    assert err == (f"{model[1]}: the graph has no output layer 'softmax' "
+    assert err == (f"{ERROR}{model[1]}: the graph has no output layer 'softmax' "
                    "(candidates: final_result)\n")
 
 
@@ -317,7 +319,7 @@ def test_labels_that_do_not_fit_the_graph(tmp_path, model, capsys):
     status, out, err = run(model + ["--image", str(image), "--labels", str(labels)], capsys)
     assert status == 2
     assert out == ""
-    assert err.startswith(f"{labels}: 2 class names, but the graph")
+    assert err.startswith(f"{ERROR}{labels}: 2 class names, but the graph")
     assert "gives 3 probabilities" in err
 
 
@@ -334,7 +336,7 @@ def test_missing_or_bad_model_files(tmp_path, model, capsys, flag, content, mess
     status, out, err = run(model + ["--image", str(image), flag, str(path)], capsys)
     assert status == 2
     assert out == ""
-    assert err.startswith(f"{path}: {message}")
+    assert err.startswith(f"{ERROR}{path}: {message}")
     assert len(err.splitlines()) == 1
 
 
@@ -373,5 +375,5 @@ def test_graph_needing_another_input(tmp_path, capsys):
                            capsys)
     assert status == 2
     assert out == ""
-    assert err.startswith(f"{path}: running the graph failed")
+    assert err.startswith(f"{ERROR}{path}: running the graph failed")
     assert len(err.splitlines()) == 1

@@ -1,10 +1,11 @@
 """The one error type that reaches the user.
 
 Library code raises `UserError` (or a subclass) for anything the user can fix: a bad
-list file, a missing image, a wrong flag value. The scripts' `main` catches it, prints
-`str(error)` as one line and exits with `EXIT_BAD_INPUT`. Anything else is a bug and
+list file, a missing image, a wrong flag value. Every command's boundary
+(`multilabel.base.command.run_command`) catches it, prints `NAME: error: str(error)` as
+one line and exits with `error.exit_code`: `EXIT_BAD_INPUT`. Anything else is a bug and
 keeps its traceback. A full disk is not the input's fault: `NoSpaceError` carries exit
-status 1 instead (`error.exit_code`).
+status 1 instead.
 """
 
 import contextlib
@@ -22,7 +23,7 @@ class UserError(Exception):
     """An error caused by input, reported as `path:line: message` on one line.
 
     `details` are one-line messages naming each of several problems found at once (every
-    broken image of a list); `main` prints them, one a line, before the error's own line,
+    broken image of a list); the boundary prints them, one a line, before the error's line,
     so that one run shows the user everything to fix.
     """
 

@@ -79,8 +79,8 @@ def for_workers(path):
     """`path` as a worker elsewhere reads it: a local path made absolute, a URL as it is.
 
     A cluster's worker does not run in the launching command's folder, so a relative
-    path (`./DATASET/images/1.jpg`, the default `MODEL_DETAILS/bottlenecks`) would name
-    another file there, or none.
+    path given on the command line (`./DATASET/images/1.jpg`, `--bottleneck_dir cache`)
+    would name another file there, or none.
     """
     from multilabel.base import storage
 

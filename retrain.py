@@ -20,7 +20,8 @@ import os
 import sys
 
 from multilabel.base import options
-from multilabel.base.errors import EXIT_INTERRUPTED, EXIT_OK, UserError
+from multilabel.base.command import run_command
+from multilabel.base.errors import UserError
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -114,22 +115,17 @@ def main(argv=None):
     level = "CRITICAL" if verbosity == "FATAL" else verbosity
     logging.basicConfig(level=logging.getLevelName(level),
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    # TensorFlow loads only once the flags are fine, without its C++ start-up lines.
+    # Every file is written atomically, so stopping anywhere is safe.
+    return run_command("retrain.py", train, given,
+                       interrupted="finished bottlenecks are kept, and --resume continues "
+                                   "from the last checkpoint")
+
+
+def train(given):
+    """Train as the flags `given` say. TensorFlow loads only now that they are fine."""
     from multilabel import api
 
-    try:
-        api.train_with(options.TrainOptions.from_preset(**given))
-    except UserError as e:
-        for line in e.details:
-            print(line, file=sys.stderr)
-        print(f"retrain.py: error: {e}", file=sys.stderr)
-        return e.exit_code  # 2 for bad input, 1 for a full disk
-    except KeyboardInterrupt:
-        # Every file is written atomically, so stopping anywhere is safe.
-        print("retrain.py: interrupted; finished bottlenecks are kept, and --resume continues "
-              "from the last checkpoint", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+    api.train_with(options.TrainOptions.from_preset(**given))
 
 
 if __name__ == "__main__":

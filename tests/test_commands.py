@@ -89,7 +89,7 @@ def test_a_bug_keeps_its_traceback():
 
 # (name, main, argv, (object, attribute) replaced by the failing work)
 ENTRY_POINTS = [
-    ("retrain.py", retrain.main, [], (api, "train")),
+    ("retrain.py", retrain.main, [], (api, "train_with")),
     ("data_generation.py", data_generation.main, [], (list_generation, "generate")),
     ("label_image.py", label_image.main, [], (label_image, "label")),
     ("build_modules", build_modules.main, ["efficientnet_lite0"],

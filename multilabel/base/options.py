@@ -19,6 +19,7 @@ import math
 import os
 import re
 
+from multilabel.base.arguments import positive_int_or
 from multilabel.base.errors import UserError
 
 DEFAULT_MODULE = "mobilenet_v2_100_224"
@@ -76,23 +77,6 @@ def positive_weights(text):
     if any(v <= 0 for v in values):  # NaN passes, for check()'s message on it
         raise UserError("weights must be positive")
     return values[0] if len(values) == 1 else values
-
-
-def layer_count(text):
-    """--fine_tune_layers: a count of at least 1, or 'all'."""
-    if text == ALL_LAYERS:
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise UserError(f"not a number or {ALL_LAYERS!r}: {text!r}") from None
-    if value < 1:
-        raise UserError("must be at least 1")
-    return value
-
-
-def _in_run(name):
-    return f"(default: {name} in --output_dir)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +175,7 @@ class TrainOptions:
         20, "how many of the module's layers to train, counted from the output, or 'all'. A "
         "layer is a group of trainable variables with one name prefix (a convolution and "
         "its batch norm are two), in the order the module uses them", "fine_tuning",
-        parse=layer_count)
+        parse=positive_int_or(ALL_LAYERS))
     fine_tune_epochs: int = option(
         5, "passes over the training images, on one cosine schedule; the model at its end is "
         "kept unless the phase 1 model scores at least as high on validation mAP, and no "

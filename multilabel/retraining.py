@@ -19,7 +19,7 @@ from multilabel.evaluation import label_issues, metrics, thresholds as threshold
 from multilabel.export import stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
-from multilabel.labelling.tflite_engine import cores
+from multilabel.base.host import cores
 from multilabel.training import feature_scaling, fine_tuning, trainer
 
 logger = logging.getLogger(__name__)

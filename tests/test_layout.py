@@ -10,8 +10,8 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "multilabel"
-WINGS = ("base", "evaluation", "data", "labelling", "features.backbones", "features",
-         "training", "export", "report", "beam", "")  # "" is the package root
+WINGS = ("base", "evaluation", "data", "features.backbones", "features", "training",
+         "labelling", "export", "report", "beam", "")  # "" is the package root
 
 
 def _module_name(path):

@@ -30,7 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from multilabel.base import storage
+from multilabel.base import host, storage
 from multilabel.features import bottlenecks
 from multilabel.base.errors import UserError
 from multilabel.data.image_sources import is_image_name, no_images_error
@@ -64,7 +64,7 @@ def inference_threads(options, cores=None):
     `direct_num_workers` processes. On a cluster runner a Python worker runs one
     process per core (Dataflow's default), so one thread each.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or host.cores()
     runner = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
     if runner not in _DIRECT_RUNNERS:
         return 1

@@ -18,12 +18,12 @@ import numpy as np
 from PIL import Image
 
 from multilabel.base.errors import UserError
+from multilabel.base.host import cores
 from multilabel.data.images import image_in_memory, load_image
 from multilabel.data.listfile import read_class_names
 from multilabel.evaluation.thresholds import (DEFAULT_THRESHOLD, apply_thresholds, read_rule,
                                               read_thresholds)
 from multilabel.labelling import labeller, run_folder
-from multilabel.labelling.tflite_engine import cores
 
 logger = logging.getLogger(__name__)
 

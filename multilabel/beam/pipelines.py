@@ -10,7 +10,7 @@ import collections
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from multilabel.features import bottleneck_shards, bottlenecks, module_set, set_members
+from multilabel.features import bottleneck_shards, bottlenecks, module_set
 from multilabel.base import storage
 from multilabel.beam.transforms import (FAILED, METRICS, DecodeImage, FeatureModelHandler,
                                         FrozenGraphHandler, HashImage, count_on_worker,
@@ -82,7 +82,7 @@ def _add_member(pipeline, label, hashed, member, bottleneck_dir, run_name, batch
         .with_outputs(FAILED, main="decoded"))
     handler = FeatureModelHandler(member.engine, member.path,
                                   storage.join(bottleneck_dir, member.engine_key),
-                                  (member.height, member.width), set_members.resize_for,
+                                  (member.height, member.width), module_set.resize_for,
                                   batch_size, threads)
     prefix = storage.join(bottleneck_shards.shards_folder(cache_folder), run_name)
     _ = (decoded.decoded

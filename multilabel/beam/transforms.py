@@ -211,7 +211,7 @@ class FeatureModelHandler(_FixedBatches):
     "tflite" loads the conversion kept in `conversion_folder` (converting again only if
     none was kept), anything else the SavedModel with TensorFlow. Images of another size
     than the module's own `size` (a member of a module set) are resized by `resize`
-    (`set_members.resize_for`, which the exported graph runs too).
+    (`module_set.resize_for`, which the exported graph runs too).
     """
 
     def __init__(self, engine, module_path, conversion_folder, size, resize, batch_size,

@@ -109,7 +109,7 @@ def run(config):
 class _Evaluation(collections.namedtuple(
         "_Evaluation", "report thresholds never_empty test test_probs held_out")):
     """A trained model's thresholds and label rule, its report entries, its test
-    probabilities, and the held-out predictions (label_issues.Part) that label issues are
+    probabilities, and the held-out predictions (label_issues.HeldOut) that label issues are
     found in."""
 
 
@@ -155,12 +155,12 @@ def _evaluate(config, data, result, features, head_steps, scales, phase_1=None):
                     metrics.format_report(report["test"], data.class_names))
     else:
         logger.warning("The test part is empty: no test report")
-    held_out = [label_issues.Part("test", test.paths, test.labels, test_probs)]
+    held_out = [label_issues.HeldOut("test", test.paths, test.labels, test_probs)]
     if phase_1 is not None:
         held_out[:0] = [part for part in phase_1.held_out if part.name == "train"]
     elif out_of_fold is not None:
-        held_out.insert(0, label_issues.Part("train", data.train.paths + data.validation.paths,
-                                             train_labels, out_of_fold))
+        held_out.insert(0, label_issues.HeldOut("train", data.train.paths + data.validation.paths,
+                                                train_labels, out_of_fold))
     return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out))
 
 

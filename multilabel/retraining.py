@@ -238,10 +238,10 @@ def _train_inputs(config, module, part, train_x):
 def _classifier(config, module, result=None):
     """The classifier to export: `module` and the trained layer of `result` (None while
     training, when the writer of intermediate graphs fills the layer in at each step)."""
-    return stage.Classifier(module.path, module.height, module.width,
-                            None if result is None else result.weights,
-                            None if result is None else result.biases,
-                            config.train.final_tensor_name)
+    return stage.TrainedModel(module.path, module.height, module.width,
+                              None if result is None else result.weights,
+                              None if result is None else result.biases,
+                              config.train.final_tensor_name)
 
 
 def _probs(x, result):

@@ -171,8 +171,8 @@ def replace_then_die(source, target):
 
 atomic.os.replace = replace_then_die
 rng = np.random.default_rng(1)
-classifier = stage.Classifier(module, 32, 32, rng.normal(size=(24, 2)).astype(np.float32),
-                              np.zeros(2, np.float32), "final_result")
+trained = stage.TrainedModel(module, 32, 32, rng.normal(size=(24, 2)).astype(np.float32),
+                             np.zeros(2, np.float32), "final_result")
 outputs = stage.Outputs(**{name: os.path.join(folder, file) for name, file in (
     ("output_graph", "output_graph.pb"), ("output_labels", "output_labels.txt"),
     ("output_thresholds", "output_thresholds.txt"), ("metrics_file", "metrics.json"),
@@ -180,7 +180,7 @@ outputs = stage.Outputs(**{name: os.path.join(folder, file) for name, file in (
     ("tflite_output_file", "output_graph.tflite"))},
     intermediate_output_graphs_dir="", intermediate_store_frequency=0, summaries_dir="",
     saved_model_dir="")
-stage.write_outputs(outputs, classifier, stage.Results(
+stage.write_outputs(outputs, trained, stage.Results(
     ("cat", "dog"), np.array([0.5, 0.5]), (), np.zeros((0, 2)), {}))
 """
 

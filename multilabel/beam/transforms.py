@@ -3,7 +3,7 @@ model handlers for RunInference, and the options every runner needs.
 
 Everything heavy is the project's own code run inside Beam: images are decoded by
 `images.load_pixels` (so the numbers equal retrain.py's and label_image.py's), feature
-vectors come from `engines`, probabilities from `labelling.run_batch` on a frozen
+vectors come from `engines`, probabilities from `labeller.run_batch` on a frozen
 graph. What Beam adds is spreading the images over worker processes and machines.
 
 Sharp edges this module handles, each found the hard way:

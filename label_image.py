@@ -41,7 +41,7 @@ from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
 from multilabel.labelling import run_folder
 from multilabel.labelling.classifier import ENGINES, Classifier, LoadOptions
 from multilabel.labelling.label_report import FORMATS, Report
-from multilabel.labelling.tflite_engine import cores
+from multilabel.base.host import cores
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -107,14 +107,15 @@ def _members(args):
     The engine of each module is chosen here, once, as retrain.py chooses it; a TFLite
     conversion is kept in the module's cache folder, where every worker reads it.
     """
-    from multilabel.beam.pipelines import Member
+    from multilabel.beam.pipelines import WorkerMember
     from multilabel.beam.transforms import for_workers
     from multilabel.features import module_set
 
     opened = module_set.load_module_set(args.tfhub_module, args.model_dir, args.bottleneck_dir,
                                         args.bottleneck_engine)
-    return [Member(m.handle, for_workers(m.path), opened.height, opened.width, m.height,
-                   m.width, m.key, m.dim, m.engine.name, m.engine_key) for m in opened.members]
+    return [WorkerMember(m.handle, for_workers(m.path), opened.height, opened.width, m.height,
+                         m.width, m.key, m.dim, m.engine.name, m.engine_key)
+            for m in opened.members]
 
 
 def _report(result, paths, members, bottleneck_dir, run_name):

@@ -20,20 +20,16 @@ import os
 import sys
 import time
 
-import numpy as np
-
 from multilabel.base.arguments import names, positive_int
-from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
 from multilabel.base.project import DETAILS, default_path
 from multilabel.beam import command
+from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
+from multilabel.labelling.run_folder import GRAPH, LABELS as LABELS_NAME, THRESHOLDS as THRESHOLDS_NAME
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
 logger = logging.getLogger("beam_label")
-
-LABELS_NAME = "output_labels.txt"
-THRESHOLDS_NAME = "output_thresholds.txt"
-DEFAULT_THRESHOLD = 0.5
 
 
 def parse_args(argv):
@@ -42,7 +38,7 @@ def parse_args(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
-    p.add_argument("--graph", default=os.path.join(default_path(DETAILS), "output_graph.pb"),
+    p.add_argument("--graph", default=os.path.join(default_path(DETAILS), GRAPH),
                    help=f"frozen graph from retrain.py (default: {DETAILS}/output_graph.pb "
                         "in the project folder)")
     p.add_argument("--labels", help=f"class names (default: {LABELS_NAME} next to --graph)")
@@ -81,30 +77,19 @@ def run(args, beam_argv):
     import apache_beam as beam
 
     from multilabel.beam import transforms
-    from multilabel.beam.pipelines import ModelFiles, add_labels
-    from multilabel.labelling.frozen_graph import load_frozen_graph
+    from multilabel.beam.pipelines import WorkerClassifier, add_labels
     from multilabel.data.image_sources import images_in_list
-    from multilabel.data.listfile import read_class_names
-    from multilabel.evaluation.thresholds import read_rule, read_thresholds
+    from multilabel.labelling.classifier import Classifier, LoadOptions
     from multilabel.labelling.run_folder import model_files
 
-    # The graph's run folder, whose files must be one run's, as label_image.py checks.
-    files = model_files(graph=args.graph, labels=args.labels, thresholds=args.thresholds)
-    files.check_set(("graph", "labels", "thresholds", "rule"))
-    # A bad graph fails here, not in every worker.
-    model = load_frozen_graph(args.graph, allow_ops=args.allow_ops)
-    labels_path = files.labels
-    labels = read_class_names(labels_path)
-    if model.num_classes is not None and model.num_classes != len(labels):
-        raise UserError(f"{len(labels)} class names, but the graph {args.graph} gives "
-                        f"{model.num_classes} probabilities per image", labels_path)
-    thresholds_path = files.thresholds
-    if args.thresholds is None and not os.path.exists(thresholds_path):
-        logger.warning("%s not found: using threshold %s for every class", thresholds_path,
-                       DEFAULT_THRESHOLD)
-        thresholds = np.full(len(labels), DEFAULT_THRESHOLD)
-    else:
-        thresholds = read_thresholds(thresholds_path, len(labels))
+    # Loaded here as label_image.py loads a graph (one run's files, the graph's ops and
+    # layers, its class names, thresholds and rule): a bad model fails here, not in
+    # every worker.
+    classifier = Classifier.open(
+        model_files(graph=args.graph, labels=args.labels, thresholds=args.thresholds),
+        LoadOptions(engine="tf", labels=args.labels, thresholds=args.thresholds,
+                    allow_ops=args.allow_ops))
+    model = classifier.model
 
     paths = []
     if args.image_dir:
@@ -120,8 +105,9 @@ def run(args, beam_argv):
     start, started = time.monotonic(), time.time() - 1
     pipeline = beam.Pipeline(options=options)
     add_labels(pipeline, paths,
-               ModelFiles(transforms.for_workers(args.graph), args.allow_ops, labels, thresholds,
-                          read_rule(thresholds_path)),
+               WorkerClassifier(transforms.for_workers(args.graph), args.allow_ops,
+                                classifier.class_names, classifier.thresholds,
+                                classifier.never_empty),
                transforms.for_workers(args.output), transforms.for_workers(errors),
                model.height, model.width,
                model.batch_size or args.batch_size, threads)

@@ -18,7 +18,7 @@ from multilabel.evaluation import label_issues, metrics, thresholds as threshold
 from multilabel.export import stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
-from multilabel.labelling.tflite_engine import cores
+from multilabel.base.host import cores
 from multilabel.training import feature_scaling, fine_tuning, trainer
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def run(options, changed=()):
         logger.warning("The validation part is empty: no early stopping, the last step is kept")
     records = trainer.TrainRecords(
         options.summaries_dir, options.checkpoint_path, options.resume,
-        stage.intermediate_graph_writer(options, _classifier(options, module)))
+        stage.intermediate_graph_writer(options, _trained_model(options, module)))
     with _train_inputs(options, module, data.train, train_x) as inputs:
         result = trainer.train(trainer.TrainData(inputs, data.train.labels, validation_x,
                                                  data.validation.labels, data.class_names,
@@ -90,7 +90,7 @@ def run(options, changed=()):
 class _Evaluation(collections.namedtuple(
         "_Evaluation", "report thresholds never_empty test test_probs held_out")):
     """A trained model's thresholds and label rule, its report entries, its test
-    probabilities, and the held-out predictions (label_issues.Part) that label issues are
+    probabilities, and the held-out predictions (label_issues.HeldOut) that label issues are
     found in."""
 
 
@@ -136,12 +136,12 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
                     metrics.format_report(report["test"], data.class_names))
     else:
         logger.warning("The test part is empty: no test report")
-    held_out = [label_issues.Part("test", test.paths, test.labels, test_probs)]
+    held_out = [label_issues.HeldOut("test", test.paths, test.labels, test_probs)]
     if phase_1 is not None:
         held_out[:0] = [part for part in phase_1.held_out if part.name == "train"]
     elif out_of_fold is not None:
-        held_out.insert(0, label_issues.Part("train", data.train.paths + data.validation.paths,
-                                             train_labels, out_of_fold))
+        held_out.insert(0, label_issues.HeldOut("train", data.train.paths + data.validation.paths,
+                                                train_labels, out_of_fold))
     return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out))
 
 
@@ -218,13 +218,13 @@ def _train_inputs(options, module, part, train_x):
         yield distorted
 
 
-def _classifier(options, module, result=None):
+def _trained_model(options, module, result=None):
     """The classifier to export: `module` and the trained layer of `result` (None while
     training, when the writer of intermediate graphs fills the layer in at each step)."""
-    return stage.Classifier(module.path, module.height, module.width,
-                            None if result is None else result.weights,
-                            None if result is None else result.biases,
-                            options.final_tensor_name)
+    return stage.TrainedModel(module.path, module.height, module.width,
+                              None if result is None else result.weights,
+                              None if result is None else result.biases,
+                              options.final_tensor_name)
 
 
 def _probs(x, result):
@@ -258,7 +258,7 @@ def _export(options, changed, module, result, data, evaluation, report):
         evaluation.test_probs, report, _model_info(options, module, data, evaluation.thresholds),
         evaluation.never_empty)
     # A TFLite model the user named must be written; the default one only where faithful.
-    stage.write_outputs(options, _classifier(options, module, result), results,
+    stage.write_outputs(options, _trained_model(options, module, result), results,
                         tflite_required="tflite_output_file" in dict(changed))
 
 

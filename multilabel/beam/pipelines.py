@@ -10,7 +10,7 @@ import collections
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from multilabel.features import bottleneck_shards, bottlenecks, module_set, set_members
+from multilabel.features import bottleneck_shards, bottlenecks, module_set
 from multilabel.base import storage
 from multilabel.beam.transforms import (FAILED, METRICS, DecodeImage, FeatureModelHandler,
                                         FrozenGraphHandler, HashImage, count_on_worker,
@@ -18,8 +18,9 @@ from multilabel.beam.transforms import (FAILED, METRICS, DecodeImage, FeatureMod
 from multilabel.labelling.label_report import Report
 
 
-class Member(collections.namedtuple(
-        "Member", "handle path input_height input_width height width key dim engine engine_key")):
+class WorkerMember(collections.namedtuple(
+        "WorkerMember",
+        "handle path input_height input_width height width key dim engine engine_key")):
     """One module of a set, as a worker needs it (module_set.Member without its engine).
 
     Images are decoded at the set's `input_height` x `input_width` and resized to the
@@ -36,7 +37,7 @@ def member_namespace(member):
 def add_bottlenecks(pipeline, paths, members, bottleneck_dir, run_name, batch_size, threads):
     """Compute the bottleneck of every image of `paths` not in each member's cache yet.
 
-    `members` are the modules of the set (one for a single module, see `Member`); each
+    `members` are the modules of the set (one for a single module, see `WorkerMember`); each
     member's cache folder is `<bottleneck_dir>/<key>`. A cache is checked by content:
     the images' digests are joined with the digests of the shards already written (so
     a cache of a million vectors is never loaded into one process), then each remaining
@@ -82,7 +83,7 @@ def _add_member(pipeline, label, hashed, member, bottleneck_dir, run_name, batch
         .with_outputs(FAILED, main="decoded"))
     handler = FeatureModelHandler(member.engine, member.path,
                                   storage.join(bottleneck_dir, member.engine_key),
-                                  (member.height, member.width), set_members.resize_for,
+                                  (member.height, member.width), module_set.resize_for,
                                   batch_size, threads)
     prefix = storage.join(bottleneck_shards.shards_folder(cache_folder), run_name)
     _ = (decoded.decoded
@@ -138,17 +139,17 @@ def _count(element, name, namespace):
     return element
 
 
-class ModelFiles(collections.namedtuple("ModelFiles",
-                                         "graph allow_ops labels thresholds never_empty")):
-    """What beam_label labels with: the frozen graph's path, the ops it may hold beyond a
-    classifier's (label_image.py --allow_ops), the class names, their thresholds, and
-    whether the top-margin rule applies (`never_empty`, as label_image.py applies it
-    where the run recorded it)."""
+class WorkerClassifier(collections.namedtuple(
+        "WorkerClassifier", "graph allow_ops labels thresholds never_empty")):
+    """The classifier as beam_label's workers rebuild it: the frozen graph's path, the ops
+    it may hold beyond a classifier's (label_image.py --allow_ops), and the class names,
+    thresholds and top-margin rule (`never_empty`) of the `Classifier` loaded to check it."""
 
 
 def add_labels(pipeline, paths, model, output_prefix, errors_prefix, height, width, batch_size,
                threads):
-    """Label every image of `paths` with `model` (ModelFiles); write JSON records and errors.
+    """Label every image of `paths` with `model` (WorkerClassifier); write JSON records and
+    errors.
 
     Each good image becomes one line of `output_prefix-SSSSS-of-NNNNN`, the record
     label_image.py --output_format json prints for it; each bad one a line

@@ -3,7 +3,7 @@ model handlers for RunInference, and the options every runner needs.
 
 Everything heavy is the project's own code run inside Beam: images are decoded by
 `images.load_pixels` (so the numbers equal retrain.py's and label_image.py's), feature
-vectors come from `engines`, probabilities from `labelling.run_batch` on a frozen
+vectors come from `engines`, probabilities from `labeller.run_batch` on a frozen
 graph. What Beam adds is spreading the images over worker processes and machines.
 
 Sharp edges this module handles, each found the hard way:
@@ -30,7 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from multilabel.base import storage
+from multilabel.base import host, storage
 from multilabel.features import bottlenecks
 from multilabel.base.errors import UserError
 from multilabel.data.image_sources import is_image_name, no_images_error
@@ -64,7 +64,7 @@ def inference_threads(options, cores=None):
     `direct_num_workers` processes. On a cluster runner a Python worker runs one
     process per core (Dataflow's default), so one thread each.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or host.cores()
     runner = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
     if runner not in _DIRECT_RUNNERS:
         return 1
@@ -211,7 +211,7 @@ class FeatureModelHandler(_FixedBatches):
     "tflite" loads the conversion kept in `conversion_folder` (converting again only if
     none was kept), anything else the SavedModel with TensorFlow. Images of another size
     than the module's own `size` (a member of a module set) are resized by `resize`
-    (`set_members.resize_for`, which the exported graph runs too).
+    (`module_set.resize_for`, which the exported graph runs too).
     """
 
     def __init__(self, engine, module_path, conversion_folder, size, resize, batch_size,

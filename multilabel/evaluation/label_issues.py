@@ -58,7 +58,7 @@ NAME_SEPARATOR = ";"  # between class names inside one CSV field
 
 
 @dataclasses.dataclass(frozen=True)
-class Part:
+class HeldOut:
     """Images with their given labels and held-out predictions: one set of issues."""
 
     name: str  # "train" for out-of-fold predictions, "test" for the test part

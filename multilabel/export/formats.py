@@ -40,16 +40,7 @@ def write_graph_def(path, graph_def):
     logger.info("Wrote %s (%.1f MB)", path, os.path.getsize(path) / 1e6)
 
 
-def run_graph_def(graph_def, images, final_tensor_name):
-    """Probabilities of a frozen classifier for a batch of images, as a user would get them."""
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.import_graph_def(graph_def, name="")
-    with v1.Session(graph=graph) as sess:
-        return sess.run(f"{final_tensor_name}:0", {f"{INPUT_NAME}:0": images})
-
-
-class _Classifier(tf.Module):
+class _ServingModel(tf.Module):
     """The module and the trained layer with a serving signature `image` -> `prediction`."""
 
     def __init__(self, module_path, height, width, weights, biases):
@@ -69,7 +60,7 @@ class _Classifier(tf.Module):
 def write_saved_model(path, module_path, height, width, weights, biases):
     """A TF2 SavedModel with signature `serving_default`: `image` -> `prediction`."""
     with atomic.atomic_folder(path) as staging:
-        classifier = _Classifier(module_path, height, width, weights, biases)
-        tf.saved_model.save(classifier, staging, signatures={"serving_default": classifier.serve})
+        model = _ServingModel(module_path, height, width, weights, biases)
+        tf.saved_model.save(model, staging, signatures={"serving_default": model.serve})
     logger.info("Wrote SavedModel %s", path)
 

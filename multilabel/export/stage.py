@@ -2,10 +2,11 @@
 
 A run ends by writing its frozen graph, its TFLite model, class names, thresholds and
 their rule, measures and test predictions, and optionally a SavedModel. Before anything
-is written, the frozen graph is run on a few test images in this process: it must give
-the probabilities training computed from cached bottlenecks, or the graph and the
-training code have drifted apart (a preprocessing change, a wrong fold of the feature
-scales). The TFLite model is checked against the frozen graph the same way.
+is written, the frozen graph is run on a few test images in this process, by the runner
+label_image.py runs it with (`labelling.frozen_graph`): it must give the probabilities
+training computed from cached bottlenecks, or the graph and the training code have
+drifted apart (a preprocessing change, a wrong fold of the feature scales). The TFLite
+model is checked against the frozen graph the same way.
 
 Everything is computed first and written last, file after file, then the run folder's
 manifest (`labelling.run_folder`): readers refuse a set that a kill left mixed.
@@ -26,6 +27,7 @@ from multilabel.evaluation import thresholds as thresholds_lib
 from multilabel.export import formats, tflite_metadata
 from multilabel.features import engines
 from multilabel.labelling import label_report, run_folder
+from multilabel.labelling.frozen_graph import import_frozen_graph
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ TFLITE_TOLERANCE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
-class Classifier:
+class TrainedModel:
     """What is exported: a feature module (a SavedModel folder) and the trained layer."""
 
     module_path: str
@@ -67,21 +69,23 @@ class Results:
     never_empty: bool = False  # the top-margin rule, recorded beside the thresholds
 
 
-def write_outputs(options, classifier, results, tflite_required=False):
-    """Check the classifier, then write it and its companions where `options` (a resolved
-    TrainOptions) say, as one set: every file is made first, then they are written one
-    after another, then the manifest that makes them one run's (a kill before it leaves a
-    set readers refuse).
+def write_outputs(options, trained, results, tflite_required=False):
+    """Check the `TrainedModel`, then write it and its companions where `options` (a
+    resolved TrainOptions) say, as one set: every file is made first, then they are
+    written one after another, then the manifest that makes them one run's (a kill before
+    it leaves a set readers refuse).
 
     The TFLite model, which label_image.py prefers to the graph, is written only where it
     matches the graph within TFLITE_TOLERANCE, and a conversion that fails is a warning;
     unless `tflite_required` (the user named the file): then it is written regardless, or
     the run fails."""
-    graph_def = classifier.graph_def()
+    graph_def = trained.graph_def()
+    graph = import_frozen_graph(graph_def, options.output_graph,
+                                output_layer=trained.final_tensor_name,
+                                height=trained.height, width=trained.width)
     if len(results.test_paths):
-        results.report["export_check_max_difference"] = _check_graph(graph_def, classifier,
-                                                                      results)
-    tflite = _saved_model_and_tflite(options, classifier, graph_def, results.model_info,
+        results.report["export_check_max_difference"] = _check_graph(graph, results)
+    tflite = _saved_model_and_tflite(options, trained, graph, results.model_info,
                                      tflite_required)
     run_id = results.report["run_id"] = run_folder.new_run_id()
     files = {"graph": options.output_graph, "labels": options.output_labels,
@@ -104,7 +108,7 @@ def write_outputs(options, classifier, results, tflite_required=False):
     logger.info("Wrote %s as run %s", ", ".join(files.values()), run_id)
 
 
-def intermediate_graph_writer(options, classifier):
+def intermediate_graph_writer(options, trained):
     """`on_eval(step, weights, biases)` for training that writes a frozen graph every
     `intermediate_store_frequency` steps, or None when that is 0."""
     if not options.intermediate_store_frequency:
@@ -113,18 +117,20 @@ def intermediate_graph_writer(options, classifier):
     def write(step, weights, biases):
         if step % options.intermediate_store_frequency == 0:
             path = os.path.join(options.intermediate_output_graphs_dir, f"intermediate_{step}.pb")
-            at_step = dataclasses.replace(classifier, weights=weights, biases=biases)
+            at_step = dataclasses.replace(trained, weights=weights, biases=biases)
             formats.write_graph_def(path, at_step.graph_def())
 
     return write
 
 
-def _check_graph(graph_def, classifier, results):
-    """Run the frozen graph on a few test images; it must match the training process."""
+def _check_graph(graph, results):
+    """Run the frozen graph (a `FrozenGraph`) on a few test images; it must match the
+    training process."""
     n = min(CHECK_IMAGES, len(results.test_paths))
-    images = np.stack([load_image(p, classifier.height, classifier.width)
+    images = np.stack([load_image(p, graph.height, graph.width)
                        for p in results.test_paths[:n]])
-    probs = formats.run_graph_def(graph_def, images, classifier.final_tensor_name)
+    with graph.running() as run:
+        probs = run(images)
     difference = float(np.abs(probs - results.test_probs[:n]).max())
     log = logger.info if difference < GRAPH_TOLERANCE else logger.warning
     log("The exported graph reproduces the test probabilities of %d images within %.2g", n,
@@ -141,7 +147,7 @@ def _write_predictions(path, results):
                                     for image, row in zip(results.test_paths, results.test_probs)))
 
 
-def _saved_model_and_tflite(options, classifier, graph_def, model_info, required):
+def _saved_model_and_tflite(options, trained, graph, model_info, required):
     """Write the SavedModel where asked for; return the TFLite model converted from it,
     with TFLite metadata (so that MediaPipe runs it as it is), checked against the frozen
     graph (None when there is none to write)."""
@@ -149,8 +155,8 @@ def _saved_model_and_tflite(options, classifier, graph_def, model_info, required
         return None
     with tempfile.TemporaryDirectory() as scratch:
         saved = options.saved_model_dir or os.path.join(scratch, "saved_model")
-        formats.write_saved_model(saved, classifier.module_path, classifier.height,
-                                  classifier.width, classifier.weights, classifier.biases)
+        formats.write_saved_model(saved, trained.module_path, trained.height, trained.width,
+                                  trained.weights, trained.biases)
         if not options.tflite_output_file:
             return None
         try:
@@ -163,10 +169,10 @@ def _saved_model_and_tflite(options, classifier, graph_def, model_info, required
             return None
     if model_info is not None:
         content = tflite_metadata.with_metadata(content, model_info)
-    probe = np.random.default_rng(0).random((2, classifier.height, classifier.width, 3),
+    probe = np.random.default_rng(0).random((2, graph.height, graph.width, 3),
                                             dtype=np.float32)
-    difference = np.abs(engines.TFLiteEngine(content)(probe) - formats.run_graph_def(
-        graph_def, probe, classifier.final_tensor_name)).max()
+    with graph.running() as run:
+        difference = np.abs(engines.TFLiteEngine(content)(probe) - run(probe)).max()
     if difference > TFLITE_TOLERANCE:
         if not required:
             logger.warning("No TFLite model: it differs from the frozen graph by %.2g, more "

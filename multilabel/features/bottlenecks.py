@@ -37,14 +37,11 @@ def module_key(module_fingerprint, height, width):
 
 def content_hash(path):
     """SHA-256 of a file's bytes: the cache key of its bottleneck."""
-    digest = hashlib.sha256()
     try:
         with storage.open_regular(path) as f:  # a FIFO swapped in since the check: no hang
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+            return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError as e:  # e.g. removed since it was checked
         raise file_error(e, path, "image file") from e
-    return digest.hexdigest()
 
 
 def bytes_hash(data):

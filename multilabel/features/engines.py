@@ -19,9 +19,9 @@ import tensorflow as tf
 from multilabel.base import storage
 from multilabel.base.errors import UserError
 from multilabel.features.feature_modules import image_size, load_module
-# The TFLite engine lives in the labelling wing, which label_image.py loads without
-# TensorFlow; it is this module's engine too, re-exported here for its callers.
-from multilabel.labelling.tflite_engine import INVOKE_IMAGES, TFLiteEngine, cores  # noqa: F401
+# The TFLite engine has a module of its own, which labelling loads without TensorFlow;
+# it is this module's engine too, re-exported here for its callers.
+from multilabel.features.tflite_engine import INVOKE_IMAGES, TFLiteEngine  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

@@ -183,8 +183,5 @@ def module_fingerprint(module_path):
         relative = os.path.relpath(path, module_path).replace(os.sep, "/")
         digest.update(relative.encode("utf-8") + b"\0")
         with open(path, "rb") as f:
-            file_digest = hashlib.sha256()
-            for block in iter(lambda: f.read(1 << 20), b""):
-                file_digest.update(block)
-        digest.update(file_digest.digest())
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from multilabel.data.distortions import distorted_image
-from multilabel.features.engines import cores
+from multilabel.base.host import cores
 from multilabel.base.errors import UserError
 from multilabel.base.progress import progress
 from multilabel.data.images import load_pixels, scale

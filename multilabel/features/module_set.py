@@ -35,11 +35,13 @@ from multilabel.features.backbones.saved_feature_module import is_saved_model
 from multilabel.features.engines import make_engine
 from multilabel.base.errors import UserError
 from multilabel.features.input_pipeline import feature_batches
-from multilabel.features.set_members import RESIZE_VERSION, resize_for
 
 logger = logging.getLogger(__name__)
 
 COMBINATIONS_DIR = "combinations"
+# Part of a resized member's cache key and of a combination's folder name: change it
+# whenever `resize_for` changes what pixels a member sees.
+RESIZE_VERSION = "tf-resize-bilinear-v1"
 
 
 class Member(collections.namedtuple("Member",
@@ -84,6 +86,20 @@ def load_module_set(handles, model_dir, bottleneck_dir, engine_kind):
     logger.info("Module set of %d: %d x %d images -> %d features (%s)", len(members), height,
                 width, dim, " + ".join(str(m.dim) for m in members))
     return ModuleSet(path, height, width, engine, dim, members)
+
+
+def resize_for(images, size):
+    """`images` `[N, H, W, 3]` resized to `size` (height, width) for a member, or as they are.
+
+    Bilinear with half-pixel centres (`tf.image.resize`'s default): one TensorFlow op,
+    the same kernel eagerly (bottlenecks) and in the exported graph, and a TFLite
+    builtin. Antialiasing would be kinder to large reductions, but its op is not one
+    TFLite runs without TensorFlow's own kernels. Fine-tuning and the Beam workers
+    resize with it too.
+    """
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images
+    return tf.image.resize(images, size, method="bilinear")
 
 
 def member_key(fingerprint, size, input_size):
@@ -192,7 +208,7 @@ class _Combination(tf.Module):
     def __init__(self, member_paths, sizes, input_size):
         super().__init__(name="module_set")
         # Tracked, so that saving the combination saves every member's variables (and
-        # `set_members.saved_members` finds them in the loaded set).
+        # `saved_members` finds them in the loaded set).
         self.members = [feature_modules.load_module(p) for p in member_paths]
         self._sizes = [tuple(s) for s in sizes]
         self.__call__ = tf.function(
@@ -202,6 +218,13 @@ class _Combination(tf.Module):
     def _features(self, images):
         return tf.concat([module(resize_for(images, size))
                           for module, size in zip(self.members, self._sizes)], axis=1)
+
+
+def saved_members(module):
+    """The members of a loaded module set saved by `_combination`, in order (restored
+    as the tracked `members` list); `(module,)` for a module of its own."""
+    members = getattr(module, "members", None)
+    return tuple(members) if members else (module,)
 
 
 def _combination(members, input_size, fingerprints, model_dir):

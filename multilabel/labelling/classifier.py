@@ -17,13 +17,14 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from multilabel.base import storage
 from multilabel.base.errors import UserError
+from multilabel.base.host import cores
 from multilabel.data.images import image_in_memory, load_image
 from multilabel.data.listfile import read_class_names
 from multilabel.evaluation.thresholds import (DEFAULT_THRESHOLD, apply_thresholds, read_rule,
                                               read_thresholds)
 from multilabel.labelling import labeller, run_folder
-from multilabel.labelling.tflite_engine import cores
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Classifier:
         if use_tflite and files.tflite is None:
             raise UserError("no TFLite model for this graph (retrain.py writes one by default); "
                             "use the frozen graph (--engine tf)", files.graph)
-        if not use_tflite and not os.path.lexists(files.graph):
+        if not (use_tflite or storage.is_remote(files.graph) or os.path.lexists(files.graph)):
             raise UserError("graph file not found", files.graph)  # before TensorFlow starts
         used = ["tflite" if use_tflite else "graph", "labels", "thresholds", "rule"]
         files.check_set(used)

@@ -107,6 +107,19 @@ def load_frozen_graph(path, input_layer=DEFAULT_INPUT_LAYER, output_layer=DEFAUL
     path = str(path)
     graph_def = read_graph_def(path)
     check_classifier_ops(graph_def, path, allow_ops)
+    model = import_frozen_graph(graph_def, path, input_layer, output_layer, height, width,
+                                max_input_size)
+    logger.info("Loaded graph %s: input %s %s, output %s %s", path, model.input.name,
+                model.input.shape, model.output.name, model.output.shape)
+    return model
+
+
+def import_frozen_graph(graph_def, path, input_layer=DEFAULT_INPUT_LAYER,
+                        output_layer=DEFAULT_OUTPUT_LAYER, height=None, width=None,
+                        max_input_size=MAX_INPUT_SIZE):
+    """`graph_def` imported as `load_frozen_graph` imports a file's, its ops unchecked;
+    `path` names it in errors. The export stage runs the graph it is about to write
+    through this, as users' runner will run the file."""
     graph = tf.Graph()
     with graph.as_default():
         try:
@@ -118,8 +131,6 @@ def load_frozen_graph(path, input_layer=DEFAULT_INPUT_LAYER, output_layer=DEFAUL
     output = _find_tensor(graph, output_layer, path, "output", _sinks(graph))
     height, width, batch_size = _input_shape(inputs, height, width, path, max_input_size)
     num_classes = _output_width(output, path)
-    logger.info("Loaded graph %s: input %s %s, output %s %s", path, inputs.name,
-                inputs.shape, output.name, output.shape)
     return FrozenGraph(path, graph, inputs, output, height, width, batch_size, num_classes)
 
 

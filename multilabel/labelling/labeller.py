@@ -117,7 +117,7 @@ def run_batch(run, model, pending, batch_size):
     by `run` (a function from a float batch to probabilities, from `model.running()`).
 
     A graph with a fixed batch size gets the images padded up to `batch_size`. Also
-    the inference step of the Beam pipeline (beam_transforms).
+    the inference step of the Beam pipeline (`beam.transforms`).
     """
     images = [p for _, p in pending if isinstance(p, np.ndarray)]
     rows = iter(())

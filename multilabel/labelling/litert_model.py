@@ -4,8 +4,8 @@ retrain.py exports the TFLite model beside the frozen graph, checked to give the
 probabilities within `export.stage.TFLITE_TOLERANCE`. Importing TensorFlow alone takes
 seconds; LiteRT's import takes a fraction of one, so a user who labels one photo waits
 for the model, not for the framework. The model runs through the project's one TFLite
-engine (`tflite_engine`), one single-thread interpreter per core, a batch spread over
-all of them.
+engine (`features.tflite_engine`), one single-thread interpreter per core, a batch spread
+over all of them.
 
 A TFLite model holds only TFLite's built-in kernels (LiteRT's default resolver adds no
 custom ops), none of which reads or writes files, so it needs no op allow-list.
@@ -16,7 +16,7 @@ import logging
 from typing import NamedTuple
 
 from multilabel.base.errors import UserError
-from multilabel.labelling.tflite_engine import TFLiteEngine
+from multilabel.features.tflite_engine import TFLiteEngine
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ A folder without a manifest (written before it existed, or by hand) is read as b
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import uuid
 
 from multilabel.base.atomic import write_text
+from multilabel.base.digest import file_sha256
 from multilabel.base.errors import UserError
 from multilabel.base.options import output_files
 from multilabel.evaluation.thresholds import rule_path
@@ -45,22 +45,13 @@ def new_run_id():
     return uuid.uuid4().hex
 
 
-def file_digest(path):
-    """The SHA-256 of the file at `path`, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder, run_id, files):
     """Record `files` ({role: path}) as one run's set in `folder`'s manifest, atomically.
 
     Call it after every file of the set is written: until it is replaced, the previous
     manifest makes readers refuse the files that changed.
     """
-    entries = {role: {"path": _relative(path, folder), "sha256": file_digest(path)}
+    entries = {role: {"path": _relative(path, folder), "sha256": file_sha256(path)}
                for role, path in sorted(files.items())}
     write_text(os.path.join(folder, MANIFEST),
                json.dumps({"run_id": run_id, "files": entries}, indent=2) + "\n")
@@ -97,7 +88,7 @@ class ModelFiles:
             if entry is None or path is None or not _same_path(
                     os.path.join(self.folder, entry["path"]), path):
                 continue  # not the run's file (given by a flag): nothing to check
-            if not os.path.exists(path) or file_digest(path) != entry["sha256"]:
+            if not os.path.exists(path) or file_sha256(path) != entry["sha256"]:
                 changed.append(os.path.basename(path))
         if changed:
             raise UserError(

@@ -3,7 +3,7 @@
 What people check first after training a classifier is visual: where each label's
 precision/recall trade-off sits, whether training converged, which images came out wrong
 and why, and which given labels look wrong. The page holds it all in one file that
-opens from disk in any browser and fetches nothing: plots (report_plots, matplotlib) and
+opens from disk in any browser and fetches nothing: plots (`plots`, matplotlib) and
 thumbnails are inline data URIs, the style sheet is inline, there is no script and no
 link out. It is built with the stdlib (`html.escape`); every text that comes from the
 data is escaped.
@@ -54,7 +54,7 @@ class RunFacts:
     class_names: tuple
     changed_flags: tuple  # (flag, value) pairs that differ from retrain.py's defaults
     stage_seconds: dict  # stage -> seconds, in run order
-    history: tuple  # a training.Evaluation per evaluation
+    history: tuple  # a trainer.Evaluation per evaluation
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ def _png(figure):
 def training_curve(history, kept_step):
     """Train loss and validation mAP at each evaluation, the kept step marked (PNG bytes).
 
-    `history` holds `training.Evaluation`s; a run without validation data shows its loss
+    `history` holds `trainer.Evaluation`s; a run without validation data shows its loss
     alone.
     """
     steps = [e.step for e in history]

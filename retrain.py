@@ -30,54 +30,16 @@ VERBOSITY = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 
 def parser():
-    """The flags: one per `options.TrainOptions` field, built from its metadata, and
-    --logging_verbosity. No flag has a default here (argparse.SUPPRESS), so what a parse
-    returns is exactly the flags given: a preset yields to them, and the package fills
-    in the rest."""
+    """The flags: one per `TrainOptions` field (options.add_flags), and
+    --logging_verbosity. A parse returns exactly the flags given."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS, add_help=False)
     p.add_argument("-h", "--help", action=_HelpWithModules, help="show this help and exit")
-    groups = {name: p.add_argument_group(title) if title else p
-              for name, title in options.GROUPS.items()}
-    for field in options.fields():
-        meta = field.metadata
-        help = f"{meta['help']} {_default_text(field)}".strip()
-        if isinstance(field.default, bool):
-            groups[meta["group"]].add_argument(f"--{field.name}", action="store_true",
-                                               help=help)
-            continue
-        groups[meta["group"]].add_argument(
-            f"--{field.name}", type=_flag_type(meta["parse"] or type(field.default)),
-            choices=meta["choices"], help=help)
+    options.add_flags(p)
     p.add_argument("--logging_verbosity", choices=VERBOSITY,
                    help="how much to log (default: INFO)")
     return p
-
-
-def _default_text(field):
-    """What the help says of a flag's default, unless its own text says it."""
-    meta = field.metadata
-    if "(default" in meta["help"] or isinstance(field.default, bool):
-        return ""
-    if meta["file"]:
-        return f"(default: {meta['file']} in --output_dir)"
-    if field.default is None or field.default == "":
-        return ""
-    value = field.default
-    return f"(default: {','.join(value) if isinstance(value, tuple) else value})"
-
-
-def _flag_type(parse):
-    """`parse` as an argparse type: its UserError becomes argparse's one-line error."""
-    def convert(text):
-        try:
-            return parse(text)
-        except UserError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    convert.__name__ = parse.__name__  # argparse names the type in "invalid X value"
-    return convert
 
 
 class _HelpWithModules(argparse.Action):
@@ -101,8 +63,9 @@ class _HelpWithModules(argparse.Action):
 def parse_args(argv):
     """`(given, verbosity)`: {option: value} of the flags given, and the log level."""
     p = parser()
-    given = vars(p.parse_args(argv))
-    verbosity = given.pop("logging_verbosity", "INFO")
+    args = p.parse_args(argv)
+    given = options.given(args)
+    verbosity = getattr(args, "logging_verbosity", "INFO")
     try:
         options.TrainOptions.from_preset(**given).check()
     except UserError as e:

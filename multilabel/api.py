@@ -13,13 +13,11 @@ project folder. Default paths (`DATASET/`, `MODEL/`, `MODEL_DETAILS/`) resolve a
 command resolves them (`base.project`). Paths given explicitly are taken as given.
 """
 
-import dataclasses
 import logging
 import os
 from typing import NamedTuple
 
-from multilabel.base import project
-from multilabel.base.options import PRESETS, TrainOptions, output_files
+from multilabel.base.options import PRESETS, TrainOptions, output_files, resolve
 
 __all__ = ["PRESETS", "TrainOptions", "TrainResult", "resolve", "train", "train_with"]
 
@@ -66,19 +64,3 @@ def train_with(options):
     written = {name: path for name, path in written.items() if path and os.path.exists(path)}
     return TrainResult(measures, resolved.output_dir, written)
 
-
-def resolve(options):
-    """`options` with every default path in place: the project's data, module and cache
-    folders (base.project), and each output's usual name in the run folder
-    (`output_dir`; beside a given output_graph; else MODEL_DETAILS/ of the project)."""
-    output_dir = options.output_dir
-    if output_dir is None:
-        output_dir = (os.path.dirname(options.output_graph) or "." if options.output_graph
-                      else project.default_path(project.DETAILS))
-    outputs = {name: os.path.join(output_dir, file) for name, file in output_files().items()
-               if getattr(options, name) is None}
-    return dataclasses.replace(
-        options, **outputs, output_dir=output_dir,
-        image_dir=options.image_dir or project.default_path(project.DATASET),
-        model_dir=options.model_dir or project.default_path(project.MODELS),
-        bottleneck_dir=options.bottleneck_dir or project.default_path(project.BOTTLENECKS))

@@ -21,42 +21,33 @@ import secrets
 import sys
 import time
 
-from multilabel.base.arguments import names, positive_int
+from multilabel.base import options
+from multilabel.base.arguments import positive_int
 from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
-from multilabel.base.project import BOTTLENECKS, DATASET, MODELS, default_path
 from multilabel.beam import command
+from multilabel.beam.command import with_option_defaults
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 
 logger = logging.getLogger("beam_bottlenecks")
+# retrain.py's flags this command takes, declared once in base/options.py: each module's
+# cache is filled (the same module twice is refused); the cache may be a gs:// or other URL.
+FLAGS = ("image_dir", "tfhub_module", "model_dir", "bottleneck_dir", "bottleneck_batch_size",
+         "bottleneck_engine")
 
 def parse_args(argv):
     """(this command's flags, the flags left for Beam)."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Any other flag goes to Beam's PipelineOptions: --runner, "
+        epilog="Each module's cache is filled; --bottleneck_dir may be a gs:// or other URL. "
+               "Any other flag goes to Beam's PipelineOptions: --runner, "
                "--direct_num_workers, --direct_running_mode, a cloud runner's options.")
-    p.add_argument("--image_dir", default=default_path(DATASET),
-                   help=f"dataset folder with the lists retrain.py reads (default: {DATASET} "
-                        "in the project folder)")
-    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224", type=names,
-                   help="feature-vector module, or several separated by commas, as retrain.py "
-                        "takes it: each one's cache is filled; the same module twice is refused "
-                        "(default: %(default)s)")
-    p.add_argument("--model_dir", default=default_path(MODELS),
-                   help=f"where named modules are built and kept (default: {MODELS} in the "
-                        "project folder)")
-    p.add_argument("--bottleneck_dir", default=default_path(BOTTLENECKS),
-                   help=f"the bottleneck cache; a gs:// or other URL works (default: "
-                        f"{BOTTLENECKS} in the project folder)")
-    p.add_argument("--bottleneck_batch_size", type=positive_int, default=32,
-                   help="images per forward pass (default: %(default)s)")
-    p.add_argument("--bottleneck_engine", choices=("auto", "tflite", "tensorflow"),
-                   default="auto", help="as retrain.py's (default: %(default)s)")
+    options.add_flags(p, FLAGS)
     p.add_argument("--inference_threads", type=positive_int,
                    help="threads per worker process for the module (default: the cores, "
                         "shared among local worker processes; 1 on a cluster runner)")
-    return p.parse_known_args(argv)
+    args, beam_argv = p.parse_known_args(argv)
+    return with_option_defaults(p, args, FLAGS), beam_argv
 
 
 def main(argv=None):

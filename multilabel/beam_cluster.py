@@ -34,32 +34,25 @@ import sys
 import tempfile
 import time
 
+from multilabel.base import options
 from multilabel.base.arguments import positive_int
 from multilabel.base.command import run_command
 from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED
-from multilabel.base.project import BOTTLENECKS, DATASET, MODELS, default_path
+from multilabel.beam.command import with_option_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The files a wheel of the project is built from (pyproject.toml names them).
 PACKAGE_FILES = ("pyproject.toml", "requirements.txt", "README.md", "multilabel")
 EXIT_CHECK_FAILED = 1
+# retrain.py's flags this command takes (base/options.py) and hands to the steps.
+FLAGS = ("image_dir", "tfhub_module", "model_dir", "bottleneck_dir")
 _WORKER_LINE = re.compile(r"Worker (.*): (\d+) images, ([\d.]+) s in the model")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image_dir", default=default_path(DATASET),
-                   help=f"data set with the lists data_generation.py writes (default: "
-                        f"{DATASET} in the project folder)")
-    p.add_argument("--tfhub_module", default="mobilenet_v2_100_224",
-                   help="module or module set, as retrain.py takes it (default: %(default)s)")
-    p.add_argument("--model_dir", default=default_path(MODELS),
-                   help=f"where named modules are built and kept (default: {MODELS} in the "
-                        "project folder)")
-    p.add_argument("--bottleneck_dir", default=default_path(BOTTLENECKS),
-                   help=f"the cache beam_bottlenecks fills and retrain.py reads (default: "
-                        f"{BOTTLENECKS} in the project folder)")
+    options.add_flags(p, FLAGS)
     p.add_argument("--workers", type=positive_int, default=2,
                    help="worker processes of the cluster (default: %(default)s)")
     p.add_argument("--label_images", type=positive_int, default=200,
@@ -69,7 +62,7 @@ def parse_args(argv):
                         "exist for the labelling check (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=1800,
                    help="seconds each step may take (default: %(default)s)")
-    return p.parse_args(argv)
+    return with_option_defaults(p, p.parse_args(argv), FLAGS)
 
 
 def main(argv=None):
@@ -92,16 +85,16 @@ def run(args):
             beam_flags = cluster.beam_flags() + ["--extra_package", wheel]
             steps.append(_step("beam_bottlenecks", [
                 "-m", "multilabel.beam_bottlenecks", "--image_dir", args.image_dir,
-                "--tfhub_module", args.tfhub_module, "--model_dir", args.model_dir,
+                "--tfhub_module", ",".join(args.tfhub_module), "--model_dir", args.model_dir,
                 "--bottleneck_dir", args.bottleneck_dir] + beam_flags, args.timeout))
             details = os.path.join(scratch, "details")
             steps.append(_step("retrain.py", [
                 os.path.join(ROOT, "retrain.py"), "--image_dir", args.image_dir,
-                "--tfhub_module", args.tfhub_module, "--model_dir", args.model_dir,
+                "--tfhub_module", ",".join(args.tfhub_module), "--model_dir", args.model_dir,
                 "--bottleneck_dir", args.bottleneck_dir,
                 "--how_many_training_steps", str(args.training_steps)]
                 + retrain_outputs(details), args.timeout))
-            failures += cache_was_complete(steps[-1].output, len(args.tfhub_module.split(",")))
+            failures += cache_was_complete(steps[-1].output, len(args.tfhub_module))
             folder = label_folder(args.image_dir, args.label_images,
                                   os.path.join(scratch, "photos"))
             graph = ["--graph", os.path.join(details, "output_graph.pb")]

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def run(options, changed=()):
     """Train and export a classifier as `options` (a `TrainOptions` whose paths are
-    resolved: api.resolve) say; return the measures written to metrics.json. Raise
+    resolved: options.resolve) say; return the measures written to metrics.json. Raise
     UserError on bad input.
 
     `changed` are the `(option, value)` pairs the user set (`TrainOptions.changed`,

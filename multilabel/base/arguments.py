@@ -35,3 +35,4 @@ def names(text):
     if not all(values):
         raise argparse.ArgumentTypeError(f"not a comma-separated list of names: {text!r}")
     return values
+

@@ -5,7 +5,8 @@ as the original retrain.py and TF Hub's call it), the keyword of `multilabel.tra
 and the attribute every stage reads; no stage renames it. Its metadata holds the rest
 of the flag: the help text, the group it is listed under, how a command-line string
 becomes a value, and for an output file its usual name in the run folder. retrain.py
-builds its parser from these fields in a loop, `TrainOptions.check` rejects values that
+builds its parser from these fields in a loop (`add_flags`, which the Beam commands use
+for the flags they share with it), `TrainOptions.check` rejects values that
 cannot work, and a preset is a dict of field values.
 
 Adding an option is one field here (and a line in `check` if some values can't work),
@@ -14,11 +15,13 @@ and the run folder, the manifest's reader and `multilabel.train`'s list of writt
 files all follow (docs/development.md shows one option added).
 """
 
+import argparse
 import dataclasses
 import math
 import os
 import re
 
+from multilabel.base import project
 from multilabel.base.arguments import positive_int_or
 from multilabel.base.errors import UserError
 
@@ -112,8 +115,8 @@ class TrainOptions:
         False, "drop missing or undecodable images (with a count) instead of stopping", "data")
 
     tfhub_module: tuple = option(
-        (DEFAULT_MODULE,), "feature-vector module: a built-in name (listed at the end; built "
-        "into --model_dir on first use), a SavedModel folder, a file:// path or a TF Hub URL; "
+        (DEFAULT_MODULE,), "feature-vector module: a built-in name (retrain.py --help lists "
+        "them; built into --model_dir on first use), a SavedModel folder, a file:// path or a TF Hub URL; "
         "several, separated by commas, to train on their features side by side (the 'best' "
         "preset's: mobilenet_v2_100_224,places365_resnet18)", "module", parse=module_handles)
     model_dir: str | None = option(
@@ -324,3 +327,76 @@ def fields():
 def output_files():
     """{option: its usual name in the run folder} of every output with one."""
     return {f.name: f.metadata["file"] for f in fields() if f.metadata["file"]}
+
+
+def resolve(options):
+    """`options` with every default path in place: the project's data, module and cache
+    folders (base.project), and each output's usual name in the run folder
+    (`output_dir`; beside a given output_graph; else MODEL_DETAILS/ of the project)."""
+    output_dir = options.output_dir
+    if output_dir is None:
+        output_dir = (os.path.dirname(options.output_graph) or "." if options.output_graph
+                      else project.default_path(project.DETAILS))
+    outputs = {name: os.path.join(output_dir, file) for name, file in output_files().items()
+               if getattr(options, name) is None}
+    return dataclasses.replace(
+        options, **outputs, output_dir=output_dir,
+        image_dir=options.image_dir or project.default_path(project.DATASET),
+        model_dir=options.model_dir or project.default_path(project.MODELS),
+        bottleneck_dir=options.bottleneck_dir or project.default_path(project.BOTTLENECKS))
+
+
+def add_flags(parser, names=None):
+    """Add to `parser` a flag `--NAME` for each `TrainOptions` field (only those in
+    `names` where given), built from its metadata: type, choices, help with its default.
+    With every field they are listed in their groups (GROUPS).
+
+    No flag has a default here (argparse.SUPPRESS), so what a parse returns is exactly
+    the flags given (`given`): a preset yields to them, and `TrainOptions` fills
+    in the rest."""
+    groups = {}
+    for field in (f for f in fields() if names is None or f.name in names):
+        meta = field.metadata
+        group = meta["group"] if names is None else ""
+        if group not in groups:
+            title = GROUPS[group]
+            groups[group] = parser.add_argument_group(title) if title else parser
+        help = f"{meta['help']} {_default_text(field)}".strip()
+        if isinstance(field.default, bool):
+            groups[group].add_argument(f"--{field.name}", action="store_true",
+                                       default=argparse.SUPPRESS, help=help)
+        else:
+            groups[group].add_argument(
+                f"--{field.name}", type=_flag_type(meta["parse"] or type(field.default)),
+                choices=meta["choices"], default=argparse.SUPPRESS, help=help)
+
+
+def given(namespace):
+    """{option: value} of the option flags a parse (`add_flags`) found given."""
+    names = {f.name for f in fields()}
+    return {name: value for name, value in vars(namespace).items() if name in names}
+
+
+def _default_text(field):
+    """What the help says of a flag's default, unless its own text says it."""
+    meta = field.metadata
+    if "(default" in meta["help"] or isinstance(field.default, bool):
+        return ""
+    if meta["file"]:
+        return f"(default: {meta['file']} in --output_dir)"
+    if field.default is None or field.default == "":
+        return ""
+    value = field.default
+    return f"(default: {','.join(value) if isinstance(value, tuple) else value})"
+
+
+def _flag_type(parse):
+    """`parse` as an argparse type: its UserError becomes argparse's one-line error."""
+    def convert(text):
+        try:
+            return parse(text)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in "invalid X value"
+    return convert

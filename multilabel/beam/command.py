@@ -8,8 +8,24 @@ error boundary (`multilabel.base.command.run_command`).
 import logging
 import sys
 
+from multilabel.base import options
 from multilabel.base.command import run_command
+from multilabel.base.errors import UserError
 from multilabel.base.quiet_start import start_tensorflow
+
+
+def with_option_defaults(parser, args, names):
+    """`args` with the option flags `names` (added by options.add_flags, so absent when
+    not given) set to what retrain.py would use: its defaults, the project's folders
+    (options.resolve); argparse's error for a value TrainOptions.check refuses."""
+    try:
+        resolved = options.resolve(options.TrainOptions(**options.given(args)))
+        resolved.check()
+    except UserError as e:
+        parser.error(str(e))
+    for name in names:
+        setattr(args, name, getattr(resolved, name))
+    return args
 
 
 def main(name, parse_args, run, argv, interrupted=""):

@@ -1,6 +1,6 @@
 """The one training stack (training.loop) that the head, the out-of-fold heads and
 fine-tuning share: its optimizer updates as TF1's did, its checkpoints resume or fail in
-one line, and it keeps copies of the best model."""
+one line, it keeps copies of the best model, and all three loops run on its step."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from multilabel.base.errors import UserError
 from multilabel.base.options import TrainOptions
-from multilabel.training import loop
+from multilabel.training import fine_tuning, loop, summaries, trainer
 
 v1 = tf.compat.v1
 
@@ -53,6 +53,28 @@ def test_the_optimizers_update_as_tf1s_did(kind):
     for r in rates:
         step(x, y, r)
     np.testing.assert_allclose(w.numpy(), _tf1_weights(kind, rates), rtol=1e-6, atol=1e-7)
+
+
+def test_the_head_the_out_of_fold_heads_and_fine_tuning_train_on_one_step(
+        monkeypatch, tmp_path):
+    built = []
+    make_step = loop.train_step
+
+    def spy(loss, variables, optimizer, input_signature):
+        built.append((type(optimizer), optimizer.kind, len(variables)))
+        return make_step(loss, variables, optimizer, input_signature)
+
+    monkeypatch.setattr(loop, "train_step", spy)
+    x, y, _ = _problem()
+    options = TrainOptions(how_many_training_steps=3, eval_step_interval=3)
+    trainer.train(trainer.TrainData(lambda i: x[i], y, x[:5], y[:5]), options)
+    trainer.out_of_fold_probs(x, y, options, steps=3, folds=4)
+    module = tf.Module()
+    module.kernel = tf.Variable(tf.ones([4, 4]))
+    cut = fine_tuning.module_cut.Cut(None, lambda t: t @ module.kernel, ((4,),))
+    head = trainer.TrainedHead(np.zeros((4, 3), np.float32), np.zeros(3, np.float32), 0, 0.0)
+    fine_tuning._Model([cut], [tf.TensorSpec([None, 4])], [module.kernel], head, options)
+    assert built == [(loop.Optimizer, "adam", 2)] * 2 + [(loop.Optimizer, "adam", 3)]
 
 
 def test_the_best_copies_keep_by_keep_bests_rule_and_restore():
@@ -135,3 +157,20 @@ def test_no_validation_data_scores_nan():
     assert np.isnan(loop.validation_score(None))
     assert np.isnan(loop.validation_score({"mean_average_precision": None}))
     assert loop.validation_score({"mean_average_precision": 0.75}) == 0.75
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(0).normal(size=(50, 3)) * 0.001, [0.0, 0.0, 1.0, 5.0, -2.0], []])
+def test_histograms_have_tensorflows_buckets(values):
+    values = np.asarray(values, np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        op = v1.summary.histogram("h", tf.constant(values))
+        with v1.Session(graph=graph) as sess:
+            expected = v1.Summary.FromString(sess.run(op)).value[0].histo
+    mine = summaries.histogram(values)
+    assert list(mine.bucket_limit) == list(expected.bucket_limit)
+    assert list(mine.bucket) == list(expected.bucket)
+    assert (mine.min, mine.max, mine.num) == (expected.min, expected.max, expected.num)
+    assert mine.sum == pytest.approx(expected.sum)
+    assert mine.sum_squares == pytest.approx(expected.sum_squares)

@@ -231,7 +231,6 @@ def retrain_config(image_dir, output_dir, modules, settings, preset="default"):
     from multilabel import retraining
     from multilabel.data.distortions import Distortions
     from multilabel.export.stage import Outputs
-    from multilabel.training.trainer import TrainConfig
 
     paths = run_folder_paths(output_dir, settings)
     project = project_folder()
@@ -250,13 +249,7 @@ def retrain_config(image_dir, output_dir, modules, settings, preset="default"):
         checkpoint_path=paths["checkpoint_path"], resume=s.resume,
         print_misclassified_test_images=s.print_misclassified_test_images,
         distortions=Distortions() if s.fine_tune else distortions,
-        train=TrainConfig(
-            steps=s.how_many_training_steps, learning_rate=s.learning_rate,
-            batch_size=s.train_batch_size, optimizer=s.optimizer,
-            l2_regularization=s.l2_regularization, pos_weight=s.pos_weight,
-            eval_interval=s.eval_step_interval,
-            validation_batch_size=s.validation_batch_size, seed=s.random_seed,
-            final_tensor_name=s.final_tensor_name),
+        train=dataclasses.replace(s, checkpoint_path=paths["checkpoint_path"]),
         outputs=Outputs(
             output_graph=paths["output_graph"], output_labels=paths["output_labels"],
             output_thresholds=paths["output_thresholds"], metrics_file=paths["metrics_file"],
@@ -268,7 +261,7 @@ def retrain_config(image_dir, output_dir, modules, settings, preset="default"):
             report_wrong_images=s.report_wrong_images,
             tflite_only_if_faithful=s.tflite_output_file is None),
         changed_flags=_changed(settings, modules, output_dir, preset), preset=preset,
-        fine_tune=_fine_tune_config(s, distortions, paths["checkpoint_path"]))
+        fine_tune=s.fine_tune)
 
 
 def _changed(settings, modules, output_dir, preset):
@@ -282,17 +275,3 @@ def _changed(settings, modules, output_dir, preset):
     return tuple(changed + [(f.name, getattr(settings, f.name))
                             for f in dataclasses.fields(settings)
                             if getattr(settings, f.name) != getattr(defaults, f.name)])
-
-
-def _fine_tune_config(settings, distortions, checkpoint_path):
-    """Phase 2's configuration, or None; with fine_tune the distortions are its own."""
-    if not settings.fine_tune:
-        return None
-    from multilabel.training import fine_tuning
-
-    return fine_tuning.FineTuneConfig(
-        layers=settings.fine_tune_layers, epochs=settings.fine_tune_epochs,
-        learning_rate=settings.fine_tune_learning_rate, variants=settings.fine_tune_variants,
-        distortions=distortions if distortions.enabled else fine_tuning.DEFAULT_DISTORTIONS,
-        checkpoint_dir=os.path.join(os.path.dirname(checkpoint_path) or ".", "fine_tune"),
-        resume=settings.resume)

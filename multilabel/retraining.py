@@ -42,10 +42,10 @@ class RetrainConfig:
     resume: bool
     print_misclassified_test_images: bool
     distortions: Distortions
-    train: trainer.TrainConfig
+    train: object  # the run's base.options.TrainOptions (checkpoint_path resolved)
     outputs: stage.Outputs
     changed_flags: tuple = ()  # (flag, value) pairs that differ from the defaults, for the page
-    fine_tune: object = None  # fine_tuning.FineTuneConfig for a phase 2, else None
+    fine_tune: bool = False  # a phase 2, as `train` says
     preset: str = "default"  # the recipe named (api.PRESETS), for the report
 
 
@@ -89,8 +89,7 @@ def run(config):
         _export(config, module, result, data, evaluation, report)
     else:
         with tempfile.TemporaryDirectory() as scratch:
-            tuned = fine_tuning.fine_tune(config.fine_tune, module, data, features, result,
-                                          config.train, scratch)
+            tuned = fine_tuning.fine_tune(config.train, module, data, features, result, scratch)
             clock.lap("fine-tuning")
             final = _evaluate(config, data, tuned.head, tuned.features, result.step, scales,
                               phase_1=evaluation)
@@ -226,7 +225,7 @@ def _train_inputs(config, module, part, train_x):
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         def distorted(indices):
-            rng = np.random.default_rng([config.train.seed, next(calls)])
+            rng = np.random.default_rng([config.train.random_seed, next(calls)])
             seeds = rng.integers(0, 2**63, len(indices))
             chunks = [chunk for chunk in np.array_split(np.stack([indices, seeds], 1), workers)
                       if len(chunk)]
@@ -251,7 +250,7 @@ def _probs(x, result):
 def _test_subset(test, test_x, config):
     if config.test_batch_size < 0 or config.test_batch_size >= len(test):
         return test, test_x
-    keep = np.random.default_rng(config.train.seed).choice(len(test), config.test_batch_size,
+    keep = np.random.default_rng(config.train.random_seed).choice(len(test), config.test_batch_size,
                                                             replace=False)
     return test.subset(keep), test_x[keep]
 

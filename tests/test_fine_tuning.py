@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 import retrain
+from multilabel.base.options import TrainOptions
 from multilabel.labelling.frozen_graph import load_frozen_graph
-from multilabel.training import fine_tuning, trainer
+from multilabel.training import fine_tuning, loop, trainer
 from multilabel.features.engines import TFLITE_FILE
 from tests.test_retrain import make_dataset, retrain_flags
 from tests.test_feature_modules import _tf1_hub_format_module
@@ -65,15 +66,13 @@ def test_training_steps_lower_the_loss_and_move_only_the_chosen_layers(trainable
     rng = np.random.default_rng(0)
     images = rng.random((16, 32, 32, 3), dtype=np.float32)
     labels = (images[:, :16, :, 0].mean(axis=(1, 2)) > 0.5)[:, None].astype(np.float32)
-    head = trainer.TrainResult(np.zeros((32, 1), np.float32), np.zeros(1, np.float32), 0, 0.0)
-    train = trainer.TrainConfig(1, 0.01, 16, "adam", 0.0, None, 1, -1, 0, "final_result")
+    head = trainer.TrainedHead(np.zeros((32, 1), np.float32), np.zeros(1, np.float32), 0, 0.0)
     (cut,) = fine_tuning._cuts(tunable.parts, layers[-1].variables)
     tensors = [t.numpy() for t in cut.bottom(images)]
     model = fine_tuning._Model([cut], [tf.TensorSpec([None, *t.shape[1:]]) for t in tensors],
-                               layers[-1].variables, head, train)
-    model.learning_rate.assign(0.01)
+                               layers[-1].variables, head, TrainOptions(l2_regularization=0.0))
     before = [v.numpy() for v in variables]
-    losses = [float(model.train_step(tensors, labels)) for _ in range(10)]
+    losses = [float(model.train_step(tensors, labels, 0.01)) for _ in range(10)]
     assert losses[-1] < losses[0]
     changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
     tuned = {id(v) for v in layers[-1].variables}
@@ -239,12 +238,12 @@ def test_the_cut_tensors_of_a_distorted_copy_are_the_copys(tmp_path, trainable_m
                                         str(tmp_path / "cache"), "tensorflow")
     tunable = fine_tuning.load_fine_tunable(module.path)
     cuts = fine_tuning._cuts(tunable.parts, tunable.layers[-1].variables)
-    config = fine_tuning.FineTuneConfig(1, 1, 0.01, fine_tuning.DEFAULT_DISTORTIONS,
-                                        str(tmp_path / "ckpt"), False, variants=3)
-    cached = fine_tuning._CutTensors(config, module, tunable.parts, cuts, str(tmp_path))
+    options = TrainOptions(fine_tune_variants=3, random_seed=0)
+    cached = fine_tuning._CutTensors(options, module, tunable.parts, cuts, str(tmp_path))
+    assert cached.distortions == fine_tuning.DEFAULT_DISTORTIONS  # no distortion flag given
     features = [np.zeros((len(p), module.dim), np.float32)
                 for p in (data.train, data.validation, data.test)]
-    cached.fill(data, features, seed=0)
+    cached.fill(data, features)
     n = len(data.train)
     images = np.stack([load_image(p, 32, 32) for p in data.train.paths])
     itself = cuts[0].bottom(tf.constant(images))

@@ -28,7 +28,7 @@ from multilabel.export import formats
 from multilabel.features import bottlenecks
 from multilabel.labelling.frozen_graph import load_frozen_graph
 from multilabel.report import plots
-from multilabel.training import head, summaries, trainer
+from multilabel.training import head, loop, summaries
 from tests.test_dataset import write_dataset
 from tests.test_label_image import model, write_image  # noqa: F401 (model: a fixture)
 
@@ -204,14 +204,10 @@ def _resource_exhausted(*args, **kwargs):
 
 def test_a_full_disk_while_writing_a_checkpoint_or_the_saved_model(tmp_path, monkeypatch,
                                                                    tiny_module):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.get_variable("w", initializer=np.zeros(4, np.float32))
-        saver = tf.compat.v1.train.Saver()
-        monkeypatch.setattr(saver, "save", _resource_exhausted)
-        with tf.compat.v1.Session(graph=graph) as sess:
-            with pytest.raises(NoSpaceError, match=_no_space_message(tmp_path / "ck" / "r")):
-                trainer._save(sess, saver, str(tmp_path / "ck" / "r"), 1)
+    checkpoints = loop.Checkpoints(str(tmp_path / "ck" / "r"), w=tf.Variable(np.zeros(4)))
+    monkeypatch.setattr(checkpoints._manager, "save", _resource_exhausted)
+    with pytest.raises(NoSpaceError, match=_no_space_message(tmp_path / "ck" / "r")):
+        checkpoints.save(1)
     monkeypatch.setattr(tf.saved_model, "save", _resource_exhausted)
     with pytest.raises(NoSpaceError, match=_no_space_message(tmp_path / "saved")):
         formats.write_saved_model(str(tmp_path / "saved"), tiny_module, 32, 32,
@@ -245,14 +241,10 @@ def test_a_real_full_tmpfs_gives_the_same_one_line(tiny_full_tmpfs, tiny_module)
         atomic.write_bytes(folder / "old_graph.pb", b"new" * 10000)
     assert f"no space left on {folder} (tmpfs)" in str(error.value)
     assert (folder / "old_graph.pb").read_bytes() == b"the old graph"
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.get_variable("w", initializer=np.zeros(100_000, np.float32))
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session(graph=graph) as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            with pytest.raises(NoSpaceError, match=_no_space_message(folder / "ck" / "r")):
-                trainer._save(sess, saver, str(folder / "ck" / "r"), 1)
+    checkpoints = loop.Checkpoints(str(folder / "ck" / "r"),
+                                   w=tf.Variable(np.zeros(100_000, np.float32)))
+    with pytest.raises(NoSpaceError, match=_no_space_message(folder / "ck" / "r")):
+        checkpoints.save(1)
     with pytest.raises(NoSpaceError, match=_no_space_message(folder / "saved")):
         formats.write_saved_model(str(folder / "saved"), tiny_module, 32, 32,
                                   np.zeros((24, 2), np.float32), np.zeros(2, np.float32))
@@ -278,8 +270,7 @@ def _summaries_failing(monkeypatch):
 
 def test_a_full_disk_under_summaries_dir_is_one_warning_of_ours(tmp_path, monkeypatch, caplog):
     _summaries_failing(monkeypatch)
-    graph = tf.Graph()
-    writers = summaries.writers(str(tmp_path / "logs"), graph)
+    writers = summaries.writers(str(tmp_path / "logs"))
     for step in range(3):
         writers.train.add_summary(tf.compat.v1.Summary(), step)
         writers.train.flush()
@@ -293,7 +284,7 @@ def test_a_full_disk_under_summaries_dir_is_one_warning_of_ours(tmp_path, monkey
 
 
 def test_summaries_on_a_real_full_tmpfs(tiny_full_tmpfs, caplog, capfd):
-    writers = summaries.writers(str(tiny_full_tmpfs / "logs"), tf.Graph())
+    writers = summaries.writers(str(tiny_full_tmpfs / "logs"))
     for step in range(3):
         writers.train.add_summary(tf.compat.v1.Summary(), step)
         writers.train.flush()

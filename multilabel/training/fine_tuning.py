@@ -28,9 +28,11 @@ scores at least as high (keep_best's rule, the head's too: only a higher score r
 the kept model). Only those two compete: on the ~170 validation images of the scene
 set, validation mAP moved by up to 0.007 between epochs while test mAP rose with every
 epoch, so picking the best of every epoch picked noise, and the cosine schedule's last
-weights are the ones meant to be used. It checkpoints after every epoch, and `resume`
-continues from the last one. The result is the fine-tuned module saved as a SavedModel
-folder of its own (so the exporters freeze it exactly as they freeze any module) and
+weights are the ones meant to be used. It checkpoints after every epoch (in `fine_tune`
+beside phase 1's checkpoints), and `resume` continues from the last one. The step, the
+optimizer, the checkpoints and the copies of the kept model are the training loop's
+(training.loop), as for the head. The result is the fine-tuned module saved as a
+SavedModel folder of its own (so the exporters freeze it exactly as they freeze any module) and
 the features it gives for every image, which never go into the bottleneck cache: that
 cache holds the frozen module's vectors only.
 """
@@ -45,21 +47,21 @@ import numpy as np
 import tensorflow as tf
 
 from multilabel.base.errors import UserError, no_space_left
+from multilabel.base.options import ALL_LAYERS
 from multilabel.base.progress import progress
 from multilabel.data.distortions import Distortions
 from multilabel.evaluation import metrics
 from multilabel.features import module_set
-from multilabel.features.backbones.saved_feature_module import FeatureVectorModule, save_feature_module
+from multilabel.features.backbones.saved_feature_module import (FeatureVectorModule,
+                                                                 save_feature_module)
 from multilabel.features.feature_modules import load_module
 from multilabel.features.input_pipeline import distorted_batches, mapped_batches
 from multilabel.training import head as head_lib
-from multilabel.training import keep_best, module_cut
-from multilabel.training.trainer import TrainResult
+from multilabel.training import keep_best, loop, module_cut
+from multilabel.training.trainer import TrainedHead
 
 logger = logging.getLogger(__name__)
-v1 = tf.compat.v1
 
-ALL_LAYERS = "all"
 BATCH_SIZE = 32
 _PARTS = ("train", "validation", "test")  # the data's parts, in the order features come
 # The distortions a bare --fine_tune draws its copies from: mild enough to keep a scene's labels.
@@ -67,21 +69,23 @@ DEFAULT_DISTORTIONS = Distortions(flip_left_right=True, random_crop=10, random_s
                                   random_brightness=10)
 
 
-@dataclasses.dataclass(frozen=True)
-class FineTuneConfig:
-    layers: object  # a count from the top, or ALL_LAYERS
-    epochs: int
-    learning_rate: float
-    distortions: Distortions
-    checkpoint_dir: str  # phase 2's own checkpoints, apart from phase 1's
-    resume: bool  # continue from the last checkpoint in checkpoint_dir
-    variants: int = 2  # versions of each training image: itself, its mirror, distorted copies
+def distortions(options):
+    """The distortions phase 2's copies are drawn with: those of the flags, or
+    DEFAULT_DISTORTIONS where none is on."""
+    chosen = Distortions(options.flip_left_right, options.random_crop, options.random_scale,
+                         options.random_brightness)
+    return chosen if chosen.enabled else DEFAULT_DISTORTIONS
+
+
+def checkpoint_dir(options):
+    """Phase 2's checkpoints: `fine_tune` beside phase 1's (`--checkpoint_path`)."""
+    return os.path.join(os.path.dirname(options.checkpoint_path or "") or ".", "fine_tune")
 
 
 @dataclasses.dataclass(frozen=True)
 class FineTuned:
     module_path: str  # the fine-tuned module, a SavedModel folder like any module
-    head: TrainResult  # `step` is the kept epoch (0: the phase 1 model)
+    head: TrainedHead  # `step` is the kept epoch (0: the phase 1 model)
     features: tuple  # the fine-tuned module's features of the train, validation, test parts
     summary: dict  # what the report says about phase 2
 
@@ -170,33 +174,34 @@ def top_layers(layers, count):
     return layers[-count:]
 
 
-def fine_tune(config, module, data, features, phase_1, train_config, scratch_dir):
-    """Phase 2 from the phase 1 head `phase_1`; the cut tensors and the fine-tuned module
-    are written under `scratch_dir`.
+def fine_tune(options, module, data, features, phase_1, scratch_dir):
+    """Phase 2 as `options` (a `TrainOptions`) say, from the phase 1 head `phase_1` (a
+    `TrainedHead`); the cut tensors and the fine-tuned module are written under
+    `scratch_dir`.
 
     `module` is the run's module set (module_set.ModuleSet), `data` has the `train`,
     `validation` and `test` parts (paths and labels), `features` their phase 1
-    bottlenecks; `train_config` gives the loss's L2 penalty and positive weights and the
-    seed.
+    bottlenecks.
     """
     tunable = load_fine_tunable(module.path)
-    chosen = top_layers(tunable.layers, config.layers)
+    chosen = top_layers(tunable.layers, options.fine_tune_layers)
     tuned = [v for layer in chosen for v in layer.variables]
     logger.info("Fine-tuning %d of the module's %d layers (%s ... %s: %d variables, %s "
                 "weights) with the head, %d epochs of %d versions of each training image, "
                 "learning rate %g", len(chosen), len(tunable.layers), chosen[0].name,
                 chosen[-1].name, len(tuned), f"{sum(int(np.prod(v.shape)) for v in tuned):,}",
-                config.epochs, config.variants, config.learning_rate)
+                options.fine_tune_epochs, options.fine_tune_variants,
+                options.fine_tune_learning_rate)
     cuts = _cuts(tunable.parts, tuned)
-    cached = _CutTensors(config, module, tunable.parts, cuts, scratch_dir)
-    cached.fill(data, features, train_config.seed)
-    model = _Model(cuts, cached.specs, tuned, phase_1, train_config)
-    run = _Run(config, model, cached, np.tile(data.train.labels, (config.variants, 1)),
-               data.validation.labels, train_config.seed)
-    best_epoch, best_score, history, losses = run.train()
-    model.restore_best()
-    if not len(data.validation):
-        best_score = float("nan")  # the last epoch was kept, on no score
+    cached = _CutTensors(options, module, tunable.parts, cuts, scratch_dir)
+    cached.fill(data, features)
+    model = _Model(cuts, cached.specs, tuned, phase_1, options)
+    run = _Run(options, model, cached,
+               np.tile(data.train.labels, (options.fine_tune_variants, 1)),
+               data.validation.labels)
+    history, losses = run.train()
+    model.best.restore()
+    best_epoch, best_score = model.best.kept()
     logger.info("Keeping fine-tuning epoch %d, validation mAP %.4f%s", best_epoch, best_score,
                 " (the phase 1 model: fine-tuning did not improve on it)" if best_epoch == 0
                 else "")
@@ -207,16 +212,16 @@ def fine_tune(config, module, data, features, phase_1, train_config, scratch_dir
                         path)
     parts = [model.predict([a[:len(part)] for a in cached.part(name)], "Fine-tuned features")[0]
              for name, part in zip(_PARTS, (data.train, data.validation, data.test))]
-    weights, biases = model.head()
+    weights, biases = model.head.weights.numpy(), model.head.biases.numpy()
     summary = {"layers": len(chosen), "module_layers": len(tunable.layers),
-               "first_layer": chosen[0].name, "epochs": config.epochs,
-               "learning_rate": config.learning_rate, "batch_size": BATCH_SIZE,
-               "variants": config.variants,
+               "first_layer": chosen[0].name, "epochs": options.fine_tune_epochs,
+               "learning_rate": options.fine_tune_learning_rate, "batch_size": BATCH_SIZE,
+               "variants": options.fine_tune_variants,
                "cut_shapes": [[list(shape) for shape in shapes] for shapes in cached.shapes],
                "cut_bytes": cached.nbytes,
-               "distortions": dataclasses.asdict(config.distortions), "best_epoch": best_epoch,
+               "distortions": dataclasses.asdict(cached.distortions), "best_epoch": best_epoch,
                "validation_map_by_epoch": history, "train_loss_by_epoch": losses}
-    return FineTuned(path, TrainResult(weights, biases, best_epoch, best_score), tuple(parts),
+    return FineTuned(path, TrainedHead(weights, biases, best_epoch, best_score), tuple(parts),
                      summary)
 
 
@@ -245,9 +250,10 @@ class _CutTensors:
     is its feature vector: the phase 1 bottleneck, or its engine's for a copy.
     """
 
-    def __init__(self, config, module, parts, cuts, folder):
-        self.config, self.module, self.parts, self.cuts = config, module, parts, cuts
-        self.folder = folder
+    def __init__(self, options, module, parts, cuts, folder):
+        self.module, self.parts, self.cuts, self.folder = module, parts, cuts, folder
+        self.variants, self.seed = options.fine_tune_variants, options.random_seed
+        self.distortions = distortions(options)
         self.shapes = [cut.shapes if cut else ((member.dim,),)
                        for cut, member in zip(cuts, module.members)]
         self.specs = [tf.TensorSpec([None, *shape], tf.float32)
@@ -259,10 +265,10 @@ class _CutTensors:
         """`[array per cut tensor]` of the part `name`."""
         return self._arrays[name]
 
-    def fill(self, data, features, seed):
+    def fill(self, data, features):
         """Compute every part's cut tensors (the frozen members' from `features`, the
         phase 1 bottlenecks of data's train, validation and test parts)."""
-        counts = {"train": len(data.train) * self.config.variants,
+        counts = {"train": len(data.train) * self.variants,
                   "validation": len(data.validation), "test": len(data.test)}
         row_bytes = sum(4 * int(np.prod(shape)) for shapes in self.shapes for shape in shapes)
         self.nbytes = row_bytes * sum(counts.values())
@@ -278,21 +284,21 @@ class _CutTensors:
                     for k, spec in enumerate(self.specs)]
             for name, part, vectors in zip(_PARTS, (data.train, data.validation, data.test),
                                            features):
-                versions = self.config.variants if name == "train" else 1
+                versions = self.variants if name == "train" else 1
                 for k in range(versions):
-                    self._fill_version(name, part.paths, vectors, k, seed)
+                    self._fill_version(name, part.paths, vectors, k)
             for arrays in self._arrays.values():
                 for array in arrays:
                     array.flush()
 
-    def _fill_version(self, name, paths, vectors, version, seed):
+    def _fill_version(self, name, paths, vectors, version):
         """Rows of version `version` of `paths`: the frozen members' from `vectors` (the
         images themselves) or their engines, the others from their bottoms."""
         arrays, first = self._arrays[name], version * len(paths)
         row = first
         with progress(len(paths), f"Cut tensors of the {name} images, version {version + 1}",
                       leave=False) as shown:
-            for count, tensors in self._batches(paths, version, seed):
+            for count, tensors in self._batches(paths, version):
                 for array, values in zip(arrays, tensors):
                     if values is not None:
                         array[row:row + count] = values
@@ -306,20 +312,20 @@ class _CutTensors:
                         vectors[:, column:column + member.dim]
                 column += member.dim
 
-    def _batches(self, paths, version, seed):
+    def _batches(self, paths, version):
         """Per batch of `paths` in version `version`: `(its size, [a value per cut
         tensor])`, the value None for a frozen member's vector, which version 0 takes from
         the bottlenecks."""
         height, width = self.module.height, self.module.width
-        mirror = self.config.distortions.flip_left_right
+        mirror = self.distortions.flip_left_right
         if version == 0 or (version == 1 and mirror):
             def run(images):
                 return self._tensors(images[:, :, ::-1] if version else images, version > 0)
 
             yield from mapped_batches(run, paths, height, width, BATCH_SIZE)
             return
-        seeds = np.random.default_rng([seed, version]).integers(0, 2**63, len(paths))
-        for images in distorted_batches(paths, seeds, height, width, self.config.distortions,
+        seeds = np.random.default_rng([self.seed, version]).integers(0, 2**63, len(paths))
+        for images in distorted_batches(paths, seeds, height, width, self.distortions,
                                         BATCH_SIZE):
             yield self._tensors(images, True)
 
@@ -340,38 +346,30 @@ class _CutTensors:
 
 
 class _Model:
-    """The tops of the cut module's parts and the head, with the best epoch's copies of
-    their trained variables."""
+    """The tops of the cut module's parts and the head, trained by the training loop's
+    step and Adam, with copies of the kept model's variables (`best`)."""
 
-    def __init__(self, cuts, specs, tuned, phase_1, train_config):
+    def __init__(self, cuts, specs, tuned, phase_1, options):
         self._tops = [(cut.top if cut else tf.identity, len(cut.shapes) if cut else 1)
                       for cut in cuts]
-        self.weights = tf.Variable(phase_1.weights, name="final_weights")
-        self.biases = tf.Variable(phase_1.biases, name="final_biases")
-        self.trained = list(tuned) + [self.weights, self.biases]
-        self.best = [tf.Variable(v, trainable=False) for v in self.trained]
-        self.best_score = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
-        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.learning_rate = tf.Variable(0.0, trainable=False)
-        self.optimizer = v1.train.AdamOptimizer(self.learning_rate)
-        l2, pos_weight = train_config.l2_regularization, train_config.pos_weight
-        labels = tf.TensorSpec([None, phase_1.weights.shape[1]], tf.float32)
+        self.head = head_lib.LinearHead(phase_1.weights, phase_1.biases)
+        self.trained = list(tuned) + [self.head.weights, self.head.biases]
+        self.best = loop.BestCopies(self.trained)
+        self.optimizer = loop.Optimizer("adam", self.trained)
+        l2, pos_weight = options.l2_regularization, options.pos_weight
 
-        @tf.function(input_signature=[specs, labels])
-        def train_step(tensors, labels):
-            with tf.GradientTape() as tape:
-                logits = self._features(tensors) @ self.weights + self.biases
-                loss = head_lib.multilabel_loss(labels, logits, self.weights, l2, pos_weight)
-            gradients = tape.gradient(loss, self.trained)
-            self.optimizer.apply_gradients(zip(gradients, self.trained))
-            return loss
+        def loss(tensors, labels):
+            return self.head.loss(self._features(tensors), labels, l2, pos_weight)
+
+        labels = tf.TensorSpec([None, phase_1.weights.shape[1]], tf.float32)
+        # train_step(tensors, labels, learning_rate): the loss before the update.
+        self.train_step = loop.train_step(loss, self.trained, self.optimizer, [specs, labels])
 
         @tf.function(input_signature=[specs])
         def predict(tensors):
             vectors = self._features(tensors)
-            return vectors, tf.sigmoid(vectors @ self.weights + self.biases)
+            return vectors, tf.sigmoid(self.head.logits(vectors))
 
-        self.train_step = train_step
         self._predict = predict
 
     def _features(self, tensors):
@@ -381,28 +379,6 @@ class _Model:
             vectors.append(top(*tensors[start:start + count]))
             start += count
         return tf.concat(vectors, axis=1) if len(vectors) > 1 else vectors[0]
-
-    def checkpoint(self, epoch):
-        return tf.train.Checkpoint(trained=self.trained, best=self.best, epoch=epoch,
-                                   best_score=self.best_score, best_epoch=self.best_epoch,
-                                   optimizer=self.optimizer)
-
-    def keep_if_best(self, score, epoch):
-        """Keep the variables now if keep_best's rule says `score` replaces the kept one."""
-        if keep_best.replaces(score, self.best_score.numpy()):
-            for copy, variable in zip(self.best, self.trained):
-                copy.assign(variable)
-            self.best_score.assign(score)
-            self.best_epoch.assign(epoch)
-            return True
-        return False
-
-    def restore_best(self):
-        for copy, variable in zip(self.best, self.trained):
-            variable.assign(copy)
-
-    def head(self):
-        return self.weights.numpy(), self.biases.numpy()
 
     def predict(self, arrays, description):
         """`(vectors, probabilities)` for the rows of `arrays` (one per cut tensor)."""
@@ -415,7 +391,7 @@ class _Model:
                 probs.append(p.numpy())
                 shown.update(len(p))
         if not vectors:
-            dim, classes = self.weights.shape
+            dim, classes = self.head.weights.shape
             return np.zeros([0, dim], np.float32), np.zeros([0, classes], np.float32)
         return np.concatenate(vectors), np.concatenate(probs)
 
@@ -423,43 +399,38 @@ class _Model:
 class _Run:
     """The epochs of phase 2, with evaluation, checkpoints and resuming."""
 
-    def __init__(self, config, model, cached, train_labels, validation_labels, seed):
-        self.config, self.model, self.cached, self.seed = config, model, cached, seed
+    def __init__(self, options, model, cached, train_labels, validation_labels):
+        self.options, self.model, self.cached = options, model, cached
+        self.epochs, self.learning_rate = options.fine_tune_epochs, options.fine_tune_learning_rate
         self.train_labels = train_labels.astype(np.float32)
         self.validation_labels = validation_labels
         self.steps_per_epoch = math.ceil(len(train_labels) / BATCH_SIZE)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.manager = tf.train.CheckpointManager(model.checkpoint(self.epoch),
-                                                  config.checkpoint_dir, max_to_keep=1)
+        self.folder = checkpoint_dir(options)
+        self.checkpoints = loop.Checkpoints(
+            os.path.join(self.folder, "ckpt"), "fine-tuning checkpoint", trained=model.trained,
+            best=model.best.state, optimizer=model.optimizer, epoch=self.epoch)
 
     def train(self):
-        """Run the remaining epochs: `(best epoch, its validation mAP, validation mAP by
-        epoch, mean training loss by epoch)`, the last two for the epochs run now."""
+        """Run the remaining epochs: `(validation mAP by epoch, mean training loss by
+        epoch)`, for the epochs run now (None for a score without validation images)."""
         history, losses = {}, {}
-        start = self._restore() if self.config.resume else 0
+        start = self._restore() if self.options.resume else 0
         if start == 0:
             history[0] = self._validate(0)
-        for epoch in range(start + 1, self.config.epochs + 1):
+        for epoch in range(start + 1, self.epochs + 1):
             losses[epoch] = self._train_epoch(epoch)
             history[epoch] = self._validate(epoch, losses[epoch])
             self.epoch.assign(epoch)
-            with no_space_left(self.config.checkpoint_dir):
-                self.manager.save(checkpoint_number=epoch)
-        return (int(self.model.best_epoch.numpy()), float(self.model.best_score.numpy()),
-                history, losses)
+            self.checkpoints.save(epoch)
+        return history, losses
 
     def _restore(self):
-        latest = self.manager.latest_checkpoint
+        latest = self.checkpoints.restore()
         if latest is None:
             logger.info("No fine-tuning checkpoint under %s: starting from epoch 0",
-                        self.config.checkpoint_dir)
+                        self.folder)
             return 0
-        try:
-            self.manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            reason = " ".join(str(e).split())[:200]
-            raise UserError(f"the fine-tuning checkpoint does not match this run ({reason}); "
-                            "remove it or drop --resume", latest) from e
         epoch = int(self.epoch.numpy())
         logger.info("Resuming fine-tuning from %s after epoch %d", latest, epoch)
         return epoch
@@ -467,22 +438,21 @@ class _Run:
     def _train_epoch(self, epoch):
         """One pass over every cached version of the training images in a seeded order;
         the mean training loss."""
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
+        seed = self.options.random_seed
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.train_labels))
         arrays = self.cached.part("train")
-        total = self.config.epochs * self.steps_per_epoch
+        total = self.epochs * self.steps_per_epoch
         step = (epoch - 1) * self.steps_per_epoch
         losses = []
-        with progress(len(order), f"Fine-tuning epoch {epoch}/{self.config.epochs}") as shown:
+        with progress(len(order), f"Fine-tuning epoch {epoch}/{self.epochs}") as shown:
             for start in range(0, len(order), BATCH_SIZE):
                 rows = np.sort(order[start:start + BATCH_SIZE])  # sorted: mapped pages in order
                 # Cosine decay from the learning rate to zero over all of phase 2.
-                self.model.learning_rate.assign(
-                    0.5 * self.config.learning_rate * (1 + math.cos(math.pi * step / total)))
-                loss = float(self.model.train_step([a[rows] for a in arrays],
-                                                   self.train_labels[rows]))
-                if not math.isfinite(loss):
-                    raise UserError(f"the fine-tuning loss became {loss} in epoch {epoch}; "
-                                    "lower --fine_tune_learning_rate")
+                rate = 0.5 * self.learning_rate * (1 + math.cos(math.pi * step / total))
+                loss = loop.finite(
+                    self.model.train_step([a[rows] for a in arrays], self.train_labels[rows],
+                                          rate),
+                    f"in epoch {epoch}", "fine-tuning", "--fine_tune_learning_rate")
                 step += 1
                 losses.append(loss)
                 shown.update(len(rows), loss=f"{loss:.4f}")
@@ -490,16 +460,15 @@ class _Run:
 
     def _validate(self, epoch, loss=None):
         """Validation mAP of the model now (None without validation images); before the
-        first epoch and after the last, keep the model if keep_best's rule says so."""
-        candidate = epoch in (0, self.config.epochs)
-        if not len(self.validation_labels):
-            if candidate:
-                self.model.keep_if_best(float(epoch), epoch)  # no validation: the last wins
+        first epoch and after the last, keep the model if keep_best's rule says so
+        (without validation images, the last)."""
+        result = None
+        if len(self.validation_labels):
+            probs = self.model.predict(self.cached.part("validation"), "Validation")[1]
+            result = metrics.evaluate(self.validation_labels, probs)
+        kept = epoch in (0, self.epochs) and self.model.best.offer(
+            loop.validation_score(result), epoch)
+        if result is None:
             return None
-        probs = self.model.predict(self.cached.part("validation"), "Validation")[1]
-        result = metrics.evaluate(self.validation_labels, probs)
-        score = result["mean_average_precision"]
-        score = float("nan") if score is None else score
-        kept = candidate and self.model.keep_if_best(score, epoch)
         logger.info(keep_best.progress_line(f"Fine-tuning epoch {epoch}", loss, result, kept))
-        return score
+        return loop.validation_score(result)

@@ -17,6 +17,7 @@ frozen ones the same way, so both always run on the variables' current values.
 import collections
 
 import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
 
 
 class Cut(collections.namedtuple("Cut", "bottom top shapes")):
@@ -127,7 +128,7 @@ def _subgraph(graph_def, fetches, stops):
             tensor = _tensor_name(source.lstrip("^"))
             if tensor not in stops:
                 stack.append(tensor.split(":")[0])
-    pruned = tf.compat.v1.GraphDef()
+    pruned = graph_pb2.GraphDef()
     pruned.versions.CopyFrom(graph_def.versions)
     pruned.library.CopyFrom(graph_def.library)
     for node in graph_def.node:

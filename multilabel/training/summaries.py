@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework.summary_pb2 import HistogramProto, Summary, SummaryMetadata
+from tensorflow.core.util.event_pb2 import Event
 
 from multilabel.base.errors import device_of, is_no_space
 
 logger = logging.getLogger(__name__)
-v1 = tf.compat.v1
 
 Writers = collections.namedtuple("Writers", "train validation folder")
 
@@ -31,8 +32,8 @@ Writers = collections.namedtuple("Writers", "train validation folder")
 # recall at T evenly spaced thresholds) tagged with this metadata. Its content is the
 # serialized PrCurvePluginData proto {version: 0, num_thresholds: T}: field 2, varint.
 PR_CURVE_THRESHOLDS = 51
-_PR_CURVE_METADATA = v1.SummaryMetadata(
-    plugin_data=v1.SummaryMetadata.PluginData(
+_PR_CURVE_METADATA = SummaryMetadata(
+    plugin_data=SummaryMetadata.PluginData(
         plugin_name="pr_curves", content=bytes([0x10, PR_CURVE_THRESHOLDS])))
 
 SCALARS = ("mean_average_precision", "label_accuracy", "exact_match", "micro_f1", "macro_f1",
@@ -80,7 +81,7 @@ class EventWriter:
     """One TensorBoard event file: `add_summary(summary, step)`, `flush()`, `close()`,
     the calls of `FileWriter` that training makes, each written at once."""
 
-    def __init__(self, folder, health, graph=None):
+    def __init__(self, folder, health):
         self._health, self._file = health, None
         path = os.path.join(folder, f"events.out.tfevents.{int(time.time())}."
                                     f"{socket.gethostname()}")
@@ -89,9 +90,7 @@ class EventWriter:
             os.makedirs(folder, exist_ok=True)
             self._file = tf.io.TFRecordWriter(path)
         health.run(open_file)
-        self._write(v1.Event(file_version="brain.Event:2"))
-        if graph is not None:
-            self._write(v1.Event(graph_def=graph.as_graph_def().SerializeToString()))
+        self._write(Event(file_version="brain.Event:2"))
 
     def _write(self, event):
         if self._file is not None:
@@ -101,8 +100,8 @@ class EventWriter:
     def add_summary(self, summary, step):
         """`summary`: a `Summary` or its serialized bytes (what a summary op gives)."""
         if isinstance(summary, bytes):
-            summary = v1.Summary.FromString(summary)
-        self._write(v1.Event(step=int(step), summary=summary))
+            summary = Summary.FromString(summary)
+        self._write(Event(step=int(step), summary=summary))
 
     def flush(self):
         if self._file is not None:
@@ -114,24 +113,59 @@ class EventWriter:
             self._file = None
 
 
-def writers(summaries_dir, graph):
+def writers(summaries_dir):
     """Train and validation writers in a new run folder, or None without a folder."""
     if not summaries_dir:
         return None
     folder = run_folder(summaries_dir)
     health = _Health(folder)
-    return _Writers(EventWriter(os.path.join(folder, "train"), health, graph),
+    return _Writers(EventWriter(os.path.join(folder, "train"), health),
                     EventWriter(os.path.join(folder, "validation"), health), folder)
 
 
-def training_summaries(head):
-    """One op giving the original's training summaries for a step's feed."""
-    return v1.summary.merge([
-        v1.summary.scalar("cross_entropy", head.loss),
-        v1.summary.histogram("final_weights", head.weights),
-        v1.summary.histogram("final_biases", head.biases),
-        v1.summary.histogram("activations", head.probs),
-    ])
+def write_training(writer, step, loss, weights, biases, probs):
+    """The original's training summaries of a step: its batch's loss (`cross_entropy`),
+    histograms of the layer's weights and biases and of the batch's probabilities."""
+    writer.add_summary(Summary(value=[
+        Summary.Value(tag="cross_entropy", simple_value=float(loss)),
+        Summary.Value(tag="final_weights", histo=histogram(weights)),
+        Summary.Value(tag="final_biases", histo=histogram(biases)),
+        Summary.Value(tag="activations", histo=histogram(probs)),
+    ]), step)
+
+
+def _default_bucket_limits():
+    """TensorFlow's histogram buckets (tensorflow/core/lib/histogram): +-1e-12 growing by
+    10% below 1e20, zero, and the largest double at each end."""
+    limits, v = [], 1.0e-12
+    while v < 1.0e20:
+        limits.append(v)
+        v *= 1.1
+    limits.append(np.finfo(np.float64).max)
+    return np.array([-limit for limit in reversed(limits)] + [0.0] + limits)
+
+
+_BUCKET_LIMITS = _default_bucket_limits()
+
+
+def histogram(values):
+    """`values` as the `HistogramProto` TensorFlow's histogram summary writes: its
+    buckets, with each run of empty ones merged into the next limit."""
+    values = np.asarray(values, np.float64).ravel()
+    counts = np.bincount(np.searchsorted(_BUCKET_LIMITS, values, side="right"),
+                         minlength=len(_BUCKET_LIMITS))[:len(_BUCKET_LIMITS)]
+    limits, buckets = [], []
+    for limit, count in zip(_BUCKET_LIMITS, counts):
+        if limits and count == 0 and buckets[-1] == 0:
+            limits[-1] = limit  # a run of empty buckets is one
+        else:
+            limits.append(limit)
+            buckets.append(count)
+    largest = np.finfo(np.float64).max  # an empty histogram's min; minus it, its max
+    return HistogramProto(
+        min=float(values.min(initial=largest)), max=float(values.max(initial=-largest)),
+        num=float(len(values)), sum=float(values.sum()), sum_squares=float(values @ values),
+        bucket_limit=limits, bucket=[float(c) for c in buckets])
 
 
 def pr_curve_data(labels, probs, num_thresholds=PR_CURVE_THRESHOLDS):
@@ -150,12 +184,12 @@ def pr_curve_data(labels, probs, num_thresholds=PR_CURVE_THRESHOLDS):
 
 def write_validation(writer, result, labels, probs, step, class_names=None):
     """Validation scalars and one PR curve per class."""
-    values = [v1.Summary.Value(tag=f"validation/{name}", simple_value=float(result[name]))
+    values = [Summary.Value(tag=f"validation/{name}", simple_value=float(result[name]))
               for name in SCALARS if name in result]
     for c in range(labels.shape[1]):
         name = class_names[c] if class_names else f"class_{c}"
-        values.append(v1.Summary.Value(
+        values.append(Summary.Value(
             tag=f"pr_curves/{name}", metadata=_PR_CURVE_METADATA,
             tensor=tf.make_tensor_proto(pr_curve_data(labels[:, c], probs[:, c]))))
-    writer.add_summary(v1.Summary(value=values), step)
+    writer.add_summary(Summary(value=values), step)
     writer.flush()

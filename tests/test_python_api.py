@@ -160,6 +160,7 @@ KILL_DURING_EXPORT = """
 import os, signal, sys
 import numpy as np
 from multilabel.base import atomic
+from multilabel.base.options import TrainOptions, resolve
 from multilabel.export import stage
 
 module, folder, kill_after = sys.argv[1:]
@@ -174,13 +175,7 @@ atomic.os.replace = replace_then_die
 rng = np.random.default_rng(1)
 trained = stage.TrainedModel(module, 32, 32, rng.normal(size=(24, 2)).astype(np.float32),
                              np.zeros(2, np.float32), "final_result")
-outputs = stage.Outputs(**{name: os.path.join(folder, file) for name, file in (
-    ("output_graph", "output_graph.pb"), ("output_labels", "output_labels.txt"),
-    ("output_thresholds", "output_thresholds.txt"), ("metrics_file", "metrics.json"),
-    ("test_predictions", "test_predictions.jsonl"),
-    ("tflite_output_file", "output_graph.tflite"))},
-    intermediate_output_graphs_dir="", intermediate_store_frequency=0, summaries_dir="",
-    saved_model_dir="")
+outputs = resolve(TrainOptions(output_dir=folder, saved_model_dir=""))
 stage.write_outputs(outputs, trained, stage.Results(
     ("cat", "dog"), np.array([0.5, 0.5]), (), np.zeros((0, 2)), {}))
 """

@@ -140,8 +140,8 @@ def test_a_function_that_calls_itself_is_refused(tmp_path, capsys):
     argv = _labelled(tmp_path, _self_calling(tmp_path))
     assert label_image.main(argv) == 2  # instead of TensorFlow's SIGSEGV
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"{argv[1]}: function 'again' calls itself (again -> again); TensorFlow would crash "
-        "running it, so the graph was not run")
+        f"label_image.py: error: {argv[1]}: function 'again' calls itself (again -> again); "
+        "TensorFlow would crash running it, so the graph was not run")
 
 
 def test_a_longer_call_cycle_is_refused(tmp_path):

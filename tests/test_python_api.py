@@ -206,7 +206,8 @@ def test_a_kill_during_export_never_lets_a_mixed_set_be_used(
             assert multilabel.Classifier.load(folder).class_names == ("red", "green", "blue")
             continue
         assert status == 2
-        assert err.startswith(f"{folder / 'run_manifest.json'}: {named} not the file")
+        assert err.startswith(f"label_image.py: error: {folder / 'run_manifest.json'}: {named} not "
+                              "the file")
         assert "the folder mixes two runs" in err
         with pytest.raises(multilabel.UserError, match="mixes two runs"):
             multilabel.Classifier.load(folder, engine=engine)

@@ -98,7 +98,10 @@ def traced(function, input_signature):
     types. Calling the graph directly skips the `tf.function`'s own binding of arguments,
     about 1 ms a call: half of a head's step; and run eagerly, op by op, a head's loss
     on a batch takes ten times as long as its graph."""
-    graph = tf.function(function, input_signature=input_signature).get_concrete_function()
+    # No AutoGraph: these functions branch and loop in Python only (on settings, over
+    # variables), and converting them cost a third of a second at the first trace.
+    graph = tf.function(function, input_signature=input_signature,
+                        autograph=False).get_concrete_function()
     input_signature = list(input_signature)
 
     def call(*args):

@@ -7,7 +7,6 @@ loop's (training.loop), which the out-of-fold heads and fine-tuning share.
 """
 
 import dataclasses
-import functools
 import logging
 from typing import Callable, NamedTuple
 
@@ -158,8 +157,12 @@ def _trainer(head, options, lead):
     dim, num_classes = head.weights.shape[-2:]
     variables = [head.weights, head.biases]
     optimizer = loop.Optimizer(options.optimizer, variables)
-    loss = functools.partial(head.loss, l2_regularization=options.l2_regularization,
-                             pos_weight=options.pos_weight)
+
+    # Not a functools.partial: its traced graph (loop.traced) would fail to bind a
+    # partial's arguments and take a fallback that prints them, 10 ms a call.
+    def loss(inputs, labels):
+        return head.loss(inputs, labels, options.l2_regularization, options.pos_weight)
+
     specs = [tf.TensorSpec([*lead, dim], tf.float32),
              tf.TensorSpec([*lead, num_classes], tf.float32)]
     return loop.train_step(loss, variables, optimizer, specs), optimizer, loss, specs

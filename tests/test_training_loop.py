@@ -114,6 +114,15 @@ def test_a_checkpoint_restores_every_object_and_its_number(tmp_path):
     assert best2.kept() == (5, 0.7) and float(optimizer2.beta_1_power.numpy()) == 0.5
 
 
+def test_checkpoints_come_at_most_seconds_apart_but_the_last_always(tmp_path):
+    w = tf.Variable(1.0)
+    checkpoints = loop.Checkpoints(str(tmp_path / "r"), seconds_apart=3600, w=w)
+    assert checkpoints.save(10)  # the first
+    assert not checkpoints.save(20)
+    assert checkpoints.save(30, last=True)
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "r-30")
+
+
 def _tf1_checkpoint(prefix):
     """A name-based checkpoint as the TF1 graph of earlier versions wrote it."""
     graph = tf.Graph()

@@ -4,7 +4,8 @@ out-of-fold heads' (trainer.out_of_fold_probs) and fine-tuning's.
 - `Optimizer`: Adam or plain gradient descent, on the kernels TF1's `AdamOptimizer` and
   `GradientDescentOptimizer` ran (`ResourceApplyAdam`, `ResourceApplyGradientDescent`),
   so the updates are those of the original retrain.py; its state is in checkpoints.
-- `train_step`: one `tf.function` step: the loss, its gradients, one update.
+- `train_step`: one `tf.function` step: the loss, its gradients, one update; `traced`,
+  how it and the loops' other small functions are called.
 - `finite`: the check that stops training when the loss stops being a number.
 - `validation_score`: a validation evaluation's mAP, nan where there is nothing to score.
 - `BestCopies`: copies of the variables of the best model so far, by keep_best's rule.
@@ -15,6 +16,7 @@ out-of-fold heads' (trainer.out_of_fold_probs) and fine-tuning's.
 import logging
 import math
 import os
+import time
 
 import tensorflow as tf
 
@@ -81,23 +83,33 @@ def train_step(loss, variables, optimizer, input_signature):
     variables = list(variables)
     signature = [*input_signature, tf.TensorSpec([], tf.float32)]
 
-    @tf.function(input_signature=signature)
     def step(inputs, labels, learning_rate):
         with tf.GradientTape() as tape:
             value = loss(inputs, labels)
         optimizer.apply(tape.gradient(value, variables), variables, learning_rate)
         return value
 
-    # Its traced graph is called directly with tensors: the tf.function's own binding of
-    # numpy arguments to the signature costs about 1 ms a call, half a head's step.
-    traced = step.get_concrete_function()
+    return traced(step, signature)
 
-    def run(inputs, labels, learning_rate):
-        return traced(*tf.nest.map_structure(
-            lambda value, spec: tf.convert_to_tensor(value, spec.dtype),
-            [inputs, labels, learning_rate], signature))
 
-    return run
+def traced(function, input_signature):
+    """`function` as a `tf.function` traced once for `input_signature`, whose graph is
+    called with the arguments (numpy arrays, numbers) made tensors of the signature's
+    types. Calling the graph directly skips the `tf.function`'s own binding of arguments,
+    about 1 ms a call: half of a head's step; and run eagerly, op by op, a head's loss
+    on a batch takes ten times as long as its graph."""
+    # No AutoGraph: these functions branch and loop in Python only (on settings, over
+    # variables), and converting them cost a third of a second at the first trace.
+    graph = tf.function(function, input_signature=input_signature,
+                        autograph=False).get_concrete_function()
+    input_signature = list(input_signature)
+
+    def call(*args):
+        return graph(*tf.nest.map_structure(
+            lambda value, spec: tf.convert_to_tensor(value, spec.dtype), list(args),
+            input_signature))
+
+    return call
 
 
 def finite(loss, where, what="training", flag="--learning_rate"):
@@ -159,22 +171,30 @@ class Checkpoints:
     """A training loop's checkpoints: `objects` (trackable values by name) saved as
     `prefix-N` (the last one kept), and resumed from.
 
-    `what` names them in messages ("checkpoint", "fine-tuning checkpoint").
+    `what` names them in messages ("checkpoint", "fine-tuning checkpoint"). A save less
+    than `seconds_apart` after the previous one is skipped, unless it is the loop's last.
     """
 
-    def __init__(self, prefix, what="checkpoint", **objects):
-        self.prefix, self.what = prefix, what
+    def __init__(self, prefix, what="checkpoint", seconds_apart=0.0, **objects):
+        self.prefix, self.what, self.seconds_apart = prefix, what, seconds_apart
         self.folder = os.path.dirname(prefix) or "."
         self._checkpoint = tf.train.Checkpoint(**objects)
         self._manager = tf.train.CheckpointManager(
             self._checkpoint, self.folder, max_to_keep=1,
             checkpoint_name=os.path.basename(prefix) or "ckpt")
+        self._saved_at = -math.inf
 
-    def save(self, number):
-        """Write checkpoint `prefix-number`; NoSpaceError on a full disk."""
+    def save(self, number, last=False):
+        """Write checkpoint `prefix-number` (unless the previous one is younger than
+        `seconds_apart` and this is not the `last`); whether it did. NoSpaceError on a
+        full disk."""
+        if not last and time.monotonic() - self._saved_at < self.seconds_apart:
+            return False
         with no_space_left(self.prefix):
             os.makedirs(self.folder, exist_ok=True)
             self._manager.save(checkpoint_number=number)
+        self._saved_at = time.monotonic()
+        return True
 
     def restore(self):
         """Restore the latest checkpoint into the objects; its path, or None where there

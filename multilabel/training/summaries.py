@@ -150,22 +150,17 @@ _BUCKET_LIMITS = _default_bucket_limits()
 
 def histogram(values):
     """`values` as the `HistogramProto` TensorFlow's histogram summary writes: its
-    buckets, with each run of empty ones merged into the next limit."""
+    buckets, each run of empty ones merged into one."""
     values = np.asarray(values, np.float64).ravel()
     counts = np.bincount(np.searchsorted(_BUCKET_LIMITS, values, side="right"),
                          minlength=len(_BUCKET_LIMITS))[:len(_BUCKET_LIMITS)]
-    limits, buckets = [], []
-    for limit, count in zip(_BUCKET_LIMITS, counts):
-        if limits and count == 0 and buckets[-1] == 0:
-            limits[-1] = limit  # a run of empty buckets is one
-        else:
-            limits.append(limit)
-            buckets.append(count)
+    # A bucket is kept if it holds values, or ends a run of empty ones.
+    kept = (counts > 0) | np.append(counts[1:] > 0, True)
     largest = np.finfo(np.float64).max  # an empty histogram's min; minus it, its max
     return HistogramProto(
         min=float(values.min(initial=largest)), max=float(values.max(initial=-largest)),
         num=float(len(values)), sum=float(values.sum()), sum_squares=float(values @ values),
-        bucket_limit=limits, bucket=[float(c) for c in buckets])
+        bucket_limit=_BUCKET_LIMITS[kept].tolist(), bucket=counts[kept].astype(float).tolist())
 
 
 def pr_curve_data(labels, probs, num_thresholds=PR_CURVE_THRESHOLDS):

@@ -7,7 +7,6 @@ loop's (training.loop), which the out-of-fold heads and fine-tuning share.
 """
 
 import dataclasses
-import functools
 import logging
 from typing import Callable, NamedTuple
 
@@ -22,6 +21,11 @@ from multilabel.base.errors import UserError
 logger = logging.getLogger(__name__)
 
 THRESHOLD_FOLDS = 5
+# A checkpoint takes about 20 ms, ten of the head's steps: written at every evaluation
+# (every 10 steps by default), they made phase 1 half as long again. So they are written
+# at most once a second, and at the last step; a stopped run loses at most that second,
+# and resumed it ends where a straight one does (step s draws the same batch either way).
+CHECKPOINT_SECONDS = 1.0
 
 
 class Evaluation(NamedTuple):
@@ -91,15 +95,18 @@ def train(data, options, records=TrainRecords()):
 
     head = head_lib.LinearHead(*head_lib.initial_layer(dim, num_classes, options.random_seed),
                                feature_scales)
-    train_step, optimizer = _trainer(head, options, [None])
+    train_step, optimizer, loss, specs = _trainer(head, options, [None])
+    probabilities = loop.traced(lambda x: tf.sigmoid(head.logits(x)), specs[:1])
     best = loop.BestCopies([head.weights, head.biases])
     step_of = tf.Variable(0, dtype=tf.int64, trainable=False)  # the last step, checkpointed
     checkpoints = None
     if records.checkpoint_path:
-        checkpoints = loop.Checkpoints(records.checkpoint_path, head=head, optimizer=optimizer,
-                                       best=best.state, step=step_of)
+        checkpoints = loop.Checkpoints(records.checkpoint_path, seconds_apart=CHECKPOINT_SECONDS,
+                                       head=head, optimizer=optimizer, best=best.state,
+                                       step=step_of)
     start = _resume(checkpoints, step_of, records.checkpoint_path) if records.resume else 0
     writers = summaries.writers(records.summaries_dir)
+    batch_loss = loop.traced(loss, specs) if writers else None  # for the summaries
     try:
         history, losses = [], []
         for step in range(start, steps):
@@ -115,21 +122,18 @@ def train(data, options, records=TrainRecords()):
             step_of.assign(done)
             if writers:  # the original's: the batch's loss and outputs after the step
                 summaries.write_training(
-                    writers.train, done,
-                    float(head.loss(inputs, labels, options.l2_regularization,
-                                    options.pos_weight)),
-                    head.weights.numpy(), head.biases.numpy(),
-                    tf.sigmoid(head.logits(inputs)).numpy())
+                    writers.train, done, float(batch_loss(inputs, labels)),
+                    head.weights.numpy(), head.biases.numpy(), probabilities(inputs).numpy())
             score = float("nan")
             if has_validation:
-                score = _evaluate(head, best, data, options, rng, done, float(np.mean(losses)),
-                                  writers)
+                score = _evaluate(probabilities, best, data, options, rng, done,
+                                  float(np.mean(losses)), writers)
             else:
                 logger.debug("Step %d: train loss %.4f", done, loss)
             history.append(Evaluation(done, float(np.mean(losses)), score))
             losses = []
             if checkpoints:
-                checkpoints.save(done)
+                checkpoints.save(done, last=done == steps)
             if records.on_eval:
                 records.on_eval(done, _folded(head.weights.numpy(), feature_scales),
                                 head.biases.numpy())
@@ -147,17 +151,21 @@ def train(data, options, records=TrainRecords()):
 
 
 def _trainer(head, options, lead):
-    """`(training step, optimizer)` of `head` as `options` say; `lead`: the inputs'
-    dimensions before `[dim]` (`[None]`, or `[heads, None]`)."""
+    """`(training step, optimizer, loss, the specs of the inputs and labels)` of `head` as
+    `options` say; `lead`: the inputs' dimensions before `[dim]` (`[None]`, or
+    `[heads, None]`)."""
     dim, num_classes = head.weights.shape[-2:]
     variables = [head.weights, head.biases]
     optimizer = loop.Optimizer(options.optimizer, variables)
-    loss = functools.partial(head.loss, l2_regularization=options.l2_regularization,
-                             pos_weight=options.pos_weight)
-    step = loop.train_step(loss, variables, optimizer,
-                           [tf.TensorSpec([*lead, dim], tf.float32),
-                            tf.TensorSpec([*lead, num_classes], tf.float32)])
-    return step, optimizer
+
+    # Not a functools.partial: its traced graph (loop.traced) would fail to bind a
+    # partial's arguments and take a fallback that prints them, 10 ms a call.
+    def loss(inputs, labels):
+        return head.loss(inputs, labels, options.l2_regularization, options.pos_weight)
+
+    specs = [tf.TensorSpec([*lead, dim], tf.float32),
+             tf.TensorSpec([*lead, num_classes], tf.float32)]
+    return loop.train_step(loss, variables, optimizer, specs), optimizer, loss, specs
 
 
 def _folded(weights, feature_scales):
@@ -177,12 +185,12 @@ def _resume(checkpoints, step_of, checkpoint_path):
     return step
 
 
-def _evaluate(head, best, data, options, rng, step, loss, writers):
-    """Score the head on (a batch of) the validation part, keep it if it is the best so
-    far, and log the result; its validation mAP."""
+def _evaluate(probabilities, best, data, options, rng, step, loss, writers):
+    """Score the head (its `probabilities`) on (a batch of) the validation part, keep it if
+    it is the best so far, and log the result; its validation mAP."""
     indices = _batch(rng, len(data.validation_labels), options.validation_batch_size)
     y = data.validation_labels[indices]
-    probs = tf.sigmoid(head.logits(np.asarray(data.validation_x[indices], np.float32))).numpy()
+    probs = probabilities(data.validation_x[indices]).numpy()
     result = metrics.evaluate(y, probs)
     score = loop.validation_score(result)
     kept = best.offer(score, step)
@@ -221,7 +229,7 @@ def out_of_fold_probs(x, y, options, steps, folds=5, feature_scales=None):
     head = head_lib.LinearHead(
         *head_lib.initial_layer(x.shape[1], y.shape[1], options.random_seed, heads=folds),
         feature_scales)
-    train_step, _ = _trainer(head, options, [folds, None])
+    train_step = _trainer(head, options, [folds, None])[0]
     for step in range(steps):
         rng = np.random.default_rng([options.random_seed, step])
         batches = [fit[_batch(rng, len(fit), size)] for fit in fits]

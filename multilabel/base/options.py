@@ -154,7 +154,8 @@ class TrainOptions:
         0, "seed for initialisation, batches and distortions: the same seed repeats a run",
         "training")
     checkpoint_path: str | None = option(
-        None, "checkpoint prefix, saved at each evaluation", "training", parse=str,
+        None, "checkpoint prefix, saved at evaluations (at most once a second) and at the "
+        "last step", "training", parse=str,
         file=os.path.join("checkpoints", "retrain"))
     resume: bool = option(
         False, "continue from the last checkpoint at --checkpoint_path", "training")

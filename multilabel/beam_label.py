@@ -25,7 +25,8 @@ from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
 from multilabel.base.project import DETAILS, default_path
 from multilabel.beam import command
 from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
-from multilabel.labelling.run_folder import GRAPH, LABELS as LABELS_NAME, THRESHOLDS as THRESHOLDS_NAME
+from multilabel.labelling.run_folder import (GRAPH, LABELS as LABELS_NAME,
+                                             THRESHOLDS as THRESHOLDS_NAME)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local worker processes
 

@@ -72,8 +72,7 @@ DEFAULT_DISTORTIONS = Distortions(flip_left_right=True, random_crop=10, random_s
 def distortions(options):
     """The distortions phase 2's copies are drawn with: those of the flags, or
     DEFAULT_DISTORTIONS where none is on."""
-    chosen = Distortions(options.flip_left_right, options.random_crop, options.random_scale,
-                         options.random_brightness)
+    chosen = Distortions.of(options)
     return chosen if chosen.enabled else DEFAULT_DISTORTIONS
 
 

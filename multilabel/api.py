@@ -57,9 +57,14 @@ def train_with(options):
         logging.getLogger(name).setLevel(logging.ERROR)
     start_tensorflow()  # before anything imports it, so without its C++ start-up lines
     from multilabel import retraining
+    from multilabel.base import run_guard
+    from multilabel.evaluation.thresholds import rule_path
 
     resolved = resolve(options)
-    measures = retraining.run(resolved, options.changed())
+    # Outputs checked, the run folder locked, the bytes written recorded for the manifest.
+    with run_guard.guarded(resolved, {"--output_thresholds' rule file":
+                                      rule_path(resolved.output_thresholds)}):
+        measures = retraining.run(resolved, options.changed())
     written = {name: getattr(resolved, name) for name in [*output_files(), "saved_model_dir"]}
     written = {name: path for name, path in written.items() if path and os.path.exists(path)}
     return TrainResult(measures, resolved.output_dir, written)

@@ -67,7 +67,7 @@ def run(options, changed=()):
     clock.lap("evaluation")
     if not options.fine_tune:
         report.update(evaluation.report)
-        _export(options, changed, module, result, data, evaluation, report)
+        outputs = _export(options, changed, module, result, data, evaluation, report)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             tuned = fine_tuning.fine_tune(options, module, data, features, result, scratch)
@@ -77,13 +77,15 @@ def run(options, changed=()):
             clock.lap("evaluation")
             _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
-            _export(options, changed, module._replace(path=tuned.module_path), tuned.head, data,
-                    final, report)
+            outputs = _export(options, changed, module._replace(path=tuned.module_path),
+                              tuned.head, data, final, report)
     issues = _write_label_issues(options.label_issues, final, data.class_names)
+    outputs.add("label_issues", options.label_issues)
     clock.lap("export")
-    if options.report_page:
-        _write_report_page(options, changed, module, data, result, report, final,
-                           clock.seconds, issues)
+    if options.report_page and _write_report_page(options, changed, module, data, result,
+                                                  report, final, clock.seconds, issues):
+        outputs.add("report_page", options.report_page)
+    outputs.write_manifest()  # last: it makes every output above one run's set
     return report
 
 
@@ -258,7 +260,7 @@ def _export(options, changed, module, result, data, evaluation, report):
         evaluation.test_probs, report, _model_info(options, module, data, evaluation.thresholds),
         evaluation.never_empty)
     # A TFLite model the user named must be written; the default one only where faithful.
-    stage.write_outputs(options, _trained_model(options, module, result), results,
+    return stage.write_outputs(options, _trained_model(options, module, result), results,
                         tflite_required="tflite_output_file" in dict(changed))
 
 
@@ -289,7 +291,8 @@ def _write_label_issues(path, evaluation, class_names):
 
 def _write_report_page(options, changed, module, data, result, report, evaluation,
                        stage_seconds, issues):
-    """Write the HTML report page last; a failure is one warning, never a failed run."""
+    """Write the HTML report page last; a failure is one warning, never a failed run.
+    Whether it was written."""
     path = options.report_page
     try:
         # Imported here, not at the top: a broken plotting install must not stop training.
@@ -312,5 +315,6 @@ def _write_report_page(options, changed, module, data, result, report, evaluatio
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "
                        "written", path, type(e).__name__, e)
-    else:
-        logger.info("Wrote %s", path)
+        return False
+    logger.info("Wrote %s", path)
+    return True

@@ -63,10 +63,12 @@ def _folder_with(path, name):
 def test_a_finished_folder_replaces_the_old_one_whole(tmp_path):
     target = tmp_path / "model"
     _folder_with(target, "old.txt")
-    with atomic.atomic_folder(target) as staging:
+    (target / atomic.MARKER).write_text("model\n")  # an earlier run's output of the kind
+    with atomic.atomic_folder(target, kind="model") as staging:
         open(os.path.join(staging, "new.txt"), "w").close()
-        assert sorted(os.listdir(target)) == ["old.txt"]  # readers still see the old one
-    assert sorted(os.listdir(target)) == ["new.txt"]
+        assert sorted(os.listdir(target)) == [atomic.MARKER, "old.txt"]  # still the old one
+    assert sorted(os.listdir(target)) == [atomic.MARKER, "new.txt"]
+    assert (target / atomic.MARKER).read_text() == "model\n"
     assert sorted(os.listdir(tmp_path)) == ["model"]  # no staging or old folder left
     assert target.stat().st_mode & 0o777 == 0o777 & ~atomic._UMASK  # not mkdtemp's 0700
 
@@ -74,12 +76,56 @@ def test_a_finished_folder_replaces_the_old_one_whole(tmp_path):
 def test_an_error_in_a_folder_keeps_the_old_one_and_removes_the_staging(tmp_path):
     target = tmp_path / "model"
     _folder_with(target, "old.txt")
+    (target / atomic.MARKER).write_text("model\n")
     with pytest.raises(RuntimeError, match="half way"):
-        with atomic.atomic_folder(target) as staging:
+        with atomic.atomic_folder(target, kind="model") as staging:
             open(os.path.join(staging, "new.txt"), "w").close()
             raise RuntimeError("half way")
-    assert sorted(os.listdir(target)) == ["old.txt"]
+    assert sorted(os.listdir(target)) == [atomic.MARKER, "old.txt"]
     assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+@pytest.mark.parametrize("marker", [None, "other_kind\n"])
+def test_a_folder_this_tool_did_not_write_as_that_kind_is_never_replaced(tmp_path, marker):
+    """Issue 38 case 1: a user's folder named as an output is refused, before the block
+    runs, and kept whole; so is one marked as another kind of output."""
+    target = tmp_path / "photos"
+    _folder_with(target, "holiday.jpg")
+    if marker:
+        (target / atomic.MARKER).write_text(marker)
+    ran = []
+    for kind in ("model", None):
+        with pytest.raises(atomic.NotOurOutputError, match="not replaced|never replaced"):
+            with atomic.atomic_folder(target, kind=kind):
+                ran.append(kind)
+    assert ran == [] and (target / "holiday.jpg").exists()
+    assert sorted(os.listdir(tmp_path)) == ["photos"]
+
+
+def test_a_users_folder_that_appears_during_the_work_is_kept(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(atomic.NotOurOutputError):
+        with atomic.atomic_folder(target, kind="model") as staging:
+            open(os.path.join(staging, "new.txt"), "w").close()
+            _folder_with(target, "theirs.txt")
+    assert sorted(os.listdir(target)) == ["theirs.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_recording_hashes_the_bytes_written_not_what_is_on_disk_later(tmp_path):
+    """Issue 38 case 2: the manifest's hash is of this run's bytes, even after another
+    process replaced the file."""
+    import hashlib
+
+    text_path, bytes_path = tmp_path / "labels.txt", tmp_path / "graph.pb"
+    with atomic.recording() as written:
+        atomic.write_text(text_path, "sea\nsky\n")
+        atomic.write_bytes(bytes_path, b"\x00\x01" * 70000)  # past one buffer
+        bytes_path.write_bytes(b"another run's graph")
+        assert atomic.written_sha256(bytes_path) == hashlib.sha256(b"\x00\x01" * 70000).hexdigest()
+    assert written[str(text_path)] == hashlib.sha256(b"sea\nsky\n").hexdigest()
+    with pytest.raises(LookupError):
+        atomic.written_sha256(text_path)  # outside any recording: nothing vouched for
 
 
 def test_keep_existing_keeps_a_good_folder_and_refuses_to_replace_another(tmp_path):

@@ -58,7 +58,8 @@ def test_train_returns_its_measures_and_keeps_every_output_in_the_run_folder(run
     manifest = json.loads((folder / "run_manifest.json").read_text())
     assert manifest["run_id"] == result.measures["run_id"]
     assert set(manifest["files"]) == {"graph", "tflite", "labels", "thresholds", "rule",
-                                      "metrics", "test_predictions"}
+                                      "metrics", "test_predictions", "label_issues",
+                                      "report_page"}
 
 
 def test_bad_options_raise_instead_of_exiting(tmp_path, tiny_module):
@@ -176,8 +177,9 @@ rng = np.random.default_rng(1)
 trained = stage.TrainedModel(module, 32, 32, rng.normal(size=(24, 2)).astype(np.float32),
                              np.zeros(2, np.float32), "final_result")
 outputs = resolve(TrainOptions(output_dir=folder, saved_model_dir=""))
-stage.write_outputs(outputs, trained, stage.Results(
-    ("cat", "dog"), np.array([0.5, 0.5]), (), np.zeros((0, 2)), {}))
+with atomic.recording():  # as run_guard.guarded records a run's writes
+    stage.write_outputs(outputs, trained, stage.Results(
+        ("cat", "dog"), np.array([0.5, 0.5]), (), np.zeros((0, 2)), {})).write_manifest()
 """
 
 

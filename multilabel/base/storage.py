@@ -118,9 +118,41 @@ def glob(pattern):
     return sorted(tf.io.gfile.glob(pattern))
 
 
-def read_bytes(path):
-    """The bytes of `path`, or None when there is no such file."""
+# How much of a file the tools read whole at most, by default: far beyond any list,
+# class names, thresholds or manifest the project writes, and small enough that a
+# file swapped for a huge one (or a device that streams without end) cannot fill memory.
+TEXT_LIMIT = 256 * 2**20
+# A model file read whole (a frozen graph, a TFLite model): protobuf and FlatBuffers
+# both stop at 2 GiB.
+MODEL_LIMIT = 2 * 2**30
+
+
+class TooLargeError(OSError):
+    """A file larger than what its reader reads whole."""
+
+
+def read_regular(path, limit=TEXT_LIMIT):
+    """The bytes of the local regular file at `path`, at most `limit` of them: the one
+    check every file the tools read goes through.
+
+    A FIFO, a device (/dev/zero), a socket or a folder is refused before it is read
+    (`open_regular`, following links; a dangling link is FileNotFoundError), and a file
+    longer than `limit` raises `TooLargeError` after reading `limit + 1` bytes, never
+    more. Raises OSError subclasses only: `file_error` turns each into one line.
+    """
+    with open_regular(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLargeError(errno.EFBIG, f"larger than the {limit:,} bytes read at most",
+                            os.fspath(path))
+    return data
+
+
+def read_bytes(path, limit=MODEL_LIMIT):
+    """The bytes of `path` (local: `read_regular`), or None when there is no such file."""
     try:
+        if not is_remote(path):
+            return read_regular(path, limit)
         with open_file(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
@@ -128,15 +160,19 @@ def read_bytes(path):
 
 
 def read_text(path, what="file"):
-    """The text of the UTF-8 file at `path`, a `what` ("list file"), any byte-order mark kept.
+    """The text of the UTF-8 file at `path`, a `what` ("list file"), any byte-order mark
+    kept; a local one through `read_regular` (no FIFO, device or file over TEXT_LIMIT).
 
     Raises `UserError` naming the path when the file cannot be read, and the line and
     column of the first byte that is not UTF-8: the whole file is decoded at once, since a
     text file object decodes in chunks and reports a position within one of them.
     """
     try:
-        with open_file(path, "rb") as f:
-            data = f.read()
+        if is_remote(path):
+            with open_file(path, "rb") as f:
+                data = f.read()
+        else:
+            data = read_regular(path)
     except OSError as e:
         raise file_error(e, path, what) from e
     try:

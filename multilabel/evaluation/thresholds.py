@@ -23,8 +23,9 @@ import os
 
 import numpy as np
 
+from multilabel.base import storage
 from multilabel.base.atomic import write_text
-from multilabel.base.errors import UserError
+from multilabel.base.errors import UserError, file_error
 from multilabel.evaluation.label_arrays import check_labels_and_probs
 
 logger = logging.getLogger(__name__)
@@ -169,11 +170,12 @@ def read_rule(thresholds_path):
     by hand). Raises UserError naming a rule file that is not what `write_rule` writes."""
     path = rule_path(thresholds_path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = storage.read_regular(path).decode("utf-8")
     except FileNotFoundError:
         return False
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise file_error(e, path, "label rule file") from e
+    except UnicodeDecodeError as e:
         raise UserError(f"cannot read the label rule: {e}", path) from e
     try:
         value = json.loads(text).get("never_empty")
@@ -201,24 +203,27 @@ def read_thresholds(path, num_classes):
     that is not a float, a value outside [0, 1] (or NaN), a line beyond `num_classes`.
     Too few lines names only the path: no line is wrong, some are missing.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read thresholds: {e}", path) from e
+    lines = storage.read_text(path, "thresholds file").splitlines()
     values = []
     for number, text in enumerate(lines, start=1):
         if number > num_classes:
             raise UserError(
                 f"more thresholds than the {num_classes} classes", path, number)
+        shown = _shown(text.strip())
         try:
             value = float(text)
         except ValueError as e:
-            raise UserError(f"threshold {text.strip()!r} is not a number", path, number) from e
+            raise UserError(f"threshold {shown} is not a number", path, number) from e
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise UserError(f"threshold {value!r} is outside [0, 1]", path, number)
+            # The text as written: 5,000 digits read as inf, which the file never said.
+            raise UserError(f"threshold {shown} is outside [0, 1]", path, number)
         values.append(value)
     if len(values) != num_classes:
         raise UserError(
             f"expected {num_classes} thresholds (one per class), found {len(values)}", path)
     return np.array(values, dtype=np.float64)
+
+
+def _shown(text, width=40):
+    """`text` quoted for an error line, cut to `width` characters."""
+    return repr(text) if len(text) <= width else f"{text[:width]!r}... ({len(text):,} characters)"

@@ -11,7 +11,7 @@ import os
 
 import tensorflow as tf
 
-from multilabel.base import atomic
+from multilabel.base import atomic, run_guard
 from multilabel.features.feature_modules import load_module
 from multilabel.training.head import add_final_layer
 
@@ -59,7 +59,7 @@ class _ServingModel(tf.Module):
 
 def write_saved_model(path, module_path, height, width, weights, biases):
     """A TF2 SavedModel with signature `serving_default`: `image` -> `prediction`."""
-    with atomic.atomic_folder(path) as staging:
+    with atomic.atomic_folder(path, kind=run_guard.SAVED_MODEL) as staging:
         model = _ServingModel(module_path, height, width, weights, biases)
         tf.saved_model.save(model, staging, signatures={"serving_default": model.serve})
     logger.info("Wrote SavedModel %s", path)

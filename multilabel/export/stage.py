@@ -8,8 +8,9 @@ training computed from cached bottlenecks, or the graph and the training code ha
 drifted apart (a preprocessing change, a wrong fold of the feature scales). The TFLite
 model is checked against the frozen graph the same way.
 
-Everything is computed first and written last, file after file, then the run folder's
-manifest (`labelling.run_folder`): readers refuse a set that a kill left mixed.
+Everything is computed first and written last, file after file, each registered in the
+run's `run_folder.RunSet`, whose manifest the run writes last (after the label issues
+and the report page): readers refuse a set that a kill left mixed.
 """
 
 import dataclasses
@@ -72,8 +73,9 @@ class Results:
 def write_outputs(options, trained, results, tflite_required=False):
     """Check the `TrainedModel`, then write it and its companions where `options` (a
     resolved TrainOptions) say, as one set: every file is made first, then they are
-    written one after another, then the manifest that makes them one run's (a kill before
-    it leaves a set readers refuse).
+    written one after another. Returns the `run_folder.RunSet` holding them, whose
+    manifest makes them one run's once the caller has added its own outputs and written
+    it (a kill before that leaves a set readers refuse).
 
     The TFLite model, which label_image.py prefers to the graph, is written only where it
     matches the graph within TFLITE_TOLERANCE, and a conversion that fails is a warning;
@@ -103,9 +105,11 @@ def write_outputs(options, trained, results, tflite_required=False):
     if len(results.test_paths):
         _write_predictions(options.test_predictions, results)
         files["test_predictions"] = options.test_predictions
-    run_folder.write_manifest(os.path.dirname(os.path.abspath(options.output_graph)), run_id,
-                              files)
     logger.info("Wrote %s as run %s", ", ".join(files.values()), run_id)
+    run_set = run_folder.RunSet(os.path.dirname(os.path.abspath(options.output_graph)), run_id)
+    for role, path in files.items():
+        run_set.add(role, path)
+    return run_set
 
 
 def intermediate_graph_writer(options, trained):

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from multilabel.base.errors import UserError
+from multilabel.base import storage
+from multilabel.base.errors import UserError, file_error
 from multilabel.labelling.graph_ops import check_classifier_ops
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,13 @@ class FrozenGraph(NamedTuple):
 
 
 def read_graph_def(path):
-    """Parse `path` as a binary `GraphDef`, or raise `UserError` naming it."""
+    """Parse `path` as a binary `GraphDef`, or raise `UserError` naming it. A local file
+    is read through `storage.read_regular` (no FIFO or device, at most 2 GiB)."""
+    if not storage.is_remote(path):
+        try:
+            return _parsed(storage.read_regular(path, storage.MODEL_LIMIT), path)
+        except OSError as e:
+            raise file_error(e, path, "graph file") from e
     if not tf.io.gfile.exists(path):
         raise UserError("graph file not found", path)
     if tf.io.gfile.isdir(path):
@@ -82,6 +89,10 @@ def read_graph_def(path):
             data = f.read()
     except tf.errors.OpError as e:
         raise UserError(f"cannot read the graph: {e.message}", path) from e
+    return _parsed(data, path)
+
+
+def _parsed(data, path):
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(data)

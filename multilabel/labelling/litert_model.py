@@ -15,7 +15,8 @@ import contextlib
 import logging
 from typing import NamedTuple
 
-from multilabel.base.errors import UserError
+from multilabel.base import storage
+from multilabel.base.errors import UserError, file_error
 from multilabel.features.tflite_engine import TFLiteEngine
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,9 @@ def load_litert_model(path, interpreters=1, max_input_size=4096):
     """
     path = str(path)
     try:
-        with open(path, "rb") as f:
-            content = f.read()
+        content = storage.read_regular(path, storage.MODEL_LIMIT)
     except OSError as e:
-        raise UserError(f"cannot read the TFLite model: {e.strerror or e}", path) from e
+        raise file_error(e, path, "TFLite model") from e
     try:
         engine = TFLiteEngine(content, interpreters=interpreters, split_batches=True)
     except (ValueError, RuntimeError) as e:

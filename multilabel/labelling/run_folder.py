@@ -7,7 +7,9 @@ thresholds labels every image wrongly and says nothing. Each file is replaced
 atomically, but one after another, so a run killed during export could leave a mix.
 
 The run therefore writes, last, a manifest (`run_manifest.json`) naming each file of
-the set with its SHA-256. A reader checks every file it uses against the manifest and
+the set with the SHA-256 of the bytes the run itself wrote into it (hashed while
+writing, `base.atomic.recording`: a file another process replaced meanwhile is then
+refused, never vouched for). A reader checks every file it uses against the manifest and
 refuses a set in which any differs, naming the files: after a kill during export the
 folder holds the new files written so far and the previous run's manifest, so the mix
 is refused, never used. A folder swap (write the set into a fresh folder and rename it
@@ -19,6 +21,11 @@ manifest covers any layout, and also refuses a set mixed by hand (a graph copied
 another run's).
 
 A folder without a manifest (written before it existed, or by hand) is read as before.
+A manifest is trusted only to say where files lie inside its folder: a path in it that
+leads outside (absolute, or through `..`) is never used to find a file, only to check
+one given by a flag (an output that a flag sent elsewhere is recorded by its absolute
+path), so a tampered manifest cannot make a reader open /etc/passwd as class names.
+Every file is read through `base.storage.read_regular` (no FIFO, device or folder).
 """
 
 import dataclasses
@@ -26,9 +33,10 @@ import json
 import os
 import uuid
 
-from multilabel.base.atomic import write_text
+from multilabel.base import storage
+from multilabel.base.atomic import write_text, written_sha256
 from multilabel.base.digest import file_sha256
-from multilabel.base.errors import UserError
+from multilabel.base.errors import UserError, file_error
 from multilabel.base.options import output_files
 from multilabel.evaluation.thresholds import rule_path
 
@@ -45,16 +53,36 @@ def new_run_id():
     return uuid.uuid4().hex
 
 
-def write_manifest(folder, run_id, files):
-    """Record `files` ({role: path}) as one run's set in `folder`'s manifest, atomically.
+class RunSet:
+    """One run's outputs on their way into the manifest of `folder`.
 
-    Call it after every file of the set is written: until it is replaced, the previous
-    manifest makes readers refuse the files that changed.
+    Each output is registered with one call once it is written, `add(role, path)`; the
+    path must have been written through `base.atomic` (write_text, write_bytes,
+    atomic_output) inside the run's `atomic.recording()` (retrain's `run_guard`), whose
+    hash of the bytes written is what the manifest records. `write_manifest()` comes
+    last: until it replaces the previous manifest, that one makes readers refuse the
+    files that changed.
     """
-    entries = {role: {"path": _relative(path, folder), "sha256": file_sha256(path)}
-               for role, path in sorted(files.items())}
-    write_text(os.path.join(folder, MANIFEST),
-               json.dumps({"run_id": run_id, "files": entries}, indent=2) + "\n")
+
+    def __init__(self, folder, run_id):
+        self.folder = os.fspath(folder)
+        self.run_id = run_id
+        self._entries = {}
+
+    def add(self, role, path):
+        """Record the file this run wrote at `path` as its `role` ("model_card")."""
+        self._entries[role] = {"path": _relative(path, self.folder),
+                               "sha256": written_sha256(path)}
+
+    def paths(self):
+        """{role: path as recorded} of the outputs added so far."""
+        return {role: entry["path"] for role, entry in self._entries.items()}
+
+    def write_manifest(self):
+        """Write the manifest (atomically) naming every output added, as one run's set."""
+        write_text(os.path.join(self.folder, MANIFEST), json.dumps(
+            {"run_id": self.run_id, "files": dict(sorted(self._entries.items()))},
+            indent=2) + "\n")
 
 
 def _relative(path, folder):
@@ -75,6 +103,13 @@ class ModelFiles:
     thresholds: str
     manifest: dict | None  # the folder's manifest, None when it has none
 
+    def own_tflite(self):
+        """Whether the TFLite model is the one the manifest records (then `check_set`
+        proves it is the run's own export), rather than a file found beside the graph."""
+        recorded = (self.manifest or {"files": {}})["files"].get("tflite")
+        return (self.tflite is not None and recorded is not None and _inside(recorded["path"])
+                and _same_path(os.path.join(self.folder, recorded["path"]), self.tflite))
+
     def check_set(self, used):
         """Raise UserError unless every file of `used` (roles, e.g. ("tflite", "labels"))
         that the manifest records is the file the manifest records: one run's set."""
@@ -88,7 +123,7 @@ class ModelFiles:
             if entry is None or path is None or not _same_path(
                     os.path.join(self.folder, entry["path"]), path):
                 continue  # not the run's file (given by a flag): nothing to check
-            if not os.path.exists(path) or file_sha256(path) != entry["sha256"]:
+            if not os.path.exists(path) or _sha256(path) != entry["sha256"]:
                 changed.append(os.path.basename(path))
         if changed:
             raise UserError(
@@ -96,6 +131,19 @@ class ModelFiles:
                 f"file{'s' if len(changed) > 1 else ''} run {self.manifest['run_id']} wrote: "
                 "the folder mixes two runs (a run stopped while writing its outputs?); run "
                 "retrain.py again", os.path.join(self.folder, MANIFEST))
+
+
+def _sha256(path):
+    try:
+        return file_sha256(path)
+    except OSError as e:
+        raise file_error(e, path, "file of the run") from e
+
+
+def _inside(relative):
+    """Whether a manifest's path stays inside its folder: relative, no `..`."""
+    parts = relative.replace("\\", "/").split("/")
+    return not os.path.isabs(relative) and ".." not in parts and relative not in ("", ".")
 
 
 def _same_path(a, b):
@@ -113,7 +161,8 @@ def model_files(model_dir=None, graph=None, labels=None, thresholds=None):
     folder = model_dir if model_dir is not None else (os.path.dirname(graph) or ".")
     manifest = read_manifest(folder)
     recorded = {} if manifest is None else {
-        role: os.path.join(folder, entry["path"]) for role, entry in manifest["files"].items()}
+        role: os.path.join(folder, entry["path"]) for role, entry in manifest["files"].items()
+        if _inside(entry["path"])}
     graph = graph or recorded.get("graph") or os.path.join(folder, GRAPH)
     if manifest is not None:
         # Only the run's own TFLite model: a stray one may be an older run's.
@@ -133,11 +182,12 @@ def read_manifest(folder):
     manifest that is not one."""
     path = os.path.join(folder, MANIFEST)
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = json.loads(storage.read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+    except OSError as e:
+        raise file_error(e, path, "run's manifest") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise UserError(f"cannot read the run's manifest: {e}", path) from e
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not (isinstance(files, dict) and "run_id" in manifest and all(

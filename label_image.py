@@ -34,6 +34,7 @@ import time
 
 from multilabel.base.arguments import names, positive_int
 from multilabel.base.command import run_command
+from multilabel.base.deadline import exit_now
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
 from multilabel.base.project import DETAILS, default_path
 from multilabel.data.image_sources import images_in_folder, images_in_list
@@ -169,7 +170,8 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    return run_command("label_image.py", label_to_stdout, args)
+    # A model stopped by --timeout or Ctrl-C may still run in native code: end without it.
+    return exit_now(run_command("label_image.py", label_to_stdout, args))
 
 
 def label_to_stdout(args):

@@ -20,7 +20,8 @@ import os
 import sys
 import time
 
-from multilabel.base.arguments import names, positive_int
+from multilabel.base.arguments import names, positive_float, positive_int
+from multilabel.base.deadline import exit_now, stuck_error
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
 from multilabel.base.project import DETAILS, default_path
 from multilabel.beam import command
@@ -50,6 +51,9 @@ def parse_args(argv):
                    help="run the graph even though it holds these operations, which an image "
                         "classifier does not need and which may read or write files or run "
                         "code; only for a graph you trust (default: refuse them)")
+    p.add_argument("--timeout", type=positive_float, default=300.0,
+                   help="seconds one run of the graph on a batch may take before the job is "
+                        "stopped as stuck, as label_image.py --timeout (default: %(default)s)")
     p.add_argument("--image_dir", help="a folder (local, or gs:// and the like): its image files")
     p.add_argument("--image_list", help="a .lst list file or a text file of image paths, one "
                                         "a line; relative paths are relative to its folder")
@@ -70,7 +74,8 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    return command.main("beam_label", parse_args, run, argv)
+    # A graph stopped by --timeout or Ctrl-C may still run in native code: end without it.
+    return exit_now(command.main("beam_label", parse_args, run, argv))
 
 
 def run(args, beam_argv):
@@ -108,12 +113,19 @@ def run(args, beam_argv):
     add_labels(pipeline, paths,
                WorkerClassifier(transforms.for_workers(args.graph), args.allow_ops,
                                 classifier.class_names, classifier.thresholds,
-                                classifier.never_empty),
+                                classifier.never_empty, args.timeout),
                transforms.for_workers(args.output), transforms.for_workers(errors),
                model.height, model.width,
                model.batch_size or args.batch_size, threads)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as e:
+        # A worker's --timeout reaches here wrapped by Beam: one line, as label_image.py's.
+        stuck = stuck_error(e)
+        if stuck is None:
+            raise
+        raise stuck from e
     seconds = time.monotonic() - start
     counts = transforms.counters(result, ("labelled", "failed"))
     if counts is None:  # the runner gives no counters: count the records written

@@ -131,36 +131,13 @@ def test_data_generation_names_a_bad_link_or_file_kind_on_one_line(tmp_path, cap
 _NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-class _FullFile:
-    """A file open for writing whose writes fail as on a full disk."""
-
-    def __init__(self, file):
-        self._file = file
-
+@pytest.fixture
+def full_writes(monkeypatch):
+    """Every write through the project's atomic writes fails, as on a full disk."""
     def write(self, data):
         raise _NO_SPACE
 
-    def __getattr__(self, name):
-        return getattr(self._file, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self._file.close()
-
-
-@pytest.fixture
-def full_writes(monkeypatch):
-    """Every file Python opens with `os.fdopen` (the project's atomic writes) fails to
-    write, as on a full disk."""
-    real = os.fdopen
-
-    def fdopen(fd, mode="r", *args, **kwargs):
-        file = real(fd, mode, *args, **kwargs)
-        return _FullFile(file) if "w" in mode else file
-
-    monkeypatch.setattr(os, "fdopen", fdopen)
+    monkeypatch.setattr(atomic._HashingFile, "write", write)
 
 
 def _no_space_message(path, prefix=""):

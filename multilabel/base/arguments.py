@@ -1,6 +1,7 @@
 """argparse types the commands share: a count of at least 1, a list of names."""
 
 import argparse
+import math
 
 
 def positive_int(text):
@@ -11,6 +12,17 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """An argparse type: a finite number above 0 (seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
 
 

@@ -36,6 +36,10 @@ class UserError(Exception):
         self.line = line
         self.details = tuple(" ".join(str(d).split()) for d in details)
 
+    def __reduce__(self):
+        # Pickled whole (a Beam worker's error reaches the command): path and line kept.
+        return (type(self), (self.message, self.path, self.line, self.details))
+
     def __str__(self):
         where = self.path or ""
         if self.line is not None:

@@ -140,10 +140,11 @@ def _count(element, name, namespace):
 
 
 class WorkerClassifier(collections.namedtuple(
-        "WorkerClassifier", "graph allow_ops labels thresholds never_empty")):
+        "WorkerClassifier", "graph allow_ops labels thresholds never_empty timeout")):
     """The classifier as beam_label's workers rebuild it: the frozen graph's path, the ops
-    it may hold beyond a classifier's (label_image.py --allow_ops), and the class names,
-    thresholds and top-margin rule (`never_empty`) of the `Classifier` loaded to check it."""
+    it may hold beyond a classifier's (label_image.py --allow_ops), the class names,
+    thresholds and top-margin rule (`never_empty`) of the `Classifier` loaded to check it,
+    and the seconds one run of the graph may take (--timeout)."""
 
 
 def add_labels(pipeline, paths, model, output_prefix, errors_prefix, height, width, batch_size,
@@ -163,7 +164,8 @@ def add_labels(pipeline, paths, model, output_prefix, errors_prefix, height, wid
                | "Spread" >> beam.Reshuffle()
                | "Decode" >> beam.ParDo(DecodeImage(height, width))
                .with_outputs(FAILED, main="decoded"))
-    handler = FrozenGraphHandler(model.graph, model.allow_ops, batch_size, threads)
+    handler = FrozenGraphHandler(model.graph, model.allow_ops, batch_size, threads,
+                                 model.timeout)
     _ = (decoded.decoded
          | "Label" >> RunInference(KeyedModelHandler(handler))
          | "Record" >> beam.Map(lambda kv: report.record(kv[0], kv[1].inference).rstrip("\n"))

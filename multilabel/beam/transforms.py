@@ -258,10 +258,11 @@ class _Resized:
 class FrozenGraphHandler(_FixedBatches):
     """The graph retrain.py exported, for RunInference: uint8 pixels -> probabilities."""
 
-    def __init__(self, graph_path, allow_ops, batch_size, threads):
+    def __init__(self, graph_path, allow_ops, batch_size, threads, timeout=None):
         super().__init__(batch_size, threads)
         self._graph_path = graph_path
         self._allow_ops = tuple(allow_ops)
+        self._timeout = timeout  # seconds one run may take (beam_label --timeout)
 
     def load_model(self):
         import tensorflow as tf
@@ -272,7 +273,7 @@ class FrozenGraphHandler(_FixedBatches):
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self._threads,
                                           inter_op_parallelism_threads=self._threads)
         session = tf.compat.v1.Session(graph=model.graph, config=config)
-        run = model.runner(session)
+        run = model.runner(session, self._timeout)
         return _Serialised(lambda pixels: _probabilities(run, model, pixels))
 
     def run_inference(self, batch, model, inference_args=None):

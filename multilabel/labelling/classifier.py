@@ -53,7 +53,8 @@ class LoadOptions:
     input_std: float = 1.0
 
     def graph_only(self):
-        """Whether an option here applies only to a frozen graph."""
+        """Whether an option here applies only to a frozen graph (--allow_ops, which also
+        admits a TFLite model's control flow under --engine tflite, counts as one)."""
         return (self.input_layer, self.output_layer, self.input_height, self.input_width,
                 self.allow_ops) != ("Placeholder", "final_result", None, None, ())
 
@@ -160,7 +161,8 @@ def _load_tflite(files, options):
     from multilabel.labelling.litert_model import load_litert_model
 
     return load_litert_model(files.tflite, options.interpreters or cores(),
-                             options.max_input_size)
+                             options.max_input_size, own=files.own_tflite(),
+                             allow_ops=options.allow_ops)
 
 
 def _load_graph(files, options):

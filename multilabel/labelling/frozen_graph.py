@@ -17,6 +17,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from multilabel.base import storage
+from multilabel.base.deadline import abandoned, call_with_deadline, too_long
 from multilabel.base.errors import UserError, file_error
 from multilabel.labelling.graph_ops import check_classifier_ops
 
@@ -29,6 +30,12 @@ DEFAULT_OUTPUT_LAYER = "final_result"
 # 100000 x 100000 drove a machine into the OOM killer. Image networks take 224 to 600.
 MAX_INPUT_SIZE = 4096
 _HINTS = 5  # how many candidate layer names an error message lists
+
+
+def watchdog_seconds(timeout):
+    """When the watchdog abandons a run that TensorFlow's own `timeout` did not end:
+    half as long again, and 5 s more, for a cancelled run to come back on a busy machine."""
+    return None if timeout is None else timeout * 1.5 + 5
 
 
 class FrozenGraph(NamedTuple):
@@ -53,13 +60,19 @@ class FrozenGraph(NamedTuple):
         options = None if timeout is None else tf.compat.v1.RunOptions(
             timeout_in_ms=max(1, round(timeout * 1000)))
 
+        def stuck():
+            return too_long("the graph", timeout, self.path)
+
         def run(batch):
             try:
-                return session.run(self.output, {self.input: batch}, options=options)
+                # TensorFlow's deadline covers the run, not the set-up before it (thousands
+                # of nested function calls instantiated): the watchdog covers both. It
+                # comes later, so that a run TensorFlow can cancel is cancelled cleanly.
+                return call_with_deadline(
+                    lambda: session.run(self.output, {self.input: batch}, options=options),
+                    watchdog_seconds(timeout), stuck)
             except tf.errors.DeadlineExceededError as e:
-                raise UserError(f"running the graph on one batch took longer than the "
-                                f"{timeout:g} s allowed (--timeout); does it loop forever? "
-                                "Stopped", self.path) from e
+                raise stuck() from e
             except tf.errors.OpError as e:
                 # e.g. a graph whose output needs a second input fed: the graph's fault.
                 raise UserError(f"running the graph failed: {e.message}", self.path) from e
@@ -68,8 +81,12 @@ class FrozenGraph(NamedTuple):
     @contextlib.contextmanager
     def running(self, timeout=None):
         """A session on the graph, as a function from a float batch to probabilities."""
-        with tf.compat.v1.Session(graph=self.graph) as session:
+        session = tf.compat.v1.Session(graph=self.graph)
+        try:
             yield self.runner(session, timeout)
+        finally:
+            if not abandoned():  # closing waits for a run that may never end
+                session.close()
 
 
 def read_graph_def(path):

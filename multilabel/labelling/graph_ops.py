@@ -35,10 +35,23 @@ crashes on a function that calls itself. Functions nothing calls are never run a
 not checked: retrain.py's own exports carry the module's unused save and restore
 functions (`SaveV2`, `RestoreV2`).
 
+Nesting is bounded too: TensorFlow sets up every call of a function separately before
+its run deadline starts, so 12 functions each calling the next twice (4,096 calls from
+3 KB) ran past any --timeout for minutes, and 30 would never end. A graph whose calls,
+counted through every level, exceed `MAX_FUNCTION_CALLS` is refused; below it, the
+labeller's watchdog (`base.deadline`) bounds the set-up.
+
 Pure logic on the GraphDef protocol buffer: no TensorFlow import.
 """
 
+import collections
+
 from multilabel.base.errors import UserError
+
+# Function calls a graph may make, counted through every level of nesting: far above what
+# a frozen image network makes (one call per function, each once); 2**13 doubly nested
+# calls would take hours to set up. Below it, set-up is bounded by the watchdog.
+MAX_FUNCTION_CALLS = 10_000
 
 _GRAPH = {  # feeding, constants, calls into functions, control flow
     "Placeholder", "PlaceholderWithDefault", "Const", "Identity", "IdentityN", "NoOp",
@@ -99,7 +112,7 @@ def ops_in_graph(graph_def, path=None):
     pending, seen = [("", graph_def.node)], set()
     while pending:
         where, nodes = pending.pop()
-        callees = calls.setdefault(where, set())
+        callees = calls.setdefault(where, collections.Counter())
         if where:
             # A placeholder the caller leaves unset takes its signature default, which
             # TensorFlow fills in when it instantiates the function: walked as a call.
@@ -116,15 +129,38 @@ def ops_in_graph(graph_def, path=None):
                 _check_placeholders(value, declared, node_name, key, path)
                 callees.update(_functions_named(value))
             if node.op in functions:
-                callees.add(node.op)  # a node whose op names a function calls it
+                callees[node.op] += 1  # a node whose op names a function calls it
             else:
                 found.setdefault(node.op, node_name)
-        for name in sorted(callees & functions.keys()):
+        for name in sorted(set(callees) & functions.keys()):
             if name not in seen:
                 seen.add(name)
                 pending.append((name, functions[name].node_def))
     _refuse_cycles(calls, path)
+    _refuse_deep_nesting(calls, path)
     return found
+
+
+def _refuse_deep_nesting(calls, path):
+    """Raise `UserError` when the graph's calls, counted through every level (a function
+    called twice by one called twice is four calls), exceed MAX_FUNCTION_CALLS. Run after
+    `_refuse_cycles`: the calls form no cycle."""
+    total = {}  # function -> the calls one call of it makes, through every level, capped
+    pending = [""]
+    while pending:
+        where = pending[-1]
+        waiting = [c for c in calls.get(where, ()) if c in calls and c not in total]
+        if waiting:
+            pending.extend(waiting)
+            continue
+        pending.pop()
+        total[where] = min(MAX_FUNCTION_CALLS + 1, sum(
+            count * (1 + total.get(callee, 0)) for callee, count in calls[where].items()
+            if callee in calls))
+    if total[""] > MAX_FUNCTION_CALLS:
+        raise UserError(f"the graph's functions call each other more than "
+                        f"{MAX_FUNCTION_CALLS} times through their nesting, which TensorFlow "
+                        "would take minutes or forever to set up; it was not run", path)
 
 
 def _functions_named(value):

@@ -77,10 +77,10 @@ def test_tags_csv_with_another_delimiter_and_given_order():
     assert table.rows[0].labels == {"sea", "trees"}
 
 
-def test_one_hot_csv_takes_names_from_the_header_and_accepts_minus_one():
+def test_one_hot_csv_takes_names_from_the_header_in_its_order_and_accepts_minus_one():
     table = csv_labels.parse_csv_labels(io.StringIO(
         "image,sunset,desert\r\na.jpg,1,-1\r\nb.jpg,0,0\r\nc.jpg,1,1\r\n"))
-    assert table.class_names == ("desert", "sunset")
+    assert table.class_names == ("sunset", "desert")  # the header's order, as the user chose
     assert [set(r.labels) for r in table.rows] == [{"sunset"}, set(), {"desert", "sunset"}]
 
 
@@ -112,21 +112,55 @@ def test_class_names_restrict_tags_and_columns():
 
 # --- label folders on their own --------------------------------------------------------
 
-def test_label_folders_merge_copies_by_name_and_by_content(tmp_path):
+def test_label_folders_merge_copies_by_content_and_keep_same_names_apart(tmp_path, caplog):
     images = tmp_path / "images"
     save_image(images / "sea" / "beach.jpg", 10)
-    save_image(images / "sunset" / "beach.jpg", 99)  # same name: one image
+    save_image(images / "sunset" / "beach.jpg", 99)  # same name, another photo: two images
     save_image(images / "desert" / "dune.jpg", 30)
     (images / "trees").mkdir()
     (images / "trees" / "dune copy.jpg").write_bytes((images / "desert" / "dune.jpg").read_bytes())
     save_image(images / "trees" / "2019" / "oak.jpg", 50)  # subfolders are kept
     save_image(images / "loose.jpg", 70)
-    found = label_folders.read_label_folders(str(images))
+    with caplog.at_level(logging.WARNING):
+        found = label_folders.read_label_folders(str(images))
     assert found.class_names == ("desert", "sea", "sunset", "trees")
     assert found.images == (("desert/dune.jpg", {"desert", "trees"}),
-                            ("sea/beach.jpg", {"sea", "sunset"}),
+                            ("sea/beach.jpg", {"sea"}), ("sunset/beach.jpg", {"sunset"}),
                             ("trees/2019/oak.jpg", {"trees"}))
     assert found.loose == ("loose.jpg",)
+    # Issue 38: said, not merged in silence.
+    assert "1 name(s) lie in several label folders with different content" in caplog.text
+    assert "sea/beach.jpg and sunset/beach.jpg" in caplog.text
+
+
+def test_label_folders_same_name_same_bytes_is_one_image(tmp_path):
+    images = tmp_path / "images"
+    save_image(images / "sea" / "beach.jpg", 10)
+    (images / "sunset").mkdir()
+    (images / "sunset" / "beach.jpg").write_bytes((images / "sea" / "beach.jpg").read_bytes())
+    assert label_folders.read_label_folders(str(images)).images == (
+        ("sea/beach.jpg", {"sea", "sunset"}),)
+
+
+def test_a_linked_label_folder_is_followed_and_a_loop_ends(tmp_path, caplog):
+    images = tmp_path / "images"
+    save_image(images / "sea" / "a.jpg", 10)
+    save_image(tmp_path / "elsewhere" / "b.jpg", 60)
+    os.symlink(tmp_path / "elsewhere", images / "sunset")
+    os.symlink(images, images / "sea" / "loop")  # back up: listed once, not forever
+    with caplog.at_level(logging.INFO):
+        found = label_folders.read_label_folders(str(images))
+    assert found.class_names == ("sea", "sunset")
+    assert found.images == (("sea/a.jpg", {"sea"}), ("sunset/b.jpg", {"sunset"}))
+    assert "label folder sunset is a link to" in caplog.text
+
+
+def test_label_folders_sort_ignoring_case(tmp_path):
+    images = tmp_path / "images"
+    for i, name in enumerate(("beach", "Desert", "Sea", "alps")):
+        save_image(images / name / f"{i}.jpg", 40 * i)
+    assert label_folders.read_label_folders(str(images)).class_names == (
+        "alps", "beach", "Desert", "Sea")
 
 
 # --- data_generation.py with each layout ------------------------------------------------
@@ -167,7 +201,8 @@ def test_images_that_no_row_names_are_one_warning_and_left_out(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         assert run(tmp_path, "--labels", str(labels), "--images", "train-jpg",
                    "--suffix", ".jpg") == 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and "left out" in r.getMessage()]
     assert len(warnings) == 1
     assert "2 image(s)" in warnings[0] and "img_00009.jpg, img_00010.jpg" in warnings[0]
     assert len(full_list(tmp_path)) == 8
@@ -223,7 +258,7 @@ def test_a_label_folder_not_among_the_class_names(tmp_path, capsys):
     (lambda root: (root / "labels.txt").write_text("a,b\n"), ["--labels", "labels.txt"],
      "not a label file this tool reads; labels are read from --labels FILE.csv"),
     (lambda root: save_image(root / "images" / "sea" / "a.jpg", 1), [],
-     "labels.json: labels file not found; labels are read from"),
+     "labels.json: labels file not found (looked for "),
     (lambda root: save_image(root / "images" / "a.jpg", 1), ["--label_folders"],
      "no label folders; --label_folders reads images/<label>/<file>"),
 ])

@@ -58,12 +58,15 @@ def image_file_names(folder):
 def image_files_under(folder):
     """`(images, others)` as `image_file_names`, but through every subfolder too: paths
     relative to `folder` with forward slashes, sorted. Dot files and dot folders are left
-    out, as there."""
+    out, as there. A linked folder is followed (its files are listed through the link),
+    once: a link back to a folder already listed is skipped, so a loop ends."""
     folder = os.fspath(folder)
     image_file_names(folder)  # the same errors for a missing folder or a file
     images, others = [], []
-    for where, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    seen = {os.path.realpath(folder)}
+    for where, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and _first_visit(os.path.join(where, d), seen)]
         prefix = os.path.relpath(where, folder).replace(os.sep, "/")
         for name in files:
             if name.startswith("."):
@@ -72,6 +75,14 @@ def image_files_under(folder):
             is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
             (images if is_image else others).append(path)
     return sorted(images), sorted(others)
+
+
+def _first_visit(path, seen):
+    real = os.path.realpath(path)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
 
 
 def check_image_file(path):

@@ -298,3 +298,113 @@ def test_an_empty_image_file_is_named(tmp_path, capsys, layout):
         empty.write_bytes(b"")
         flags = ["--label_folders"]
     assert fails_cleanly(tmp_path, capsys, *flags) == f"{empty}: empty image file"
+
+
+# --- issue 38, item 5: data that came out silently wrong --------------------------------
+
+def test_a_one_class_one_hot_csv_is_told_by_its_values():
+    table = csv_labels.parse_csv_labels(io.StringIO("image,sea\na.jpg,1\nb.jpg,0\n"))
+    assert table.layout == "one-hot" and table.class_names == ("sea",)
+    assert [set(r.labels) for r in table.rows] == [{"sea"}, set()]
+
+
+def test_quoted_tags_with_the_default_delimiter_say_which_delimiter_to_give():
+    text = 'image,tags\na.jpg,"mountains, sea"\n'
+    with pytest.raises(UserError, match=r"l.csv:2: label 'mountains,' contains ',': the "
+                                        r"labels look separated by ','.*--label_delim ','"):
+        csv_labels.parse_csv_labels(io.StringIO(text), "l.csv")
+    table = csv_labels.parse_csv_labels(io.StringIO(text), "l.csv", delimiter=",")
+    assert table.class_names == ("mountains", "sea")
+
+
+def test_a_class_name_holding_the_tag_separator_is_refused():
+    with pytest.raises(UserError, match="class 'sun set' contains the tag separator ' '"):
+        csv_labels.parse_csv_labels(io.StringIO("image,tags\na.jpg,sea\n"), "l.csv",
+                                    class_names=("sun set", "sea"))
+
+
+@pytest.mark.parametrize("name", ["sea\tsun", "sea\x00", "\x1b[31mred", "bell\x07"])
+def test_class_names_with_control_characters_are_refused(name):
+    with pytest.raises(UserError, match="contains the control character"):
+        listfile.check_class_names(["desert", name], "names.txt")
+
+
+@pytest.mark.parametrize("csv_text", [
+    'image_name,tags\nimg_00001,"sea\nsun"\n',  # a quoted newline inside a tag
+    "image_name,sea\x01,desert\nimg_00001,1,0\n",  # a control character in a header name
+])
+def test_a_bad_class_name_is_refused_before_any_list_is_written(tmp_path, capsys, csv_text):
+    labels = planet(tmp_path)
+    assert run(tmp_path, "--labels", str(labels), "--images", "train-jpg", "--suffix",
+               ".jpg") == 0
+    (tmp_path / "bad.csv").write_text(csv_text)
+    err = fails_cleanly(tmp_path, capsys, "--labels", "bad.csv", "--images", "train-jpg",
+                        "--suffix", ".jpg")
+    assert "bad.csv: class name" in err
+
+
+def test_a_label_folder_name_with_a_tab_is_refused_before_any_list_is_written(tmp_path,
+                                                                              capsys):
+    save_image(tmp_path / "images" / "sea" / "a.jpg", 1)
+    save_image(tmp_path / "images" / "sun\tset" / "b.jpg", 90)
+    assert "contains the control character '\\t'" in fails_cleanly(
+        tmp_path, capsys, "--label_folders")
+
+
+# --- issue 32: own data without traps ---------------------------------------------------
+
+OWN_CLASSES = ("black & white", "sun set", "désert")
+
+
+def test_label_images_csv_reads_back_into_the_same_classes(tmp_path, capsys):
+    """The CSV label_image.py writes (probabilities, then the predicted set joined by a
+    tab), given to data_generation.py as it is, makes the model's classes again."""
+    from multilabel.labelling.label_report import Report
+    import numpy as np
+    report = Report("csv", OWN_CLASSES, np.full(3, 0.5))
+    rows = [report.header()]
+    for i, probs in enumerate([[0.9, 0.8, 0.1], [0.1, 0.1, 0.9], [0.6, 0.1, 0.7]] * 4):
+        save_image(tmp_path / "images" / f"{i}.jpg", 20 * i)
+        rows.append(report.record(f"{i}.jpg", probs))
+    (tmp_path / "predicted.csv").write_text("".join(rows))
+    assert run(tmp_path, "--labels", "predicted.csv") == 0
+    assert listfile.read_class_names(tmp_path / listfile.CLASS_NAMES_FILE) == list(OWN_CLASSES)
+    assert full_list(tmp_path)["images/0.jpg"] == (1, 1, 0)
+    assert full_list(tmp_path)["images/2.jpg"] == (1, 0, 1)
+
+
+def test_labels_and_images_are_both_relative_to_the_dataset_folder(tmp_path, capsys,
+                                                                   monkeypatch):
+    labels = planet(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    assert run(tmp_path / "data", "--labels", "train_v2.csv", "--images", "train-jpg",
+               "--suffix", ".jpg") == 0
+    # A path given from the current folder: where it was looked for, and the fix.
+    err = fails_cleanly(tmp_path / "data", capsys, "--labels", "data/train_v2.csv",
+                        "--images", "train-jpg", "--suffix", ".jpg")
+    assert (f"labels file not found (looked for {tmp_path / 'data' / 'data' / 'train_v2.csv'}"
+            "); --labels names it, relative to --image_dir") in err
+    assert "data/train_v2.csv is in the current folder: give it relative to" in err
+    assert labels.exists()
+    err = fails_cleanly(tmp_path / "data", capsys, "--labels", "train_v2.csv", "--suffix",
+                        ".jpg")
+    assert (f"image folder not found (looked for {tmp_path / 'data' / 'images'}); --images "
+            "names it") in err
+
+
+def test_a_missing_dataset_folder_is_named_with_its_flag(tmp_path, capsys):
+    err = fails_cleanly(tmp_path, capsys, "--image_dir", str(tmp_path / "nowhere"))
+    assert f"dataset folder not found (looked for {tmp_path / 'nowhere'}); --image_dir" in err
+
+
+def test_a_class_with_few_positives_is_named_with_its_counts_per_part(tmp_path, caplog):
+    labels = planet(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert run(tmp_path, "--labels", str(labels), "--images", "train-jpg",
+                   "--suffix", ".jpg") == 0
+    # desert has 2 positives of 10 images: under MIN_POSITIVES.
+    line = next(r.getMessage() for r in caplog.records if "class desert" in r.getMessage())
+    train, test = (sum(e.flags[0] for e in listfile.read_list_file(tmp_path / name))
+                   for name in (listfile.TRAIN_LIST, listfile.TEST_LIST))
+    assert f"class desert has only 2 positive image(s) (train {train}, test {test})" in line
+    assert "retrain.py needs to choose its threshold: it will use 0.5" in line

@@ -29,6 +29,7 @@ from multilabel.base.errors import UserError
 from multilabel.base.project import DATASET, default_path
 from multilabel.data import list_generation, listfile
 from multilabel.data.list_generation import GenerationConfig
+from multilabel.evaluation.thresholds import MIN_POSITIVES
 
 DEFAULT_SEED = 0
 
@@ -39,7 +40,7 @@ def parse_args(argv):
                         help="dataset folder: the images lie under it; the lists are "
                              f"written here (default: {DATASET} in the project folder)")
     parser.add_argument("--labels", default=None,
-                        help="label file: FILE.csv with a header, then image,tags (tags "
+                        help="label file, relative to --image_dir (or absolute): FILE.csv with a header, then image,tags (tags "
                              "separated by --label_delim) or image,class_1,class_2,... (1/0 "
                              "per class), rows paired with images by name; or a labels.json, "
                              "one JSON list of flags per image, paired by position "
@@ -48,13 +49,15 @@ def parse_args(argv):
                         help="labels from the folders: images/<label>/<file>; an image in "
                              "several label folders (same name or same content) has each label")
     parser.add_argument("--images", default=list_generation.IMAGES_FOLDER,
-                        help="the images folder, inside --image_dir; CSV names are relative "
-                             "to it and may have subfolders (default: %(default)s)")
+                        help="the images folder, relative to --image_dir and inside it; CSV "
+                             "names are relative to it and may have subfolders, which are "
+                             "searched (default: %(default)s)")
     parser.add_argument("--suffix", default="",
                         help="appended to CSV image names that do not end with it, e.g. .jpg")
-    parser.add_argument("--label_delim", default=" ",
+    parser.add_argument("--label_delim", default=None,
                         help="separates the labels in the tags column of an image,tags CSV "
-                             "(default: a space)")
+                             "(default: a space; in the predicted column of label_image.py's "
+                             "CSV, a tab, as label_image.py writes it)")
     parser.add_argument("--class_names", default=None,
                         help="comma-separated class names in output order, written to "
                              f"{listfile.CLASS_NAMES_FILE}; needed only for labels.json, where "
@@ -84,13 +87,13 @@ def parse_args(argv):
     if args.label_folders and args.labels:
         parser.error("--label_folders and --labels are two ways to give the labels: give one")
     is_csv = args.labels is not None and args.labels.lower().endswith(".csv")
-    if not is_csv and (args.suffix or args.label_delim != " "):
+    if not is_csv and (args.suffix or args.label_delim is not None):
         parser.error("--suffix and --label_delim apply only to a --labels FILE.csv")
-    if not args.label_delim:
+    if args.label_delim == "":
         parser.error("--label_delim must not be empty")
     return GenerationConfig(args.image_dir, args.labels, names, args.shuffle, args.split,
                             args.seed, args.stratify, args.images, args.suffix,
-                            args.label_delim, args.label_folders)
+                            args.label_delim, args.label_folders, MIN_POSITIVES)
 
 
 def main(argv=None):

@@ -1,16 +1,18 @@
 """Label images with the graph retrain.py exported.
 
-    python label_image.py --image=test.jpeg
+    python label_image.py DATASET/images/1.jpg
     python label_image.py DATASET/images --output_format=json > labels.jsonl
     python label_image.py --image_list=DATASET/dataset_test.lst --output_format=csv
     python label_image.py --image_list=photos.txt --output_format=csv > predicted.csv
 
-For each image it prints the 1 x N probability vector, one line per label sorted by
-probability, and the predicted label set (per-class thresholds saved at training, or
+For each image it prints one line per label sorted by probability, and the predicted
+label set (per-class thresholds saved at training, or
 `--threshold`; where every training image had a label, an image under every threshold
 gets the label closest to its threshold, unless `--allow_empty`); the CSV's last column,
-`predicted`, holds that set as names joined by a space, as a Kaggle-style image,tags file
-does. The model is loaded once and images go through it in batches. An image that cannot
+`predicted`, holds that set as names joined by a tab, which no class name holds, so that
+data_generation.py reads the file back (`--labels predicted.csv`) into the same classes.
+A folder stands for the image files in it and in its subfolders (`--top_level_only`:
+in it only). The model is loaded once and images go through it in batches. An image that cannot
 be read is reported on stderr and the others are still labelled.
 
 The model is a run folder (--model_dir, default MODEL_DETAILS/ in the project folder)
@@ -51,7 +53,8 @@ logger = logging.getLogger("label_image")
 
 LABELS_NAME = run_folder.LABELS
 THRESHOLDS_NAME = run_folder.THRESHOLDS
-DEFAULT_IMAGE = "test.jpeg"
+NO_IMAGE = ("no image given: name image files or folders (label_image.py photo.jpg "
+            "photos/), or give --image_list FILE")
 
 
 def _finite_float(text):
@@ -89,12 +92,16 @@ def parse_args(argv=None):
                "usage or input, 130 interrupted.")
     source = parser.add_argument_group("images (all given are labelled, in this order)")
     source.add_argument("--image", action="append", default=[],
-                        help="an image file, or a folder whose image files are labelled; "
-                             f"repeat for several (default: {DEFAULT_IMAGE} when no image "
-                             "is given any way)")
+                        help="an image file, or a folder whose image files (its subfolders' "
+                             "too) are labelled; repeat for several")
     source.add_argument("paths", nargs="*", metavar="IMAGE_OR_FOLDER",
-                        help="image files, or folders whose image files are labelled")
-    source.add_argument("--image_dir", help="a folder: label its image files, sorted by name")
+                        help="image files, or folders whose image files (its subfolders' "
+                             "too) are labelled")
+    source.add_argument("--image_dir", help="a folder: label its image files and its "
+                                            "subfolders', sorted by path")
+    source.add_argument("--top_level_only", action="store_true",
+                        help="a folder stands for the image files directly in it, not for "
+                             "those in its subfolders")
     source.add_argument("--image_list",
                         help="a text file of image paths, one a line, or a .lst list file "
                              "(index, flags, path per line); relative paths are relative to "
@@ -154,13 +161,16 @@ def parse_args(argv=None):
     output.add_argument("--output_format", choices=FORMATS, default="text",
                         help="text for people; json (one object a line) or csv for scripts: "
                              "image, one probability per label, predicted (the predicted "
-                             "labels joined by a space) (default: %(default)s)")
+                             "labels joined by a tab; data_generation.py --labels reads the "
+                             "file back) (default: %(default)s)")
     output.add_argument("--top_k", type=positive_int,
                         help="text: show only the K most probable labels (default: all)")
     output.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per run of the graph (default: %(default)s)")
     output.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
     args = parser.parse_args(argv)
+    if not (args.image or args.paths or args.image_dir or args.image_list):
+        parser.error(NO_IMAGE)
     if args.model_dir is None and args.graph is None:
         args.model_dir = default_path(DETAILS)
     return args
@@ -228,16 +238,17 @@ def label(args):
 
 def image_paths(args):
     """Every image named: --image, positional paths, --image_dir, --image_list, in that
-    order; test.jpeg when none is named. A folder given as --image or as a positional
-    path stands for its image files."""
+    order. A folder given as --image or as a positional path stands for its image files,
+    its subfolders' too unless --top_level_only."""
     paths = []
     for path in args.image + args.paths:
-        paths.extend(images_in_folder(path) if os.path.isdir(path) else [path])
+        paths.extend(images_in_folder(path, args.top_level_only) if os.path.isdir(path)
+                     else [path])
     if args.image_dir:
-        paths.extend(images_in_folder(args.image_dir))
+        paths.extend(images_in_folder(args.image_dir, args.top_level_only))
     if args.image_list:
         paths.extend(images_in_list(args.image_list))
-    return paths or [DEFAULT_IMAGE]
+    return paths
 
 
 if __name__ == "__main__":

@@ -111,6 +111,15 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
     train_labels = np.concatenate([data.train.labels, data.validation.labels])
     chosen, out_of_fold = trainer.out_of_fold_thresholds(
         np.concatenate([train_x, validation_x]), train_labels, options, head_steps, scales)
+    chosen, rare = thresholds_lib.rare_guarded(chosen, train_labels)
+    for c, (count, was) in rare.items():
+        logger.warning("Class %s: only %d positive image(s) to choose its threshold on "
+                       "(train %d, validation %d, test %d), under %d: threshold 0.5, not %.4g, "
+                       "which would predict it on many images (docs/data.md#a-class-with-few-"
+                       "images)", data.class_names[c], count, *(
+                           int(part.labels[:, c].sum())
+                           for part in (data.train, data.validation, data.test)),
+                       thresholds_lib.MIN_POSITIVES, was)
     validation_probs = _probs(validation_x, result)
     replaced = {}
     if phase_1 is not None and len(data.validation):
@@ -121,6 +130,8 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
                            "%.4f on validation against 0.5's %.4f", data.class_names[c], f1,
                            plain)
     report = {"thresholds": [float(t) for t in chosen]}
+    if rare:
+        report["few_positives"] = {data.class_names[c]: count for c, (count, _) in rare.items()}
     if phase_1 is not None:
         report["thresholds_set_to_0.5"] = [data.class_names[c] for c in replaced]
     # An empty label set is always wrong where no training image has one: the top-margin

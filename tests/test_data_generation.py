@@ -156,7 +156,8 @@ def test_class_names_must_match_the_flags(tmp_path, capsys):
 def test_missing_inputs_are_named(tmp_path, capsys):
     assert "labels.json: labels file not found" in fails_cleanly(tmp_path, capsys)
     write_labels(tmp_path, ["[1, -1]"])
-    assert fails_cleanly(tmp_path, capsys).endswith("images: image folder not found")
+    err = fails_cleanly(tmp_path, capsys)
+    assert f"images: image folder not found (looked for {tmp_path / 'images'}); --images " in err
 
 
 def test_old_lists_survive_a_failed_run(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """Reading the lists into checked train, validation and test parts."""
 
 import logging
+import os
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +63,44 @@ def test_without_a_test_list_the_test_part_is_carved_from_training(tmp_path):
 def test_without_class_names_the_classes_are_numbered(tmp_path):
     data = dataset.load_dataset(write_dataset(tmp_path, names=None))
     assert data.class_names == ("label_0", "label_1")
+
+
+def _folder(path):
+    path.mkdir()
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _dangling(path):
+    os.symlink("gone.txt", path)
+
+
+@pytest.mark.parametrize("name", [listfile.CLASS_NAMES_FILE, listfile.TEST_LIST])
+@pytest.mark.parametrize("make, words", [
+    (_folder, "is a folder, not a"),
+    (_fifo, "not a regular file but a FIFO"),
+    (_dangling, "dangling symlink (to 'gone.txt', which does not exist)"),
+])
+def test_a_class_names_file_or_test_list_that_is_not_a_file_is_an_error(tmp_path, name,
+                                                                        make, words):
+    """Issue 38: not taken for absent (classes label_0..., a test part carved from training)."""
+    folder = write_dataset(tmp_path)
+    (folder / name).unlink()
+    make(folder / name)
+    with pytest.raises(UserError, match=re.escape(words)) as error:
+        dataset.load_dataset(folder)
+    assert error.value.path == str(folder / name)
+
+
+def test_a_missing_dataset_folder_is_named_not_its_list(tmp_path, monkeypatch):
+    """Issue 32: retrain.py --image_dir ./DATASET/ run from elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=re.escape(
+            f"dataset folder not found (looked for {tmp_path / 'DATASET'}); --image_dir "
+            "names it, relative to the current folder")):
+        dataset.load_dataset("./DATASET/")
 
 
 def test_num_classes_must_match_the_lists(tmp_path):

@@ -39,3 +39,13 @@ def test_odd_formats_decode_to_rgb(tmp_path, make, mean):
     pixels = images.load_image(str(path), 8, 8)
     assert pixels.shape == (8, 8, 3)
     assert abs(pixels.mean() * 255 - mean) < 2
+
+
+def test_an_array_that_is_no_image_names_every_shape_accepted():
+    from multilabel.data.images import ImageError, image_in_memory
+    for shape in ((4, 4, 7), (4,)):
+        with pytest.raises(ImageError, match=r"not an image: \[H, W\] \(grey\), \[H, W, 3\] "
+                                             r"\(RGB\) or \[H, W, 4\] \(RGBA\)"):
+            image_in_memory(np.zeros(shape, np.uint8), 2, 2, "<image 0>")
+    rgba = image_in_memory(np.zeros((4, 4, 4), np.uint8), 2, 2, "<image 0>")
+    assert rgba.shape == (2, 2, 3)  # RGBA is accepted, as the message says

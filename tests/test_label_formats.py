@@ -77,10 +77,10 @@ def test_tags_csv_with_another_delimiter_and_given_order():
     assert table.rows[0].labels == {"sea", "trees"}
 
 
-def test_one_hot_csv_takes_names_from_the_header_and_accepts_minus_one():
+def test_one_hot_csv_takes_names_from_the_header_in_its_order_and_accepts_minus_one():
     table = csv_labels.parse_csv_labels(io.StringIO(
         "image,sunset,desert\r\na.jpg,1,-1\r\nb.jpg,0,0\r\nc.jpg,1,1\r\n"))
-    assert table.class_names == ("desert", "sunset")
+    assert table.class_names == ("sunset", "desert")  # the header's order, as the user chose
     assert [set(r.labels) for r in table.rows] == [{"sunset"}, set(), {"desert", "sunset"}]
 
 
@@ -112,21 +112,55 @@ def test_class_names_restrict_tags_and_columns():
 
 # --- label folders on their own --------------------------------------------------------
 
-def test_label_folders_merge_copies_by_name_and_by_content(tmp_path):
+def test_label_folders_merge_copies_by_content_and_keep_same_names_apart(tmp_path, caplog):
     images = tmp_path / "images"
     save_image(images / "sea" / "beach.jpg", 10)
-    save_image(images / "sunset" / "beach.jpg", 99)  # same name: one image
+    save_image(images / "sunset" / "beach.jpg", 99)  # same name, another photo: two images
     save_image(images / "desert" / "dune.jpg", 30)
     (images / "trees").mkdir()
     (images / "trees" / "dune copy.jpg").write_bytes((images / "desert" / "dune.jpg").read_bytes())
     save_image(images / "trees" / "2019" / "oak.jpg", 50)  # subfolders are kept
     save_image(images / "loose.jpg", 70)
-    found = label_folders.read_label_folders(str(images))
+    with caplog.at_level(logging.WARNING):
+        found = label_folders.read_label_folders(str(images))
     assert found.class_names == ("desert", "sea", "sunset", "trees")
     assert found.images == (("desert/dune.jpg", {"desert", "trees"}),
-                            ("sea/beach.jpg", {"sea", "sunset"}),
+                            ("sea/beach.jpg", {"sea"}), ("sunset/beach.jpg", {"sunset"}),
                             ("trees/2019/oak.jpg", {"trees"}))
     assert found.loose == ("loose.jpg",)
+    # Issue 38: said, not merged in silence.
+    assert "1 name(s) lie in several label folders with different content" in caplog.text
+    assert "sea/beach.jpg and sunset/beach.jpg" in caplog.text
+
+
+def test_label_folders_same_name_same_bytes_is_one_image(tmp_path):
+    images = tmp_path / "images"
+    save_image(images / "sea" / "beach.jpg", 10)
+    (images / "sunset").mkdir()
+    (images / "sunset" / "beach.jpg").write_bytes((images / "sea" / "beach.jpg").read_bytes())
+    assert label_folders.read_label_folders(str(images)).images == (
+        ("sea/beach.jpg", {"sea", "sunset"}),)
+
+
+def test_a_linked_label_folder_is_followed_and_a_loop_ends(tmp_path, caplog):
+    images = tmp_path / "images"
+    save_image(images / "sea" / "a.jpg", 10)
+    save_image(tmp_path / "elsewhere" / "b.jpg", 60)
+    os.symlink(tmp_path / "elsewhere", images / "sunset")
+    os.symlink(images, images / "sea" / "loop")  # back up: listed once, not forever
+    with caplog.at_level(logging.INFO):
+        found = label_folders.read_label_folders(str(images))
+    assert found.class_names == ("sea", "sunset")
+    assert found.images == (("sea/a.jpg", {"sea"}), ("sunset/b.jpg", {"sunset"}))
+    assert "label folder sunset is a link to" in caplog.text
+
+
+def test_label_folders_sort_ignoring_case(tmp_path):
+    images = tmp_path / "images"
+    for i, name in enumerate(("beach", "Desert", "Sea", "alps")):
+        save_image(images / name / f"{i}.jpg", 40 * i)
+    assert label_folders.read_label_folders(str(images)).class_names == (
+        "alps", "beach", "Desert", "Sea")
 
 
 # --- data_generation.py with each layout ------------------------------------------------
@@ -167,7 +201,8 @@ def test_images_that_no_row_names_are_one_warning_and_left_out(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         assert run(tmp_path, "--labels", str(labels), "--images", "train-jpg",
                    "--suffix", ".jpg") == 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and "left out" in r.getMessage()]
     assert len(warnings) == 1
     assert "2 image(s)" in warnings[0] and "img_00009.jpg, img_00010.jpg" in warnings[0]
     assert len(full_list(tmp_path)) == 8
@@ -223,7 +258,7 @@ def test_a_label_folder_not_among_the_class_names(tmp_path, capsys):
     (lambda root: (root / "labels.txt").write_text("a,b\n"), ["--labels", "labels.txt"],
      "not a label file this tool reads; labels are read from --labels FILE.csv"),
     (lambda root: save_image(root / "images" / "sea" / "a.jpg", 1), [],
-     "labels.json: labels file not found; labels are read from"),
+     "labels.json: labels file not found (looked for "),
     (lambda root: save_image(root / "images" / "a.jpg", 1), ["--label_folders"],
      "no label folders; --label_folders reads images/<label>/<file>"),
 ])
@@ -263,3 +298,113 @@ def test_an_empty_image_file_is_named(tmp_path, capsys, layout):
         empty.write_bytes(b"")
         flags = ["--label_folders"]
     assert fails_cleanly(tmp_path, capsys, *flags) == f"{empty}: empty image file"
+
+
+# --- issue 38, item 5: data that came out silently wrong --------------------------------
+
+def test_a_one_class_one_hot_csv_is_told_by_its_values():
+    table = csv_labels.parse_csv_labels(io.StringIO("image,sea\na.jpg,1\nb.jpg,0\n"))
+    assert table.layout == "one-hot" and table.class_names == ("sea",)
+    assert [set(r.labels) for r in table.rows] == [{"sea"}, set()]
+
+
+def test_quoted_tags_with_the_default_delimiter_say_which_delimiter_to_give():
+    text = 'image,tags\na.jpg,"mountains, sea"\n'
+    with pytest.raises(UserError, match=r"l.csv:2: label 'mountains,' contains ',': the "
+                                        r"labels look separated by ','.*--label_delim ','"):
+        csv_labels.parse_csv_labels(io.StringIO(text), "l.csv")
+    table = csv_labels.parse_csv_labels(io.StringIO(text), "l.csv", delimiter=",")
+    assert table.class_names == ("mountains", "sea")
+
+
+def test_a_class_name_holding_the_tag_separator_is_refused():
+    with pytest.raises(UserError, match="class 'sun set' contains the tag separator ' '"):
+        csv_labels.parse_csv_labels(io.StringIO("image,tags\na.jpg,sea\n"), "l.csv",
+                                    class_names=("sun set", "sea"))
+
+
+@pytest.mark.parametrize("name", ["sea\tsun", "sea\x00", "\x1b[31mred", "bell\x07"])
+def test_class_names_with_control_characters_are_refused(name):
+    with pytest.raises(UserError, match="contains the control character"):
+        listfile.check_class_names(["desert", name], "names.txt")
+
+
+@pytest.mark.parametrize("csv_text", [
+    'image_name,tags\nimg_00001,"sea\nsun"\n',  # a quoted newline inside a tag
+    "image_name,sea\x01,desert\nimg_00001,1,0\n",  # a control character in a header name
+])
+def test_a_bad_class_name_is_refused_before_any_list_is_written(tmp_path, capsys, csv_text):
+    labels = planet(tmp_path)
+    assert run(tmp_path, "--labels", str(labels), "--images", "train-jpg", "--suffix",
+               ".jpg") == 0
+    (tmp_path / "bad.csv").write_text(csv_text)
+    err = fails_cleanly(tmp_path, capsys, "--labels", "bad.csv", "--images", "train-jpg",
+                        "--suffix", ".jpg")
+    assert "bad.csv: class name" in err
+
+
+def test_a_label_folder_name_with_a_tab_is_refused_before_any_list_is_written(tmp_path,
+                                                                              capsys):
+    save_image(tmp_path / "images" / "sea" / "a.jpg", 1)
+    save_image(tmp_path / "images" / "sun\tset" / "b.jpg", 90)
+    assert "contains the control character '\\t'" in fails_cleanly(
+        tmp_path, capsys, "--label_folders")
+
+
+# --- issue 32: own data without traps ---------------------------------------------------
+
+OWN_CLASSES = ("black & white", "sun set", "désert")
+
+
+def test_label_images_csv_reads_back_into_the_same_classes(tmp_path, capsys):
+    """The CSV label_image.py writes (probabilities, then the predicted set joined by a
+    tab), given to data_generation.py as it is, makes the model's classes again."""
+    from multilabel.labelling.label_report import Report
+    import numpy as np
+    report = Report("csv", OWN_CLASSES, np.full(3, 0.5))
+    rows = [report.header()]
+    for i, probs in enumerate([[0.9, 0.8, 0.1], [0.1, 0.1, 0.9], [0.6, 0.1, 0.7]] * 4):
+        save_image(tmp_path / "images" / f"{i}.jpg", 20 * i)
+        rows.append(report.record(f"{i}.jpg", probs))
+    (tmp_path / "predicted.csv").write_text("".join(rows))
+    assert run(tmp_path, "--labels", "predicted.csv") == 0
+    assert listfile.read_class_names(tmp_path / listfile.CLASS_NAMES_FILE) == list(OWN_CLASSES)
+    assert full_list(tmp_path)["images/0.jpg"] == (1, 1, 0)
+    assert full_list(tmp_path)["images/2.jpg"] == (1, 0, 1)
+
+
+def test_labels_and_images_are_both_relative_to_the_dataset_folder(tmp_path, capsys,
+                                                                   monkeypatch):
+    labels = planet(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    assert run(tmp_path / "data", "--labels", "train_v2.csv", "--images", "train-jpg",
+               "--suffix", ".jpg") == 0
+    # A path given from the current folder: where it was looked for, and the fix.
+    err = fails_cleanly(tmp_path / "data", capsys, "--labels", "data/train_v2.csv",
+                        "--images", "train-jpg", "--suffix", ".jpg")
+    assert (f"labels file not found (looked for {tmp_path / 'data' / 'data' / 'train_v2.csv'}"
+            "); --labels names it, relative to --image_dir") in err
+    assert "data/train_v2.csv is in the current folder: give it relative to" in err
+    assert labels.exists()
+    err = fails_cleanly(tmp_path / "data", capsys, "--labels", "train_v2.csv", "--suffix",
+                        ".jpg")
+    assert (f"image folder not found (looked for {tmp_path / 'data' / 'images'}); --images "
+            "names it") in err
+
+
+def test_a_missing_dataset_folder_is_named_with_its_flag(tmp_path, capsys):
+    err = fails_cleanly(tmp_path, capsys, "--image_dir", str(tmp_path / "nowhere"))
+    assert f"dataset folder not found (looked for {tmp_path / 'nowhere'}); --image_dir" in err
+
+
+def test_a_class_with_few_positives_is_named_with_its_counts_per_part(tmp_path, caplog):
+    labels = planet(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert run(tmp_path, "--labels", str(labels), "--images", "train-jpg",
+                   "--suffix", ".jpg") == 0
+    # desert has 2 positives of 10 images: under MIN_POSITIVES.
+    line = next(r.getMessage() for r in caplog.records if "class desert" in r.getMessage())
+    train, test = (sum(e.flags[0] for e in listfile.read_list_file(tmp_path / name))
+                   for name in (listfile.TRAIN_LIST, listfile.TEST_LIST))
+    assert f"class desert has only 2 positive image(s) (train {train}, test {test})" in line
+    assert "retrain.py needs to choose its threshold: it will use 0.5" in line

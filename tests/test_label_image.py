@@ -72,9 +72,15 @@ def run(argv, capsys):
     return status, out, err
 
 
-def vector(line):
-    """The numbers of a printed `[[a b c]]` row."""
-    return np.array(line.strip("[]").split(), dtype=np.float64)
+def vector(text):
+    """The probabilities of the text format's per-label lines (`red  0.98201  (threshold
+    0.5)`), in LABELS order."""
+    found = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 4 and words[0] in LABELS and words[2] == "(threshold":
+            found[words[0]] = float(words[1])
+    return np.array([found[name] for name in LABELS])
 
 
 def test_single_image_prints_vector_sorted_labels_and_prediction(tmp_path, model, capsys):
@@ -82,10 +88,10 @@ def test_single_image_prints_vector_sorted_labels_and_prediction(tmp_path, model
     status, out, _ = run(model + ["--image", str(image)], capsys)
     assert status == 0
     lines = out.splitlines()
-    np.testing.assert_allclose(vector(lines[0]), expected(MAGENTA), atol=1e-6)
-    assert [line.split()[0] for line in lines[1:4]] == ["red", "blue", "green"]
-    assert lines[4] == "predicted: red"  # blue is under its 0.99 threshold
-    assert len(lines) == 5
+    np.testing.assert_allclose(vector(out), expected(MAGENTA), atol=1e-5)
+    assert [line.split()[0] for line in lines[:3]] == ["red", "blue", "green"]
+    assert lines[3] == "predicted: red"  # blue is under its 0.99 threshold
+    assert len(lines) == 4
 
 
 def test_prepares_images_like_training(tmp_path, model, capsys):
@@ -111,7 +117,7 @@ def test_several_images_are_named_in_order(tmp_path, model, capsys):
     assert blocks[0].splitlines()[-1] == "predicted: red"
     # Grey 128/255 gives 0.5039 for each class: over red's and green's 0.5, not blue's 0.99.
     assert blocks[1].splitlines()[-1] == "predicted: red, green"
-    np.testing.assert_allclose(vector(blocks[1].splitlines()[1]), expected(GREY), atol=1e-6)
+    np.testing.assert_allclose(vector(blocks[1]), expected(GREY), atol=1e-5)
 
 
 def test_folder_labels_image_files_sorted(tmp_path, model, capsys):
@@ -125,6 +131,24 @@ def test_folder_labels_image_files_sorted(tmp_path, model, capsys):
         assert status == 0
         rows = list(csv.reader(io.StringIO(out)))
         assert [row[0] for row in rows[1:]] == [str(folder / "a.jpg"), str(folder / "b.png")]
+
+
+def test_a_folder_is_searched_through_its_subfolders_unless_top_level_only(tmp_path, model,
+                                                                          capsys):
+    """A camera roll in dated folders, or images/<label>/, is labelled whole (issue 32)."""
+    folder = tmp_path / "roll"
+    write_image(folder / "top.png", RED)
+    write_image(folder / "2024-05" / "b.png", GREY)
+    write_image(folder / "2024-05" / "deeper" / "c.png", MAGENTA)
+    status, out, _ = run(model + [str(folder), "--output_format", "json"], capsys)
+    assert status == 0
+    assert [json.loads(line)["image"] for line in out.splitlines()] == [
+        str(folder / "2024-05" / "b.png"), str(folder / "2024-05" / "deeper" / "c.png"),
+        str(folder / "top.png")]
+    status, out, _ = run(model + ["--image_dir", str(folder), "--top_level_only",
+                                  "--output_format", "json"], capsys)
+    assert status == 0
+    assert [json.loads(line)["image"] for line in out.splitlines()] == [str(folder / "top.png")]
 
 
 def test_image_flag_mixes_files_and_folders_in_order(tmp_path, model, capsys):
@@ -161,7 +185,7 @@ def test_list_file_paths_are_relative_to_its_folder(tmp_path, model, capsys):
                                              str(dataset / "images" / "2.png")]
 
 
-def test_plain_list_of_paths_gives_a_kaggle_style_csv(tmp_path, model, capsys):
+def test_plain_list_of_paths_gives_a_csv_of_predicted_sets(tmp_path, model, capsys):
     write_image(tmp_path / "photos" / "img_00001.png", GREY)
     write_image(tmp_path / "photos" / "img_00002.png", MAGENTA)
     (tmp_path / "photos" / "list.txt").write_text("img_00002.png\nimg_00001.png\n")
@@ -171,7 +195,7 @@ def test_plain_list_of_paths_gives_a_kaggle_style_csv(tmp_path, model, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(r["image"], r["predicted"]) for r in rows] == [
         (str(tmp_path / "photos" / "img_00002.png"), "red"),
-        (str(tmp_path / "photos" / "img_00001.png"), "red green")]
+        (str(tmp_path / "photos" / "img_00001.png"), "red\tgreen")]
 
 
 def test_json_records(tmp_path, model, capsys):
@@ -234,9 +258,9 @@ def test_top_k_limits_label_lines(tmp_path, model, capsys):
                          capsys)
     assert status == 0
     lines = out.splitlines()
-    assert len(lines) == 3
-    assert lines[1].startswith("red ")
-    assert lines[2] == "predicted: red, blue"  # the set stays complete
+    assert len(lines) == 2
+    assert lines[0].startswith("red ")
+    assert lines[1] == "predicted: red, blue"  # the set stays complete
 
 
 def test_input_mean_and_std_apply_after_scaling(tmp_path, model, capsys):
@@ -248,15 +272,21 @@ def test_input_mean_and_std_apply_after_scaling(tmp_path, model, capsys):
                                expected(GREY, mean=0.25, std=2), atol=1e-6)
 
 
-def test_default_image_and_model_paths(tmp_path, model, capsys, monkeypatch):
-    """test.jpeg in the current folder; the model in the project's MODEL_DETAILS, wherever
-    the current folder is (here the project is stood in for by tmp_path)."""
-    write_image(tmp_path / "elsewhere" / "test.jpeg", RED)
+def test_default_model_path_and_no_image(tmp_path, model, capsys, monkeypatch):
+    """The model in the project's MODEL_DETAILS, wherever the current folder is (here the
+    project is stood in for by tmp_path); no image given says what to give."""
+    write_image(tmp_path / "elsewhere" / "photo.jpeg", RED)
     monkeypatch.setattr(project, "project_folder", lambda: str(tmp_path))
     monkeypatch.chdir(tmp_path / "elsewhere")
-    status, out, _ = run([], capsys)
+    status, out, _ = run(["photo.jpeg"], capsys)
     assert status == 0
-    np.testing.assert_allclose(vector(out.splitlines()[0]), expected(RED), atol=0.02)
+    np.testing.assert_allclose(vector(out), expected(RED), atol=0.02)
+    with pytest.raises(SystemExit) as stop:
+        label_image.main([])
+    assert stop.value.code == 2
+    assert ("error: no image given: name image files or folders "
+            "(label_image.py photo.jpg photos/), or give --image_list FILE"
+            in capsys.readouterr().err)
 
 
 def test_batch_keeps_order_and_labels_around_failures(tmp_path, model, capsys, caplog):

@@ -129,7 +129,24 @@ def test_labels_that_look_wrong_worst_first_limited_like_the_wrong_images(tmp_pa
     assert "3 images whose given labels" in section and "the 2 worst" in section
     assert section.index("&lt;img 0&gt;.png (train)") < section.index("&lt;img 1&gt;.png (test)")
     assert "&lt;img 2&gt;" not in section and "score 0.100" in section
-    assert "given: <b>&lt;sea&gt;</b>" in section and "predicted: <b>sun</b>" in section
-    assert "add: <b>sun</b>, remove: <b>&lt;sea&gt;</b>" in section
+    box = '<b class="label">{}</b>'.format
+    assert f"given: {box('&lt;sea&gt;')}</div>" in section
+    assert f"predicted: {box('sun')}</div>" in section
+    assert f"add: {box('sun')}, remove: {box('&lt;sea&gt;')}</div>" in section
     none = assert_self_contained(page.render(_run_facts(("a", "b"), ()), measures, test, -1))
     assert "labels" not in none.cards
+
+
+def test_issue_cards_follow_the_runs_rule_for_empty_sets(tmp_path):
+    """Issue 32: where the run never predicts an empty set, no card says (none)."""
+    paths = _images(tmp_path, 1)
+    issue = label_issues.Issue(paths[0], "train", np.array([True, False]),
+                               np.array([0.3, 0.2]), np.array([False, False]),
+                               np.array([True, False]), 0.1)  # both under 0.5
+    measures = {"best_step": 10, "thresholds": [0.5, 0.5],
+                "test": metrics.evaluate(LABELS, PROBS, THRESHOLDS)}
+    for never_empty, shown in ((False, "(none)"), (True, '<b class="label">a</b>')):
+        test = page.TestImages(_images(tmp_path, 5), LABELS, PROBS, THRESHOLDS, never_empty)
+        text = page.render(_run_facts(("a", "b"), ()), measures, test, 2, issues=[issue])
+        section = text[text.index('<section id="labels">'):]
+        assert f"predicted: {shown}</div>" in section

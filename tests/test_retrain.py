@@ -169,9 +169,9 @@ def test_the_wrong_labels_come_first_in_label_issues_csv_and_on_the_page(trained
     with open(out / "label_issues.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["image"].endswith(corrupted.path) and rows[0]["part"] == "train"
-    assert rows[0]["suggested_add"] == ";".join(
+    assert rows[0]["suggested_add"] == "\t".join(
         n for n, t, g in zip(names, true_flags, corrupted.flags) if t and not g)
-    assert rows[0]["suggested_remove"] == ";".join(
+    assert rows[0]["suggested_remove"] == "\t".join(
         n for n, t, g in zip(names, true_flags, corrupted.flags) if g and not t)
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores) and {r["part"] for r in rows} <= {"train", "test"}

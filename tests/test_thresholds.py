@@ -7,11 +7,13 @@ import pytest
 
 from multilabel.base.errors import UserError
 from multilabel.evaluation.thresholds import (
+    MIN_POSITIVES,
     apply_thresholds,
     best_f1_threshold,
     best_f1_thresholds,
     data_never_empty,
     guarded,
+    rare_guarded,
     read_rule,
     read_thresholds,
     rule_path,
@@ -254,3 +256,15 @@ def test_a_threshold_worse_than_half_on_held_out_predictions_is_replaced_by_half
     kept, replaced = guarded([0.7, 0.85], labels, probs)
     assert kept.tolist() == [0.5, 0.5]  # too high: each misses a positive
     assert replaced[0] == (pytest.approx(2 / 3), 1.0)
+
+
+def test_a_class_with_too_few_positives_keeps_one_half():
+    """Issue 32: with 3 positives the best F1 sits near 0 and floods new images."""
+    y = np.zeros((20, 3), np.int64)
+    y[:3, 0] = 1  # 3 positives: too few
+    y[:MIN_POSITIVES, 1] = 1  # just enough
+    kept, rare = rare_guarded([0.0088, 0.02, 0.3], y)
+    assert kept.tolist() == [0.5, 0.02, 0.3]  # the third has none: not this guard's
+    assert rare == {0: (3, 0.0088)}
+    kept, rare = rare_guarded([0.1, 0.2], np.array([[1, 0], [0, 0]]), minimum=1)
+    assert kept.tolist() == [0.1, 0.2] and rare == {}

@@ -76,7 +76,11 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
     """
     train_list = os.path.join(dataset_dir, listfile.TRAIN_LIST)
     test_list = os.path.join(dataset_dir, listfile.TEST_LIST)
-    if not storage.isfile(train_list):
+    if not storage.is_remote(dataset_dir) and not os.path.isdir(dataset_dir):
+        raise UserError(f"dataset folder not found (looked for {os.path.abspath(dataset_dir)}"
+                        "); --image_dir names it, relative to the current folder",
+                        dataset_dir)
+    if not _given(train_list):
         raise UserError("no training list; run data_generation.py to write it", train_list)
     train_entries = listfile.read_list_file(train_list)
     train_files = _files(train_entries, dataset_dir, train_list)
@@ -86,7 +90,7 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
                         train_list, train_entries[0].line)
     num_classes = found
 
-    if storage.isfile(test_list):
+    if _given(test_list):
         test_entries = listfile.read_list_file(test_list, num_classes=num_classes)
         repeated = len(_files(test_entries, dataset_dir, test_list).keys() & train_files.keys())
         if repeated:
@@ -161,9 +165,22 @@ def small_validation_note(dataset):
             f"{len(dataset.train) + size} training images")
 
 
+def _given(path):
+    """Whether anything stands at `path`. Only nothing at all counts as absent: a folder,
+    a FIFO or a link to nothing there is the user's mistake, reported when it is read (or
+    here), never taken for a missing file, which would silently name the classes
+    `label_0...` or carve the test part out of the training list."""
+    if storage.is_remote(path):
+        return storage.isfile(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UserError(f"dangling symlink (to {os.readlink(path)!r}, which does not exist)",
+                        path)
+    return os.path.lexists(path)
+
+
 def _class_names(dataset_dir, num_classes):
     path = os.path.join(dataset_dir, listfile.CLASS_NAMES_FILE)
-    if not storage.isfile(path):
+    if not _given(path):
         logger.info("No %s: naming the classes label_0 ... label_%d", path, num_classes - 1)
         return tuple(f"label_{i}" for i in range(num_classes))
     names = listfile.read_class_names(path)

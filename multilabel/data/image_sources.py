@@ -1,6 +1,8 @@
 """Where images are found: a folder (label_image.py, data_generation.py) or a list.
 
-A folder yields its image files (by extension, not recursing), sorted by name. A list is
+A folder yields its image files (by extension), through its subfolders (a camera roll
+in dated folders, the `images/<label>/` layout) unless only its top level is asked
+for, sorted by path. A list is
 a `.lst` list file (index, flags, path, as data_generation.py writes them) or any other
 text file of image paths, one a line; relative paths in either are relative to the list
 file's own folder, as a list file's `images/NAME` is.
@@ -26,8 +28,8 @@ def is_image_name(name):
 
 def no_images_error(folder):
     """The error for a folder without image files, wherever it was listed."""
-    return UserError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder",
-                     folder)
+    return UserError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder "
+                     "or its subfolders", folder)
 
 
 def natural_key(name):
@@ -58,12 +60,15 @@ def image_file_names(folder):
 def image_files_under(folder):
     """`(images, others)` as `image_file_names`, but through every subfolder too: paths
     relative to `folder` with forward slashes, sorted. Dot files and dot folders are left
-    out, as there."""
+    out, as there. A linked folder is followed (its files are listed through the link),
+    once: a link back to a folder already listed is skipped, so a loop ends."""
     folder = os.fspath(folder)
     image_file_names(folder)  # the same errors for a missing folder or a file
     images, others = [], []
-    for where, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    seen = {os.path.realpath(folder)}
+    for where, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and _first_visit(os.path.join(where, d), seen)]
         prefix = os.path.relpath(where, folder).replace(os.sep, "/")
         for name in files:
             if name.startswith("."):
@@ -72,6 +77,14 @@ def image_files_under(folder):
             is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
             (images if is_image else others).append(path)
     return sorted(images), sorted(others)
+
+
+def _first_visit(path, seen):
+    real = os.path.realpath(path)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
 
 
 def check_image_file(path):
@@ -93,12 +106,16 @@ def check_image_file(path):
         raise UserError("empty image file", path)
 
 
-def images_in_folder(folder):
-    """Paths of the image files directly in `folder`, sorted; UserError if there are none."""
-    images, _ = image_file_names(folder)
+def images_in_folder(folder, top_level_only=False):
+    """Paths of the image files under `folder` (only directly in it with
+    `top_level_only`), sorted by their path in it; UserError if there are none."""
+    if top_level_only:
+        images, _ = image_file_names(folder)
+    else:
+        images, _ = image_files_under(folder)
     if not images:
         raise no_images_error(folder)
-    return sorted(os.path.join(os.fspath(folder), name) for name in images)
+    return [os.path.join(os.fspath(folder), *name.split("/")) for name in sorted(images)]
 
 
 def images_in_list(path):

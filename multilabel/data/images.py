@@ -147,8 +147,8 @@ def image_in_memory(image, height, width, name):
     array = np.asarray(image)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) \
             or not array.size:
-        raise ImageError(f"an array of shape {array.shape} is not an image [H, W] or "
-                         "[H, W, 3]", name)
+        raise ImageError(f"an array of shape {array.shape} is not an image: [H, W] (grey), "
+                         "[H, W, 3] (RGB) or [H, W, 4] (RGBA)", name)
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating) or not (
                 (array >= 0) & (array <= 1)).all():  # also refuses NaN

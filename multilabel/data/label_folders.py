@@ -1,22 +1,32 @@
 """Read labels from the folder layout `images/<label>/<file>`: one folder per label.
 
-A multi-label image lies in several label folders, as copies. Copies are found two
-ways, so that either habit works: the same relative name under two labels
-(`sea/beach.jpg` and `sunset/beach.jpg`), or the same bytes under any names. Each group
-of copies is one image with every label of the group, listed at its first path in
-name order. Files lying directly in `images/`, outside any label folder, have no label
-the layout can name: `label_formats` warns about them and leaves them out.
+A multi-label image lies in several label folders, as copies: the same bytes, under any
+names. Each group of copies is one image with every label of the group, listed at its
+first path in name order. The same name with different content (`sea/IMG_0001.jpg` and
+`sunset/IMG_0001.jpg`, as two phones name two photos) is two images, each with its own
+folder's label, and a warning names them: merging them would drop one photo and give
+the other a label it may not have. Files lying directly in `images/`, outside any label
+folder, have no label the layout can name: `label_formats` warns about them and leaves
+them out. Subfolders of a label folder are read too, and a linked label folder is
+followed (its images are named through the link, which must then stay).
 
-Class names are the folder names, sorted, unless `class_names` gives the order; a folder
-not among them is then an error. No TensorFlow here.
+Class names are the folder names, in `label_sets.sorted_names` order, unless
+`class_names` gives the order; a folder not among them is then an error. No TensorFlow
+here.
 """
 
 import dataclasses
 import hashlib
+import logging
 import os
 
+from multilabel.base import label_sets
 from multilabel.base.errors import UserError
 from multilabel.data import image_sources
+
+logger = logging.getLogger(__name__)
+# How many same-named, different photos the warning names.
+SHOWN_APART = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +53,36 @@ def read_label_folders(images_dir, class_names=()):
     in_folders = [p for p in images if "/" in p]
     if not in_folders:
         raise UserError(f"no image files in the label folders ({', '.join(folders)})", images_dir)
+    for name in folders:
+        path = os.path.join(images_dir, name)
+        if os.path.islink(path):
+            logger.info("label folder %s is a link to %s: its images are read, and listed, "
+                        "through the link", name, os.path.realpath(path))
     groups = _copies(in_folders, images_dir)
     merged = []
     for members in groups:
         labels = frozenset(p.split("/", 1)[0] for p in members)
         merged.append((min(members), labels))
-    return FolderLabels(tuple(class_names) or tuple(folders), tuple(sorted(merged)), loose)
+    _warn_same_names(groups)
+    return FolderLabels(tuple(class_names) or label_sets.sorted_names(folders),
+                        tuple(sorted(merged)), loose)
+
+
+def _warn_same_names(groups):
+    """One warning for names found under several label folders with different content."""
+    group_of = {}
+    for g, members in enumerate(groups):
+        for path in members:
+            group_of.setdefault(path.split("/", 1)[1], set()).add(g)
+    apart = sorted(name for name, gs in group_of.items() if len(gs) > 1)
+    if apart:
+        shown = "; ".join(" and ".join(sorted(p for g in sorted(group_of[name])
+                                              for p in groups[g] if p.endswith("/" + name)))
+                          for name in apart[:SHOWN_APART])
+        logger.warning("%d name(s) lie in several label folders with different content, "
+                       "kept as different images, each with its own folder's label (a "
+                       "multi-label image must be a byte-for-byte copy in each folder): %s%s",
+                       len(apart), shown, "; ..." if len(apart) > SHOWN_APART else "")
 
 
 def _subfolders(images_dir):
@@ -57,24 +91,10 @@ def _subfolders(images_dir):
 
 
 def _copies(paths, images_dir):
-    """`paths` grouped into copies of one image: same name inside the label folder, or
-    same content. Union-find over both keys."""
-    parent = list(range(len(paths)))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first_of = {}
-    for i, path in enumerate(paths):
-        for key in (("name", path.split("/", 1)[1]), ("content", _digest(images_dir, path))):
-            j = first_of.setdefault(key, i)
-            parent[root(i)] = root(j)
+    """`paths` grouped into copies of one image: the same content, in `paths` order."""
     groups = {}
-    for i, path in enumerate(paths):
-        groups.setdefault(root(i), []).append(path)
+    for path in paths:
+        groups.setdefault(_digest(images_dir, path), []).append(path)
     return list(groups.values())
 
 

@@ -41,7 +41,7 @@ def layout_of(labels_path):
     raise UserError(f"not a label file this tool reads; {LAYOUTS}", labels_path)
 
 
-def from_csv(labels_path, images_dir, prefix, suffix="", delimiter=" ", class_names=()):
+def from_csv(labels_path, images_dir, prefix, suffix="", delimiter=None, class_names=()):
     """`(entries, class_names)` of a CSV label file, its rows paired with the image files
     under `images_dir` by name; `prefix` is that folder's path in the dataset folder."""
     table = csv_labels.read_csv_labels(labels_path, delimiter, class_names)

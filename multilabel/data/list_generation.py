@@ -32,8 +32,11 @@ class GenerationConfig:
     stratify: bool
     images: str = IMAGES_FOLDER  # the images folder, relative to image_dir
     suffix: str = ""  # appended to CSV names that lack it
-    label_delim: str = " "  # between the tags of an image,tags CSV
+    label_delim: str | None = None  # between the tags of a CSV cell; None: csv_labels' default
     label_folders: bool = False  # labels from images/<label>/<file>
+    # Classes with fewer positives get a warning: retrain.py cannot place their threshold
+    # (evaluation.thresholds.MIN_POSITIVES, passed in by data_generation.py); 0: none.
+    few_positives: int = 0
 
 
 def list_images(images_dir):
@@ -121,8 +124,12 @@ def generate(config):
     """Read, check, split and write; returns the summary lines."""
     images_dir, prefix = _images_folder(config)
     entries, class_names = _labelled_entries(config, images_dir, prefix)
+    # Names from the data (a CSV's tags or header, folder names) are checked here, before
+    # any list is written: a bad name must not leave new lists beside the old names.
+    listfile.check_class_names(class_names, _labels_path(config))
     _warn_empty_classes(entries, class_names)
     train, test = splitting.train_test_split(entries, config.split, config.seed, config.stratify)
+    _warn_few_positives(class_names, (entries, train, test), config.few_positives)
     if config.shuffle:
         lists = [splitting.shuffled(part, config.seed) for part in (entries, train, test)]
     else:
@@ -148,7 +155,17 @@ def generate(config):
 
 
 def _images_folder(config):
-    """The images folder and its path inside the dataset folder, as list paths begin."""
+    """The images folder and its path inside the dataset folder, as list paths begin.
+
+    --images, like --labels, is relative to the dataset folder (--image_dir), where the
+    lists are written and whose paths they hold; --image_dir is relative to the current
+    folder. A folder that is not there is named with where it was looked for and the
+    flag that names it.
+    """
+    if not os.path.isdir(config.image_dir):
+        raise UserError(f"dataset folder not found (looked for {os.path.abspath(config.image_dir)}"
+                        "); --image_dir names it, relative to the current folder",
+                        config.image_dir)
     images_dir = os.path.join(config.image_dir, config.images)
     inside = os.path.relpath(images_dir, config.image_dir).replace(os.sep, "/")
     if inside == ".." or inside.startswith("../"):
@@ -157,29 +174,65 @@ def _images_folder(config):
     return images_dir, "" if inside == "." else inside
 
 
+def _check_images_folder(config, images_dir):
+    if not os.path.isdir(images_dir):
+        raise UserError(f"image folder not found (looked for {os.path.abspath(images_dir)}); "
+                        f"--images names it, relative to --image_dir (default: "
+                        f"{IMAGES_FOLDER}){_cwd_hint(config.images, config.image_dir)}",
+                        images_dir)
+
+
+def _labels_path(config):
+    """--labels (default labels.json) in the dataset folder; an absolute path as it is."""
+    return os.path.join(config.image_dir, config.labels or LABELS_JSON)
+
+
+def _cwd_hint(given, image_dir):
+    """A hint for a path given relative to the current folder instead of --image_dir."""
+    if not os.path.isabs(given) and os.path.exists(given):
+        return (f"; {given} is in the current folder: give it relative to {image_dir}, "
+                f"as {os.path.relpath(os.path.abspath(given), image_dir)}, or as an "
+                "absolute path")
+    return ""
+
+
 def _labelled_entries(config, images_dir, prefix):
     """`(entries, class_names)` from the layout the flags name (see label_formats)."""
     if config.label_folders:
+        _check_images_folder(config, images_dir)
         return label_formats.from_folders(images_dir, prefix, config.class_names)
-    labels = config.labels or os.path.join(config.image_dir, LABELS_JSON)
+    labels = _labels_path(config)
+    if not os.path.lexists(labels):
+        raise UserError(f"labels file not found (looked for {os.path.abspath(labels)}); "
+                        f"--labels names it, relative to --image_dir (default: {LABELS_JSON})"
+                        f"{_cwd_hint(config.labels or LABELS_JSON, config.image_dir)}; "
+                        f"{label_formats.LAYOUTS}", labels)
     if os.path.isdir(labels):
         raise UserError("is a folder, not a labels file; for images/<label>/<file> give "
                         "--label_folders instead of --labels", labels)
-    if label_formats.layout_of(labels) == "csv":
+    layout = label_formats.layout_of(labels)
+    _check_images_folder(config, images_dir)
+    if layout == "csv":
         return label_formats.from_csv(labels, images_dir, prefix, config.suffix,
                                       config.label_delim, config.class_names)
-    try:
-        os.stat(labels)
-    except FileNotFoundError:
-        raise UserError(f"labels file not found; {label_formats.LAYOUTS}", labels) from None
-    except OSError:
-        pass  # reading it names the problem
     rows = labels_json.read_labels_file(labels)
     if config.class_names and len(config.class_names) != len(rows[0][1]):
         raise UserError(f"{len(rows[0][1])} flags, but --class_names gives "
                         f"{len(config.class_names)} names", labels, rows[0][0])
     return (pair_images(rows, list_images(images_dir), labels, images_dir, prefix),
             config.class_names)
+
+
+def _warn_few_positives(class_names, parts, few):
+    """One warning per class with some positives but fewer than `few`: retrain.py cannot
+    place its threshold and gives it 0.5 (evaluation.thresholds.MIN_POSITIVES)."""
+    for c, name in enumerate(class_names):
+        total, train, test = (sum(e.flags[c] for e in part) for part in parts)
+        if 0 < total < few:
+            logger.warning("class %s has only %d positive image(s) (train %d, test %d), "
+                           "under the %d that retrain.py needs to choose its threshold: it "
+                           "will use 0.5 for it; add images of it", name, total, train, test,
+                           few)
 
 
 def _warn_empty_classes(entries, class_names):

@@ -20,6 +20,7 @@ import logging
 import os
 import posixpath
 import re
+import unicodedata
 
 from multilabel.base import atomic, storage
 from multilabel.base.errors import UserError
@@ -158,7 +159,9 @@ def image_path(dataset_dir, entry):
 def check_class_names(names, source=None, num_classes=None):
     """Raise `UserError` unless `names` are usable class names, one per class.
 
-    A name may not be empty, repeat, or contain a line break (the file holds one a line).
+    A name may not be empty, repeat, or hold a control character: a line break (the file
+    holds one a line), a tab (the separator of a label set, `base.label_sets`), NUL, an
+    escape that would recolour a terminal.
     """
     if num_classes is not None and len(names) != num_classes:
         raise UserError(f"{len(names)} class names for {num_classes} classes", source)
@@ -168,6 +171,11 @@ def check_class_names(names, source=None, num_classes=None):
             raise UserError(f"class name {number} is empty", source)
         if "\n" in name or "\r" in name:
             raise UserError(f"class name {name!r} contains a line break", source)
+        control = [c for c in name if unicodedata.category(c) == "Cc"]
+        if control:
+            raise UserError(f"class name {name!r} contains the control character "
+                            f"{control[0]!r}; class names are printed and written one a "
+                            "line, a label set's names separated by tabs", source)
         if name in seen:
             raise UserError(f"class name {name!r} appears twice", source)
         seen.add(name)

@@ -48,13 +48,12 @@ import io
 
 import numpy as np
 
-from multilabel.base import atomic
+from multilabel.base import atomic, label_sets
 from multilabel.evaluation.label_arrays import check_labels_and_probs
 
 SCORE_ALPHA = 0.8  # the exponential moving average's weight on each lower self-confidence
 TOLERANCE = 1e-6  # slack on the thresholds and on the 0.5 check, as in the papers' code
 CSV_HEADER = ("image", "given", "suggested_add", "suggested_remove", "score", "part")
-NAME_SEPARATOR = ";"  # between class names inside one CSV field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,4 +183,4 @@ def write_label_issues(path, parts, class_names):
 
 
 def _names(class_names, flags):
-    return NAME_SEPARATOR.join(n for n, f in zip(class_names, flags) if f)
+    return label_sets.join(n for n, f in zip(class_names, flags) if f)

@@ -31,6 +31,11 @@ from multilabel.evaluation.label_arrays import check_labels_and_probs
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
+# A class with at least one but fewer positive images than this, among those its threshold
+# is chosen on, keeps DEFAULT_THRESHOLD (`rare_guarded`): with so few, the best-F1
+# threshold falls near 0 and the class floods the predictions. Measured by
+# bench/experiments/rare_class.py (docs/data.md#a-class-with-few-images).
+MIN_POSITIVES = 8
 
 
 def best_f1_threshold(labels, scores):
@@ -113,6 +118,27 @@ def guarded(thresholds, y_true, probs):
             replaced[c] = (chosen, plain)
             kept[c] = DEFAULT_THRESHOLD
     return kept, replaced
+
+
+def rare_guarded(thresholds, y_true, minimum=MIN_POSITIVES):
+    """`thresholds`, with DEFAULT_THRESHOLD for each class of the 0/1 labels `y_true`
+    [N, C] (the images the thresholds were chosen on) that has at least one positive but
+    fewer than `minimum`; and those classes, as `{class index: (positives, the threshold
+    replaced)}`.
+
+    Out-of-fold predictions of a handful of positives are low (each fold's head saw even
+    fewer), so the best F1 on them is reached by a threshold near 0, which then predicts
+    the class on many new images. 0.5, the untuned default, errs the other way: the
+    class is predicted rarely, and only when the head is sure.
+    """
+    kept = np.array(thresholds, dtype=np.float64)
+    positives = np.asarray(y_true).reshape(len(y_true), -1).sum(axis=0)
+    rare = {}
+    for c, count in enumerate(positives):
+        if 0 < count < minimum:
+            rare[c] = (int(count), float(kept[c]))
+            kept[c] = DEFAULT_THRESHOLD
+    return kept, rare
 
 
 def _f1(labels, predicted):

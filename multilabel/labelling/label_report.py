@@ -1,8 +1,9 @@
 """How label_image.py shows a labelled image: text for people, JSON lines or CSV for scripts.
 
 The CSV has a column per label's probability, then `predicted`: the predicted label names
-joined by a space, so that its `image` and `predicted` columns are a Kaggle-style
-`image,tags` file, the layout data_generation.py reads.
+joined by a tab (`base.label_sets`, the one separator of every label set written), which
+no class name holds, so data_generation.py reads the file back (`--labels predicted.csv`)
+into the same classes, `black & white` and `sun set` included.
 
 Probabilities are written in float32's shortest round-trip form (`str(np.float32)`),
 so a script reading the JSON or CSV gets exactly the values the graph produced.
@@ -12,14 +13,14 @@ import csv
 import dataclasses
 import io
 import json
-import sys
 
 import numpy as np
 
+from multilabel.base import label_sets
 from multilabel.evaluation.thresholds import apply_thresholds
 
 FORMATS = ("text", "json", "csv")
-PREDICTED_COLUMN = "predicted"
+PREDICTED_COLUMN = label_sets.PREDICTED_COLUMN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Report:
                              f"got shape {probabilities.shape}")
         if self.format == "csv":
             return _csv_line([image, *(_number(p) for p in probabilities),
-                              " ".join(self.predicted(probabilities))])
+                              label_sets.join(self.predicted(probabilities))])
         if self.format == "json":
             return json.dumps({
                 "image": image,
@@ -75,9 +76,6 @@ class Report:
 
     def _text(self, image, probabilities):
         lines = [f"==> {_escaped(image)} <=="] if self.name_images else []
-        # The 1 x N row the original project documents, on one line however many labels.
-        lines.append(np.array2string(probabilities[np.newaxis], max_line_width=sys.maxsize,
-                                     threshold=sys.maxsize))
         order = np.argsort(-probabilities, kind="stable")[:self.top_k]
         width = max(len(self.labels[i]) for i in order)
         for i in order:

@@ -90,7 +90,7 @@ def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(
         _measures_section(run.class_names, measures),
         _curves_section(run, measures, test),
         *_gallery_sections(run.class_names, test, max_wrong, correct_shown),
-        _issues_section(run.class_names, issues, test.thresholds, max_wrong),
+        _issues_section(run.class_names, issues, test.thresholds, max_wrong, test.never_empty),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>Retraining report: {_e(run.module)}</title>\n<style>{STYLE}</style>\n"
@@ -254,8 +254,8 @@ def _card(i, class_names, test, loss):
     path = test.paths[i]
     return (f'<figure class="card"><img src="{thumbnail_uri(path)}" alt="{_e(path)}">'
             f'<figcaption><div class="file" title="{_e(path)}">{_e(_basename(path))}</div>'
-            f"<div>true: <b>{_names(class_names, truth)}</b></div>"
-            f"<div>predicted: <b>{_names(class_names, predicted)}</b></div>"
+            f"<div>true: {_names(class_names, truth)}</div>"
+            f"<div>predicted: {_names(class_names, predicted)}</div>"
             f'<div class="note">loss {loss:.3f}</div>'
             f"{_probability_table(class_names, truth, predicted, test.probs[i], test.thresholds)}"
             "</figcaption></figure>")
@@ -273,10 +273,10 @@ def _probability_table(class_names, truth, predicted, probs, thresholds):
     return f'<table class="probs">{"".join(rows)}</table>'
 
 
-def _issues_section(class_names, issues, thresholds, max_shown):
+def _issues_section(class_names, issues, thresholds, max_shown, never_empty=False):
     shown = issues if max_shown < 0 else issues[:max_shown]
     how_many = "all of them" if len(shown) == len(issues) else f"the {len(shown):,} worst"
-    cards = "".join(_issue_card(issue, class_names, thresholds) for issue in shown)
+    cards = "".join(_issue_card(issue, class_names, thresholds, never_empty) for issue in shown)
     return (
         '<section id="labels"><h2>Labels that look wrong</h2>\n'
         f"<p>{len(issues):,} images whose given labels the model confidently contradicts "
@@ -287,22 +287,26 @@ def _issues_section(class_names, issues, thresholds, max_shown):
         f'<div class="cards">{cards}</div></section>')
 
 
-def _issue_card(issue, class_names, thresholds):
-    predicted = apply_thresholds(issue.probs[None], thresholds)[0]
+def _issue_card(issue, class_names, thresholds, never_empty):
+    # The run's own rule: where it never predicts an empty set, no card shows one.
+    predicted = apply_thresholds(issue.probs[None], thresholds, never_empty)[0]
     table = _probability_table(class_names, issue.given, predicted, issue.probs, thresholds)
     return (f'<figure class="card"><img src="{thumbnail_uri(issue.image)}" '
             f'alt="{_e(issue.image)}"><figcaption>'
             f'<div class="file" title="{_e(issue.image)}">{_e(_basename(issue.image))} '
             f"({_e(issue.part)})</div>"
-            f"<div>given: <b>{_names(class_names, issue.given)}</b></div>"
-            f"<div>predicted: <b>{_names(class_names, predicted)}</b></div>"
-            f"<div>add: <b>{_names(class_names, issue.add)}</b>, remove: "
-            f"<b>{_names(class_names, issue.remove)}</b></div>"
+            f"<div>given: {_names(class_names, issue.given)}</div>"
+            f"<div>predicted: {_names(class_names, predicted)}</div>"
+            f"<div>add: {_names(class_names, issue.add)}, remove: "
+            f"{_names(class_names, issue.remove)}</div>"
             f'<div class="note">score {issue.score:.3f}</div>{table}</figcaption></figure>')
 
 
 def _names(class_names, flags):
-    return _e(", ".join(n for n, f in zip(class_names, flags) if f) or "(none)")
+    """A label set for people: each name in a box of its own, so that no separator can be
+    mistaken for part of a name (`black & white`, `sun, set`)."""
+    names = [n for n, f in zip(class_names, flags) if f]
+    return "".join(f'<b class="label">{_e(n)}</b>' for n in names) or "(none)"
 
 
 def _basename(path):
@@ -315,6 +319,7 @@ body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; 
 h1 { margin: 0 0 4px; } h2 { border-bottom: 1px solid #ccc; margin-top: 28px; }
 h3 { margin: 12px 0 6px; font-size: 15px; }
 .note { color: #666; font-size: 12px; }
+.label { border: 1px solid #bbb; border-radius: 3px; padding: 0 3px; margin-right: 3px; }
 .row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 table { border-collapse: collapse; }
 th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left; }

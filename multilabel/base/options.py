@@ -35,7 +35,7 @@ GROUPS = {
     "module": "feature module and bottlenecks",
     "training": "training",
     "distortions": "distortions (slow: training images then go through the module at every "
-                   "step)",
+                   "step; with --fine_tune they apply to fine-tuning's copies instead)",
     "fine_tuning": "fine-tuning (phase 2: after the head, train the module's top layers with "
                    "it on each training image and its mirror; see --fine_tune_variants)",
     "outputs": "outputs (one folder per run: each goes into --output_dir unless its flag is "
@@ -200,8 +200,9 @@ class TrainOptions:
         1e-4, "Adam's initial learning rate, decayed to zero on a cosine", "fine_tuning")
     fine_tune_variants: int = option(
         2, "versions of each training image whose tensors at the cut are cached and trained "
-        "on in every epoch: the image, its mirror (with --flip_left_right), then copies "
-        "distorted at random by the distortion flags", "fine_tuning")
+        "on in every epoch: the image, its mirror (where --flip_left_right or no distortion "
+        "flag is given), then copies distorted at random by the distortion flags",
+        "fine_tuning")
 
     output_dir: str | None = option(
         None, "the run folder (default: MODEL_DETAILS in the project folder, or the folder "

@@ -120,3 +120,45 @@ def test_the_callers_own_logging_decides(monkeypatch, capsys):
     monkeypatch.setattr(logging.getLogger(), "handlers", [own])
     with api.progress_shown():
         assert logging.getLogger("multilabel").handlers == []
+
+
+# --- make train: the demo's steps on any data ----------------------------------------------
+
+def make_train(tmp_path, *variables):
+    """What `make train` runs with `variables`, through a stand-in Python that prints
+    each command it is given, one a line."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text("#!/bin/sh\necho \"$*\"\n")
+    python.chmod(0o755)
+    (venv / ".installed").write_text("")
+    done = subprocess.run(["make", "--no-print-directory", "-s", "-C", REPO, "train",
+                           f"VENV={venv}", "-o", f"{venv}/.installed", *variables],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_make_train_reads_the_classes_from_the_labels_and_labels_a_test_photo(tmp_path):
+    data = tmp_path / "my photos"
+    data.mkdir()
+    (data / "dataset_test.lst").write_text("7\t1\t0\t0\t0\t0\t0\t1\timages/2024/05/IMG 7.jpg\n"
+                                           "9\t0\t1\t0\t0\t0\t0\t0\timages/9.jpg\n")
+    generate, train, label = make_train(tmp_path, f"DATA={data}",
+                                        f"LABELS=--labels {data}/labels.csv", "OUT=runs/mine")
+    assert generate == (f"data_generation.py --image_dir {data} --labels {data}/labels.csv "
+                        "--split 0.8 --seed 1")
+    assert train == f"retrain.py --image_dir {data} --output_dir runs/mine"  # no --num_classes
+    assert label == (f"label_image.py --model_dir runs/mine --image "
+                     f"{data}/images/2024/05/IMG 7.jpg")
+
+
+def test_make_demo_names_the_demo_data_classes_only_for_it(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "dataset_test.lst").write_text("1\t1\timages/1.jpg\n")
+    generate = make_train(tmp_path, f"DATA={tmp_path / 'other'}")[0]
+    assert "--class_names" not in generate
+    demo = make_train(tmp_path / "demo", "DATA=./DATASET")[0]  # as `make demo` gives it
+    assert demo == ("data_generation.py --image_dir ./DATASET --class_names "
+                    "desert,mountains,sea,sunset,trees --split 0.8 --seed 1")

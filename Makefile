@@ -1,33 +1,40 @@
 # The README's two commands: `make demo` (the main job on the real scene data) and
-# `make test`. Each creates the virtual environment it needs; a stamp file keeps a
-# second run from installing anything until a requirements file changes.
+# `make test`; `make train DATA=...` runs the demo's steps on a folder of one's own. Each
+# creates the virtual environment it needs; a stamp file keeps a second run from installing
+# anything until a requirements file changes.
 
 PYTHON ?= python3
 VENV ?= .venv
-# The data set to train on: the shipped scene photos, or any folder laid out the same way
-# (images/ and labels.json; the lists are written into it). A CSV or label folders take
-# data_generation.py's own flags (docs/data.md).
-SCENES ?= ./DATASET
-CLASS_NAMES ?= desert,mountains,sea,sunset,trees
-# A photo from outside the set for the demo's last step where one lies beside the clone,
-# else one of the set's own.
-DEMO_IMAGE ?= $(firstword $(wildcard ../shared/datasets/extra-photos/sunset.jpg) $(SCENES)/images/1201.jpg)
+# What `make train` trains on: a data folder (DATA), data_generation.py's flags for its labels
+# (LABELS: `--labels DATA/labels.csv`, `--label_folders`, ...; docs/data.md) and the run folder
+# (OUT). The classes and their number come from the labels. `make demo` is `make train` on
+# the shipped scene photos, whose labels.json needs its class names.
+DEMO_DATA := ./DATASET
+DATA ?= $(DEMO_DATA)
+ifeq ($(abspath $(DATA)),$(abspath $(DEMO_DATA)))
+LABELS ?= --class_names desert,mountains,sea,sunset,trees
+endif
+OUT ?= MODEL_DETAILS
+# The photo the last step labels: the first of the test part, which the model never trained on.
+FIRST_TEST_IMAGE = "$(DATA)/$$(awk -F'\t' 'NR == 1 {print $$NF}' "$(DATA)/dataset_test.lst")"
 
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench check-weights mutation coverage tensorboard beam-cluster
+.PHONY: demo train test bench check-weights mutation coverage tensorboard beam-cluster
 .NOTPARALLEL:
 
-demo: $(STAMP)
-	$(PY) data_generation.py --image_dir $(SCENES) --class_names $(CLASS_NAMES) --split 0.8 --seed 1
-	$(PY) retrain.py --image_dir $(SCENES)/ --tfhub_module mobilenet_v2_100_224 --num_classes=5
-	$(PY) label_image.py --image $(DEMO_IMAGE)
+demo: train
+
+train: $(STAMP)
+	$(PY) data_generation.py --image_dir "$(DATA)" $(LABELS) --split 0.8 --seed 1
+	$(PY) retrain.py --image_dir "$(DATA)" --output_dir "$(OUT)"
+	$(PY) label_image.py --model_dir "$(OUT)" --image $(FIRST_TEST_IMAGE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# The Performance table of docs/performance.md (about 8 minutes on 2 cores); the other
+# The Performance table of docs/performance.md, which says how long it runs; the other
 # scripts of the lab notebook are listed in bench/README.md.
 bench: $(STAMP)
 	$(PY) -m bench.timings.run_benchmarks
@@ -67,8 +74,8 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 # install the shipped wheel), checked against retrain.py and label_image.py; see docs/beam.md.
 # The data set's lists are written first, as `make demo` writes them.
 beam-cluster: $(STAMP)
-	test -f $(SCENES)/dataset.lst || $(PY) data_generation.py --image_dir $(SCENES) --class_names $(CLASS_NAMES) --split 0.8 --seed 1
-	$(PY) -m multilabel.beam_cluster --image_dir $(SCENES)/ --workers 2
+	test -f "$(DATA)/dataset.lst" || $(PY) data_generation.py --image_dir "$(DATA)" $(LABELS) --split 0.8 --seed 1
+	$(PY) -m multilabel.beam_cluster --image_dir "$(DATA)" --workers 2
 
 # TensorBoard on the summaries of every retrain.py run, at http://localhost:6006 (Ctrl-C stops
 # it). TensorBoard is installed on first use (requirements-tensorboard.txt).

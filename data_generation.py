@@ -24,6 +24,11 @@ import argparse
 import logging
 import sys
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("data_generation.py")
+
 from multilabel.base.command import run_command
 from multilabel.base.errors import UserError
 from multilabel.base.project import DATASET, default_path

@@ -34,6 +34,11 @@ import sys
 import time
 
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("label_image.py")
+
 from multilabel.base.arguments import names, positive_int
 from multilabel.base.command import run_command
 from multilabel.base.deadline import exit_now
@@ -117,8 +122,10 @@ def parse_args(argv=None):
     model.add_argument("--engine", choices=ENGINES, default="auto",
                        help="what runs the model: tflite (LiteRT, no TensorFlow: the run's "
                             "TFLite model), tf (the frozen graph in TensorFlow), or auto: "
-                            "tflite where the run left its TFLite model and no graph-only "
-                            "flag is given, else tf (default: %(default)s)")
+                            "tflite where the run left its TFLite model and none of the "
+                            "graph-only flags --input_layer, --output_layer, --input_height, "
+                            "--input_width, --allow_ops is given, else tf "
+                            "(default: %(default)s)")
     model.add_argument("--labels",
                        help=f"class names, one a line in output order (default: {LABELS_NAME} "
                             "of the run)")
@@ -145,8 +152,10 @@ def parse_args(argv=None):
                        help="refuse a graph whose input is larger than this a side, which "
                             "would take that much memory per image (default: %(default)s)")
     model.add_argument("--timeout", type=_positive_float, default=300.0,
-                       help="seconds one run of the graph on a batch may take before it is "
-                            "stopped as stuck (default: %(default)s)")
+                       help="seconds one run of the frozen graph (the tf engine) on a batch "
+                            "may take before it is stopped as stuck; the tflite engine runs "
+                            "the run's own loop-free export and has no such limit "
+                            "(default: %(default)s)")
     model.add_argument("--input_height", type=positive_int,
                        help="image height (default: from the graph's input shape)")
     model.add_argument("--input_width", type=positive_int,

@@ -19,6 +19,11 @@ import logging
 import os
 import sys
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("retrain.py")
+
 from multilabel.base import options
 from multilabel.base.command import run_command
 from multilabel.base.errors import UserError

@@ -4,7 +4,9 @@ The options are `TrainOptions` (base/options.py), the one declaration of every o
 retrain.py builds its flags from it (the flag `--name` sets the field `name`), `train`
 takes the same names as keyword arguments, and the run reads them unrenamed. `train`
 runs what retrain.py runs and returns the measures and the paths it wrote; bad input
-raises `UserError` (nothing is printed, nothing exits).
+raises `UserError` (nothing exits). Its progress is logged as retrain.py's is: where the
+caller set up no logging of its own, `train` shows it on stderr for the run's duration,
+unless `quiet=True`.
 
 One folder per run: every output goes into `output_dir` under its usual name (the
 option's `file=`) unless its own option names another path. Without an `output_dir`,
@@ -13,6 +15,7 @@ project folder. Default paths (`DATASET/`, `MODEL/`, `MODEL_DETAILS/`) resolve a
 command resolves them (`base.project`). Paths given explicitly are taken as given.
 """
 
+import contextlib
 import logging
 import os
 from typing import NamedTuple
@@ -30,26 +33,60 @@ class TrainResult(NamedTuple):
     outputs: dict  # option name (output_graph, output_labels, ...) -> path written
 
 
-def train(image_dir=None, output_dir=None, module=None, preset="default", **options):
+def train(image_dir=None, output_dir=None, module=None, preset="default", quiet=False,
+          **options):
     """Train and export a classifier on the lists in `image_dir`, as retrain.py does.
 
     `preset` names a recipe (PRESETS: "default", or "best" for the most accurate one);
     `module` is a module handle, or several separated by commas (or a sequence of them),
     None for the preset's; `options` are `TrainOptions` fields, each in place of the
-    preset's value. Returns a `TrainResult`; raises UserError on bad input or bad
-    option values, TypeError on an unknown option.
+    preset's value; `quiet` shows no progress (warnings still show). Returns a
+    `TrainResult`; raises UserError on bad input or bad option values, TypeError on an
+    unknown option.
     """
     given = {name: value for name, value in (("image_dir", image_dir),
                                              ("output_dir", output_dir),
                                              ("tfhub_module", module)) if value is not None}
-    return train_with(TrainOptions.from_preset(preset, **given, **options))
+    return train_with(TrainOptions.from_preset(preset, **given, **options), quiet=quiet)
 
 
-def train_with(options):
-    """Train and export as `options` (a `TrainOptions`) say; a `TrainResult`."""
+def train_with(options, quiet=False):
+    """Train and export as `options` (a `TrainOptions`) say; a `TrainResult`. `quiet`:
+    as `train`'s."""
+    options.check()
+    with progress_shown(quiet):
+        return _train(options)
+
+
+@contextlib.contextmanager
+def progress_shown(quiet=False):
+    """Show the package's INFO lines (steps, measures, progress; bars on a terminal) on
+    stderr, as retrain.py does, while the block runs.
+
+    Python shows only warnings from a library whose caller configured no logging, so a
+    run of minutes would pass in silence. Where the caller configured logging (the root
+    logger or the package's has a handler: retrain.py, a notebook's own setup), that
+    setup decides and nothing changes; `quiet` changes nothing either.
+    """
+    package = logging.getLogger("multilabel")
+    if quiet or logging.getLogger().handlers or package.handlers:
+        yield
+        return
+    handler = logging.StreamHandler()  # sys.stderr as it is now
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    level = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+
+
+def _train(options):
     from multilabel.base.quiet_start import start_tensorflow
 
-    options.check()
     # TensorFlow's notes (through absl) on renaming a saved module set's inputs, and its
     # deprecation notices about the v1 API the frozen-graph export uses on purpose: not
     # the user's concern.

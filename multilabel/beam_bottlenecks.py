@@ -21,6 +21,11 @@ import secrets
 import sys
 import time
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("python -m multilabel.beam_bottlenecks", environment.BEAM)
+
 from multilabel.base import options
 from multilabel.base.arguments import positive_int
 from multilabel.base.errors import EXIT_OK, EXIT_SOME_FAILED

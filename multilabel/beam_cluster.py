@@ -34,6 +34,11 @@ import sys
 import tempfile
 import time
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("python -m multilabel.beam_cluster", environment.BEAM)
+
 from multilabel.base import options
 from multilabel.base.arguments import positive_int
 from multilabel.base.command import run_command

@@ -20,6 +20,11 @@ import os
 import sys
 import time
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("python -m multilabel.beam_label", environment.BEAM)
+
 from multilabel.base.arguments import names, positive_float, positive_int
 from multilabel.base.deadline import exit_now, stuck_error
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED

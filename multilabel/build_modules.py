@@ -11,6 +11,11 @@ import argparse
 import logging
 import sys
 
+from multilabel.base import environment
+
+# Before any import of a package: from a Python without them, one line says which to use.
+environment.require("python -m multilabel.build_modules")
+
 from multilabel.base.command import run_command
 from multilabel.base.project import MODELS, default_path
 from multilabel.base.quiet_start import start_tensorflow

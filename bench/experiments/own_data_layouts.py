@@ -8,7 +8,7 @@ Builds three copies of DATASET/ under --work, the photos renamed to Kaggle-style
 - one-hot: `images/<id>.jpg` and `labels.csv` (`image,desert,...,trees`, 1/0, shuffled);
 - folders: `images/<label>/<id>.jpg`, a copy in each of an image's label folders;
 
-and, as the baseline, DATASET/ itself (labels.json). For each it runs the README's
+and, as the baseline, DATASET/ itself (labels.json). For each it runs docs/data.md's
 commands: data_generation.py (split 0.8, seed 1), retrain.py with default flags, and
 label_image.py --output_format csv on a few of the layout's photos; then prints a table
 of the test measures, and checks every list line's labels against labels.json. The

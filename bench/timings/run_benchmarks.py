@@ -75,7 +75,7 @@ def main(argv=None):
     args = parse_args(argv)
     images_dir = os.path.join(args.scenes, "images")
     if not os.path.isfile(os.path.join(args.scenes, "labels.json")):
-        print(f"run_benchmarks.py: no scene data in {args.scenes} (see README.md)",
+        print(f"run_benchmarks.py: no scene data in {args.scenes} (see DATASET/README.md)",
               file=sys.stderr)
         return 2
     pipeline_images = 200 if args.quick else 2000

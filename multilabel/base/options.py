@@ -35,9 +35,9 @@ GROUPS = {
     "module": "feature module and bottlenecks",
     "training": "training",
     "distortions": "distortions (slow: training images then go through the module at every "
-                   "step)",
+                   "step; with --fine_tune they apply to fine-tuning's copies instead)",
     "fine_tuning": "fine-tuning (phase 2: after the head, train the module's top layers with "
-                   "it on distorted images)",
+                   "it on each training image and its mirror; see --fine_tune_variants)",
     "outputs": "outputs (one folder per run: each goes into --output_dir unless its flag is "
                "given)",
 }
@@ -93,8 +93,10 @@ class TrainOptions:
     """
 
     preset: str = option(
-        "default", "a recipe: 'default', or 'best' for the most accurate one (a module set, "
-        "fine-tuned; see docs/performance.md). Flags given beside it win over its values",
+        "default", "a recipe: 'default', or 'best' for the most accurate one, which sets "
+        "--tfhub_module mobilenet_v2_100_224,places365_resnet18 --fine_tune "
+        "--fine_tune_layers 4 --fine_tune_epochs 4 (docs/performance.md#presets). Flags "
+        "given beside it win over its values",
         "", choices=("best", "default"))
 
     image_dir: str | None = option(
@@ -133,9 +135,16 @@ class TrainOptions:
         "else tensorflow. The exported graph is the same either way", "module",
         choices=("auto", "tflite", "tensorflow"))
 
-    how_many_training_steps: int = option(1800, "training steps", "training")
-    learning_rate: float = option(0.001, "learning rate", "training")
-    optimizer: str = option("adam", "optimizer", "training", choices=("adam", "sgd"))
+    how_many_training_steps: int = option(
+        1800, "training steps of the new layer (the head), and of each out-of-fold copy of it "
+        "that thresholds are chosen on; fine-tuning counts --fine_tune_epochs instead",
+        "training")
+    learning_rate: float = option(
+        0.001, "the head's learning rate, constant through its steps (fine-tuning has "
+        "--fine_tune_learning_rate)", "training")
+    optimizer: str = option(
+        "adam", "the head's optimizer (fine-tuning always uses Adam)", "training",
+        choices=("adam", "sgd"))
     l2_regularization: float = option(
         1e-3, "weight of the L2 penalty on the new layer's weights", "training")
     pos_weight: float | tuple | None = option(
@@ -146,10 +155,11 @@ class TrainOptions:
         10, "evaluate on validation every N steps; the step with the best validation mAP is "
         "kept", "training")
     validation_batch_size: int = option(
-        -1, "validation images per evaluation; -1 for all, which keeps early stopping "
-        "stable", "training")
+        -1, "validation images per evaluation, drawn at random each time; -1 for all, "
+        "which keeps early stopping stable", "training")
     test_batch_size: int = option(
-        -1, "test images to evaluate at the end; -1 for all", "training")
+        -1, "test images to evaluate at the end, drawn at random (by --random_seed) from "
+        "the test list; -1 for all", "training")
     random_seed: int = option(
         0, "seed for initialisation, batches and distortions: the same seed repeats a run",
         "training")
@@ -161,7 +171,7 @@ class TrainOptions:
         False, "continue from the last checkpoint at --checkpoint_path", "training")
 
     flip_left_right: bool = option(
-        False, "randomly mirror half of the training images", "distortions")
+        False, "randomly mirror half of the training images (default: off)", "distortions")
     random_crop: int = option(0, "percent margin to crop training images randomly",
                               "distortions")
     random_scale: int = option(0, "percent by which to scale training images up randomly",
@@ -170,9 +180,11 @@ class TrainOptions:
         0, "percent by which to scale pixel values randomly up or down", "distortions")
 
     fine_tune: bool = option(
-        False, "fine-tune after training the head, which then trains on cached bottlenecks; "
-        "the distortion flags apply to fine-tuning, and without any it uses "
-        "--flip_left_right --random_crop 10 --random_scale 10 --random_brightness 10",
+        False, "fine-tune after training the head, which then trains on cached bottlenecks "
+        "without distortions; fine-tuning trains on --fine_tune_variants versions of each "
+        "training image: by default the image and its mirror, and any further copies are "
+        "distorted by the distortion flags (given none: --flip_left_right --random_crop 10 "
+        "--random_scale 10 --random_brightness 10)",
         "fine_tuning")
     # The fine-tuning defaults are measured on the scene set (docs/fine_tuning.md).
     fine_tune_layers: int | str = option(
@@ -188,8 +200,9 @@ class TrainOptions:
         1e-4, "Adam's initial learning rate, decayed to zero on a cosine", "fine_tuning")
     fine_tune_variants: int = option(
         2, "versions of each training image whose tensors at the cut are cached and trained "
-        "on in every epoch: the image, its mirror (with --flip_left_right), then copies "
-        "distorted at random by the distortion flags", "fine_tuning")
+        "on in every epoch: the image, its mirror (where --flip_left_right or no distortion "
+        "flag is given), then copies distorted at random by the distortion flags",
+        "fine_tuning")
 
     output_dir: str | None = option(
         None, "the run folder (default: MODEL_DETAILS in the project folder, or the folder "

@@ -6,7 +6,9 @@ terminal, progress is a logged line (`Bottlenecks: 400/2000 img (20 %), 51.3 img
 left`) at each tenth of the work or after 30 s without one, whichever comes first. A
 transient display (`leave=False`, a pass that a summary line follows) logs only the 30 s
 lines, so that a short one leaves nothing in the file. Every loop with progress uses
-`progress()`, so the two displays stay the same everywhere.
+`progress()`, so the two displays stay the same everywhere. Both are INFO output: where
+logging shows no INFO lines (`retrain.py --logging_verbosity WARN`, `multilabel.train(...,
+quiet=True)`), no bar is drawn either.
 """
 
 import contextlib
@@ -28,10 +30,11 @@ def progress(total, description, unit="img", leave=True, stream=None, clock=time
     """A display of `total` units of work; call its `update(n, **postfix)` as units end.
 
     `postfix` values (`loss="0.1234"`) are shown after the counts. `stream` is where a bar
-    would go (stderr by default); whether it is a terminal chooses the display.
+    would go (stderr by default); whether it is a terminal chooses the display, and no bar
+    is drawn where INFO lines are not shown.
     """
     stream = stream or sys.stderr
-    if _is_terminal(stream):
+    if _is_terminal(stream) and logger.isEnabledFor(logging.INFO):
         with tqdm(total=total, unit=unit, desc=description, dynamic_ncols=True, leave=leave,
                   file=stream) as bar:
             yield _Bar(bar)

@@ -42,7 +42,8 @@ environment.require("label_image.py")
 from multilabel.base.arguments import names, positive_int
 from multilabel.base.command import run_command
 from multilabel.base.deadline import exit_now
-from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
+from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError,
+                                    is_no_space)
 from multilabel.base.project import DETAILS, default_path
 from multilabel.data.image_sources import images_in_folder, images_in_list
 from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
@@ -200,8 +201,18 @@ def label_to_stdout(args):
     except BrokenPipeError:
         # The reader stopped early (`label_image.py photos | head`): stop quietly. Point
         # stdout at /dev/null so that Python's own flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return EXIT_SOME_FAILED
+    except OSError as e:
+        if is_no_space(e):
+            # stdout on a full disk: the boundary prints one line; Python's flush at exit
+            # must not fail again on what is still buffered (that was a traceback).
+            _drop_stdout()
+        raise
+
+
+def _drop_stdout():
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def label(args):
@@ -223,6 +234,10 @@ def label(args):
     report = Report(args.output_format, labels, classifier.thresholds, top_k=args.top_k,
                     name_images=len(paths) > 1, never_empty=classifier.never_empty)
     out = sys.stdout
+    if hasattr(out, "reconfigure"):
+        # A file name that is not UTF-8 is written as its bytes (CSV names it unescaped,
+        # for scripts to open), not refused by a UTF-8 locale's strict encoding.
+        out.reconfigure(errors="surrogateescape")
     out.write(report.header())
     labelled = failed = 0
     start = time.monotonic()

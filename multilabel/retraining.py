@@ -272,7 +272,7 @@ def _export(options, changed, module, result, data, evaluation, report):
         evaluation.never_empty)
     # A TFLite model the user named must be written; the default one only where faithful.
     return stage.write_outputs(options, _trained_model(options, module, result), results,
-                        tflite_required="tflite_output_file" in dict(changed))
+                               tflite_required="tflite_output_file" in dict(changed))
 
 
 def _model_info(options, module, data, thresholds):

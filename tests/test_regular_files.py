@@ -63,3 +63,18 @@ def test_a_file_over_its_bound_is_refused_after_reading_the_bound(tmp_path):
     with pytest.raises(storage.TooLargeError, match="larger than the 100 bytes"):
         storage.read_regular(big, limit=100)
     assert storage.read_regular(big, limit=101) == b"x" * 101
+
+
+@pytest.mark.timeout(60)
+def test_a_module_folder_holding_a_fifo_is_one_line(tmp_path):
+    from multilabel.base.errors import UserError
+    from multilabel.features import feature_modules
+
+    module = tmp_path / "module"
+    module.mkdir()
+    with unblocked(module / "saved_model.pb"):
+        with pytest.raises(UserError, match="saved_model.pb: cannot read the module: not a "
+                                            "regular file but a FIFO"):
+            feature_modules._read_saved_model(str(module))
+        with pytest.raises(UserError, match="not a regular file but a FIFO"):
+            feature_modules.module_fingerprint(str(module))

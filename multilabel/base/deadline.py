@@ -46,15 +46,13 @@ def call_with_deadline(function, timeout, on_timeout):
             done.set()
 
     thread = threading.Thread(target=target, name="deadline", daemon=True)
+    # Counted as abandoned from its start until it is waited for to the end: Ctrl-C can
+    # land anywhere, `thread.start()` included.
+    _abandoned.append(thread)
     thread.start()
-    try:
-        finished = done.wait(timeout)
-    except BaseException:
-        _abandoned.append(thread)  # Ctrl-C: stop waiting; the call cannot be stopped
-        raise
-    if not finished:
-        _abandoned.append(thread)
+    if not done.wait(timeout):  # KeyboardInterrupt too leaves the thread counted
         raise on_timeout()
+    _abandoned.remove(thread)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

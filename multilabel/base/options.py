@@ -27,6 +27,7 @@ from multilabel.base.errors import UserError
 
 DEFAULT_MODULE = "mobilenet_v2_100_224"
 ALL_LAYERS = "all"  # --fine_tune_layers: every layer of the module
+MAX_DISTORTION = 100  # --random_crop, --random_scale: percent, each at most doubling a side
 
 # The groups of retrain.py's help, in order: name -> title ("" for the top, ungrouped).
 GROUPS = {
@@ -308,10 +309,13 @@ class TrainOptions:
              "--intermediate_store_frequency must not be negative")
         need(self.report_wrong_images >= -1,
              "--report_wrong_images must not be negative, or -1 for all")
-        need(self.random_crop >= 0 and self.random_scale >= 0
+        # Each of crop and scale at most doubles the image's side before the crop: 100000
+        # made every training image 1000 times larger a side, past 4 GB in seconds.
+        need(0 <= self.random_crop <= MAX_DISTORTION and 0 <= self.random_scale <= MAX_DISTORTION
              and 0 <= self.random_brightness < 100,
-             "--random_crop and --random_scale must not be negative, "
-             "--random_brightness must be in [0, 100)")
+             f"--random_crop and --random_scale must be in [0, {MAX_DISTORTION}], "
+             "--random_brightness in [0, 100)")
+        need(0 <= self.random_seed < 2**63, "--random_seed must be in [0, 2**63)")
         need(not isinstance(self.pos_weight, (list, tuple))
              or self.num_classes in (None, len(self.pos_weight)),
              "--pos_weight needs one value, or one per class")

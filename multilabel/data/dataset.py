@@ -69,10 +69,15 @@ def _part(name, entries, dataset_dir, list_path, num_classes):
     )
 
 
-def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testing_percentage=10):
+TESTING_PERCENTAGE = 10  # the default; any other is warned about where a test list exists
+
+
+def load_dataset(dataset_dir, num_classes=None, validation_percentage=10,
+                 testing_percentage=TESTING_PERCENTAGE):
     """Read the lists under `dataset_dir` into train, validation and test parts.
 
     `num_classes`, when given, must match the lists; when None it is read from them.
+    `testing_percentage` applies only where there is no test list (a warning says so).
     """
     train_list = os.path.join(dataset_dir, listfile.TRAIN_LIST)
     test_list = os.path.join(dataset_dir, listfile.TEST_LIST)
@@ -91,6 +96,9 @@ def load_dataset(dataset_dir, num_classes=None, validation_percentage=10, testin
     num_classes = found
 
     if _given(test_list):
+        if testing_percentage != TESTING_PERCENTAGE:
+            logger.warning("--testing_percentage %d is ignored: %s is the test part",
+                           testing_percentage, test_list)
         test_entries = listfile.read_list_file(test_list, num_classes=num_classes)
         repeated = len(_files(test_entries, dataset_dir, test_list).keys() & train_files.keys())
         if repeated:

@@ -67,6 +67,8 @@ def _decode(path, finish, data=None):
         source = io.BytesIO(data) if data is not None else storage.open_regular(path)
         with source, Image.open(source) as img:
             width, height = img.size
+            if not (width and height):
+                raise ImageError(f"image is {width} x {height} pixels: nothing to label", path)
             if width * height > MAX_PIXELS:
                 raise ImageError(
                     f"image is {width} x {height} pixels, more than the {MAX_PIXELS} allowed "
@@ -141,8 +143,14 @@ def load_image(path, height, width):
 def image_in_memory(image, height, width, name):
     """The model input for an image already in memory, prepared as `load_image` prepares
     a file: a `PIL.Image` (any mode), or an array [H, W] or [H, W, 3 or 4] of uint8, or of
-    floats in [0, 1] (taken to 8 bits, as a decoded photo is). `name` names it in errors."""
+    floats in [0, 1] (taken to 8 bits, as a decoded photo is), or the bytes of an image
+    file (a JPEG read into memory). `name` names it in errors."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return scale(load_pixels(name, height, width, data=bytes(image)))
     if isinstance(image, Image.Image):
+        if not (image.width and image.height):
+            raise ImageError(f"image is {image.width} x {image.height} pixels: nothing to "
+                             "label", name)
         return resize_and_scale(to_rgb(image), height, width)
     array = np.asarray(image)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) \

@@ -61,6 +61,8 @@ def check_path(path, source=None, line=None):
         raise UserError(f"image path {path!r} contains a backslash; use forward slashes", source, line)
     if any(c in path for c in "\t\r\n"):
         raise UserError(f"image path {path!r} contains a tab or line break", source, line)
+    if "\0" in path:  # no file system has such a name; os.stat raises ValueError on it
+        raise UserError(f"image path {path!r} contains a NUL byte", source, line)
     if path.startswith("/") or re.match(r"[A-Za-z]:", path):
         raise UserError(f"image path {path!r} is absolute; it must be relative to the dataset folder",
                         source, line)

@@ -25,6 +25,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from multilabel.features.backbones import module_builder
 from multilabel.features.backbones.saved_feature_module import is_saved_model
+from multilabel.base import storage
 from multilabel.base.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -158,8 +159,7 @@ def _read_saved_model(module_path):
     path = os.path.join(module_path, "saved_model.pb")
     saved_model = saved_model_pb2.SavedModel()
     try:
-        with open(path, "rb") as f:
-            saved_model.ParseFromString(f.read())
+        saved_model.ParseFromString(storage.read_regular(path, storage.MODEL_LIMIT))
     except OSError as e:
         raise UserError(f"cannot read the module: {e.strerror}", path) from e
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError has no stable import path
@@ -182,6 +182,9 @@ def module_fingerprint(module_path):
     for path in sorted(files, key=lambda p: os.path.relpath(p, module_path)):
         relative = os.path.relpath(path, module_path).replace(os.sep, "/")
         digest.update(relative.encode("utf-8") + b"\0")
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+        try:
+            with storage.open_regular(path) as f:  # a FIFO in the folder would block
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        except OSError as e:
+            raise UserError(f"cannot read the module: {e.strerror or e}", path) from e
     return digest.hexdigest()

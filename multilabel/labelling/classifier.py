@@ -135,15 +135,15 @@ class Classifier:
                                          prepare=prepare, timeout=self._options.timeout)
 
     def predict(self, images, batch_size=32):
-        """One `Prediction` per image of `images` (paths, PIL images or arrays; one of
-        them alone is taken as a list of one), in order.
+        """One `Prediction` per image of `images` (paths, PIL images, arrays or the bytes
+        of image files; one of them alone is taken as a list of one), in order.
 
         An image that cannot be read raises its UserError (ImageError) naming it, at the
         first such image: a returned list always holds every image's prediction, in the
         order given, so it can be zipped with the input without checking each entry.
         (`results` keeps going past bad images, as label_image.py does.)
         """
-        if isinstance(images, (str, os.PathLike, Image.Image)) or (
+        if isinstance(images, (str, os.PathLike, Image.Image, bytes, bytearray)) or (
                 isinstance(images, np.ndarray) and images.ndim in (2, 3)):
             images = [images]
         images = list(images)

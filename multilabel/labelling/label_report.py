@@ -77,11 +77,14 @@ class Report:
     def _text(self, image, probabilities):
         lines = [f"==> {_escaped(image)} <=="] if self.name_images else []
         order = np.argsort(-probabilities, kind="stable")[:self.top_k]
-        width = max(len(self.labels[i]) for i in order)
+        # Class names escaped as image names are: a run's labels file is input too.
+        names = [_escaped(name) for name in self.labels]
+        width = max(len(names[i]) for i in order)
         for i in order:
-            lines.append(f"{self.labels[i]:<{width}}  {probabilities[i]:.5f}"
+            lines.append(f"{names[i]:<{width}}  {probabilities[i]:.5f}"
                          f"  (threshold {self.thresholds[i]:.4g})")
-        lines.append("predicted: " + (", ".join(self.predicted(probabilities)) or "(none)"))
+        lines.append("predicted: " + (", ".join(map(_escaped, self.predicted(probabilities)))
+                                      or "(none)"))
         if self.name_images:
             lines.append("")  # a blank line between images
         return "\n".join(lines) + "\n"
@@ -90,7 +93,9 @@ class Report:
 def _escaped(name):
     """`name` with its control characters written as escapes (`\\n`, `\\x1b`), so that a
     newline in a file name cannot break the text format's one-line-per-item layout or
-    pass a terminal escape through; JSON and CSV quote names themselves."""
+    pass a terminal escape through; JSON escapes names itself, and CSV quotes them and
+    writes their bytes as they are (a name that is not UTF-8 included), so that a script
+    can open the file it names (docs/faults.md)."""
     return "".join(c if c.isprintable() else _escape(c) for c in name)
 
 

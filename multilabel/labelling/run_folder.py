@@ -190,9 +190,11 @@ def read_manifest(folder):
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise UserError(f"cannot read the run's manifest: {e}", path) from e
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not (isinstance(files, dict) and "run_id" in manifest and all(
+    # The run id is printed in errors: a terminal escape in it could fake a line.
+    if not (isinstance(files, dict) and isinstance(manifest.get("run_id"), str)
+            and manifest["run_id"].isprintable() and len(manifest["run_id"]) <= 100 and all(
             isinstance(e, dict) and isinstance(e.get("path"), str)
             and isinstance(e.get("sha256"), str) for e in files.values())):
-        raise UserError('not a run manifest: expected {"run_id": ..., "files": {role: '
-                        '{"path": ..., "sha256": ...}}}', path)
+        raise UserError('not a run manifest: expected {"run_id": "printable text", "files": '
+                        '{role: {"path": ..., "sha256": ...}}}', path)
     return manifest

@@ -40,7 +40,7 @@ class GenerationConfig:
 
 
 def list_images(images_dir):
-    """Names of the image files in `images_dir`, in natural order.
+    """Names of the image files directly in `images_dir`, in natural order.
 
     Hidden files, folders and files without an image extension (Thumbs.db, notes) are
     left out, so that they cannot shift the pairing of label lines with images.
@@ -49,6 +49,13 @@ def list_images(images_dir):
     if others:
         logger.warning("ignoring %d file(s) in %s without an image extension",
                        len(others), images_dir)
+    nested = [p for p in image_sources.image_files_under(images_dir)[0] if "/" in p]
+    if nested:
+        # Pairing by position has no place for subfolders; a CSV or label folders do.
+        logger.warning("ignoring %d image(s) in subfolders of %s (%s%s): labels.json pairs "
+                       "line i with image i of the folder's top level; for images in "
+                       "subfolders give a CSV (--labels) or --label_folders", len(nested),
+                       images_dir, nested[0], ", ..." if len(nested) > 1 else "")
     return sorted(images, key=image_sources.natural_key)
 
 

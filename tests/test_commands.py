@@ -91,7 +91,7 @@ def test_a_bug_keeps_its_traceback():
 ENTRY_POINTS = [
     ("retrain.py", retrain.main, [], (api, "train_with")),
     ("data_generation.py", data_generation.main, [], (list_generation, "generate")),
-    ("label_image.py", label_image.main, [], (label_image, "label")),
+    ("label_image.py", label_image.main, ["photo.jpg"], (label_image, "label")),
     ("build_modules", build_modules.main, ["efficientnet_lite0"],
      (module_builder, "build_module")),
     ("beam_bottlenecks", beam_bottlenecks.main, [], (beam_bottlenecks, "run")),
@@ -142,7 +142,7 @@ def test_label_image_stops_quietly_when_its_reader_stops(tmp_path, monkeypatch, 
     monkeypatch.setattr(os, "dup2", lambda fd, to: redirected.append(to))
     with open(tmp_path / "stdout", "w") as stdout:
         monkeypatch.setattr(sys, "stdout", stdout)
-        assert label_image.main([]) == 1
+        assert label_image.main(["photo.jpg"]) == 1
         assert redirected == [stdout.fileno()]
     assert capsys.readouterr().err == ""
 

@@ -169,6 +169,9 @@ def _images_folder(config):
     folder. A folder that is not there is named with where it was looked for and the
     flag that names it.
     """
+    if os.path.exists(config.image_dir) and not os.path.isdir(config.image_dir):
+        raise UserError("not a folder; --image_dir names the dataset folder, which holds the "
+                        "images and the labels", config.image_dir)
     if not os.path.isdir(config.image_dir):
         raise UserError(f"dataset folder not found (looked for {os.path.abspath(config.image_dir)}"
                         "); --image_dir names it, relative to the current folder",

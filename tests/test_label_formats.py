@@ -408,5 +408,6 @@ def test_a_class_with_few_positives_is_named_with_its_counts_per_part(tmp_path, 
     line = next(r.getMessage() for r in caplog.records if "class desert" in r.getMessage())
     train, test = (sum(e.flags[0] for e in listfile.read_list_file(tmp_path / name))
                    for name in (listfile.TRAIN_LIST, listfile.TEST_LIST))
-    assert f"class desert has only 2 positive image(s) (train {train}, test {test})" in line
+    assert (f"class desert has only {train} positive image(s) in the training list (all 2, "
+            f"test {test})") in line
     assert "retrain.py needs to choose its threshold: it will use 0.5" in line

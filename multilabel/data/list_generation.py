@@ -234,15 +234,16 @@ def _labelled_entries(config, images_dir, prefix):
 
 
 def _warn_few_positives(class_names, parts, few):
-    """One warning per class with some positives but fewer than `few`: retrain.py cannot
-    place its threshold and gives it 0.5 (evaluation.thresholds.MIN_POSITIVES)."""
+    """One warning per class with some positives but fewer than `few` in the training
+    list, which retrain.py chooses thresholds on: it cannot place the class's threshold
+    and gives it 0.5 (evaluation.thresholds.MIN_POSITIVES)."""
     for c, name in enumerate(class_names):
         total, train, test = (sum(e.flags[c] for e in part) for part in parts)
-        if 0 < total < few:
-            logger.warning("class %s has only %d positive image(s) (train %d, test %d), "
-                           "under the %d that retrain.py needs to choose its threshold: it "
-                           "will use 0.5 for it; add images of it", name, total, train, test,
-                           few)
+        if total and train < few:
+            logger.warning("class %s has only %d positive image(s) in the training list "
+                           "(all %d, test %d), under the %d that retrain.py needs to choose "
+                           "its threshold: it will use 0.5 for it; add images of it", name,
+                           train, total, test, few)
 
 
 def _warn_empty_classes(entries, class_names):

@@ -45,7 +45,8 @@ def parse_args(argv):
                         help="dataset folder: the images lie under it; the lists are "
                              f"written here (default: {DATASET} in the project folder)")
     parser.add_argument("--labels", default=None,
-                        help="label file, relative to --image_dir (or absolute): FILE.csv with a header, then image,tags (tags "
+                        help="label file, relative to --image_dir (or absolute): FILE.csv "
+                             "with a header, then image,tags (tags "
                              "separated by --label_delim) or image,class_1,class_2,... (1/0 "
                              "per class), rows paired with images by name; or a labels.json, "
                              "one JSON list of flags per image, paired by position "

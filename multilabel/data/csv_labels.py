@@ -167,7 +167,8 @@ def _check_stray_separator(tags, source, line):
         if stray:
             raise UserError(f"label {tag!r} contains {stray[0]!r}: the labels look separated "
                             f"by {stray[0]!r}, not by spaces; give --label_delim "
-                            f"{stray[0]!r} (or --label_delim ' ' where it belongs to a name)", source, line)
+                            f"{stray[0]!r} (or --label_delim ' ' where it belongs to a name)",
+                            source, line)
 
 
 def _one_hot(header_line, header, body, source, class_names):

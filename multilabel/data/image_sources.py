@@ -2,8 +2,9 @@
 
 A folder yields its image files (by extension), through its subfolders (a camera roll
 in dated folders, the `images/<label>/` layout) unless only its top level is asked
-for, in natural path order (`IMG_9` before `IMG_10`). A list is a `.lst` list file (index, flags, path, as data_generation.py writes them) or any other
-text file of image paths, one a line; relative paths in either are relative to the list
+for, in natural path order (`IMG_9` before `IMG_10`). A list is a `.lst` list file
+(index, flags, path, as data_generation.py writes them) or any other text file of image
+paths, one a line; relative paths in either are relative to the list
 file's own folder, as a list file's `images/NAME` is.
 """
 

@@ -206,8 +206,8 @@ def test_every_commands_defaults_are_in_the_clone_from_another_folder(tmp_path, 
     bottlenecks = os.path.join(details, "bottlenecks")
 
     assert data_generation.parse_args([]).image_dir == dataset
-    assert label_image.parse_args([]).model_dir == details
-    assert label_image.parse_args(["--graph", "g.pb"]).model_dir is None  # beside the graph
+    assert label_image.parse_args(["x.jpg"]).model_dir == details
+    assert label_image.parse_args(["x.jpg", "--graph", "g.pb"]).model_dir is None  # beside it
     assert build_modules.parse_args([]).model_dir == models
     args, _ = beam_bottlenecks.parse_args([])
     assert (args.image_dir, args.model_dir, args.bottleneck_dir) == (dataset, models, bottlenecks)

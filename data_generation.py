@@ -12,7 +12,12 @@ into the dataset folder (docs/data.md has the layouts):
   in the dataset folder as the labels name it (`train-jpg/img_00042.jpg`);
 - dataset_train.lst and dataset_test.lst: a seeded split, `--split` of the images for
   training (the original project left this to hand work);
-- class_names.txt: the class names, one a line: from the data (sorted) or `--class_names`.
+- class_names.txt: the class names, one a line: from the data (a CSV header's order, or
+  tags and folder names sorted ignoring case) or `--class_names`.
+
+--labels and --images are relative to the dataset folder (--image_dir), as the lists'
+paths are. A class with too few positives for retrain.py to place its threshold is
+named in a warning, with its counts per list.
 
 Everything is read and checked before anything is written, and each file is written
 atomically, so a bad input leaves no partial list behind.
@@ -45,7 +50,8 @@ def parse_args(argv):
                         help="dataset folder: the images lie under it; the lists are "
                              f"written here (default: {DATASET} in the project folder)")
     parser.add_argument("--labels", default=None,
-                        help="label file, relative to --image_dir (or absolute): FILE.csv with a header, then image,tags (tags "
+                        help="label file, relative to --image_dir (or absolute): FILE.csv "
+                             "with a header, then image,tags (tags "
                              "separated by --label_delim) or image,class_1,class_2,... (1/0 "
                              "per class), rows paired with images by name; or a labels.json, "
                              "one JSON list of flags per image, paired by position "

@@ -104,7 +104,7 @@ def parse_args(argv=None):
                         help="image files, or folders whose image files (its subfolders' "
                              "too) are labelled")
     source.add_argument("--image_dir", help="a folder: label its image files and its "
-                                            "subfolders', sorted by path")
+                                            "subfolders', in natural path order")
     source.add_argument("--top_level_only", action="store_true",
                         help="a folder stands for the image files directly in it, not for "
                              "those in its subfolders")

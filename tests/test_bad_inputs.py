@@ -145,7 +145,7 @@ def test_data_generation_labels_that_are_not_json(tmp_path):
 def test_data_generation_labels_file_that_is_a_folder(tmp_path):
     _scene(tmp_path / "data", "[1]\n[1]")
     line = error_message(run("data_generation.py", "--image_dir", "data",
-                             "--labels", "data/images", cwd=tmp_path), "data_generation.py")
+                             "--labels", "images", cwd=tmp_path), "data_generation.py")
     assert line.startswith("data/images: is a folder, not a labels file; for images/<label>/")
 
 
@@ -153,7 +153,7 @@ def test_data_generation_image_dir_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     line = error_message(run("data_generation.py", "--image_dir", "file", cwd=tmp_path),
                          "data_generation.py")
-    assert line.startswith("file/labels.json: cannot read the labels file")
+    assert line.startswith("file: not a folder; --image_dir names the dataset folder")
 
 
 def test_data_generation_zero_byte_image(tmp_path):

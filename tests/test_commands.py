@@ -91,7 +91,7 @@ def test_a_bug_keeps_its_traceback():
 ENTRY_POINTS = [
     ("retrain.py", retrain.main, [], (api, "train_with")),
     ("data_generation.py", data_generation.main, [], (list_generation, "generate")),
-    ("label_image.py", label_image.main, [], (label_image, "label")),
+    ("label_image.py", label_image.main, ["photo.jpg"], (label_image, "label")),
     ("build_modules", build_modules.main, ["efficientnet_lite0"],
      (module_builder, "build_module")),
     ("beam_bottlenecks", beam_bottlenecks.main, [], (beam_bottlenecks, "run")),
@@ -142,7 +142,7 @@ def test_label_image_stops_quietly_when_its_reader_stops(tmp_path, monkeypatch, 
     monkeypatch.setattr(os, "dup2", lambda fd, to: redirected.append(to))
     with open(tmp_path / "stdout", "w") as stdout:
         monkeypatch.setattr(sys, "stdout", stdout)
-        assert label_image.main([]) == 1
+        assert label_image.main(["photo.jpg"]) == 1
         assert redirected == [stdout.fileno()]
     assert capsys.readouterr().err == ""
 
@@ -206,8 +206,8 @@ def test_every_commands_defaults_are_in_the_clone_from_another_folder(tmp_path, 
     bottlenecks = os.path.join(details, "bottlenecks")
 
     assert data_generation.parse_args([]).image_dir == dataset
-    assert label_image.parse_args([]).model_dir == details
-    assert label_image.parse_args(["--graph", "g.pb"]).model_dir is None  # beside the graph
+    assert label_image.parse_args(["x.jpg"]).model_dir == details
+    assert label_image.parse_args(["x.jpg", "--graph", "g.pb"]).model_dir is None  # beside it
     assert build_modules.parse_args([]).model_dir == models
     args, _ = beam_bottlenecks.parse_args([])
     assert (args.image_dir, args.model_dir, args.bottleneck_dir) == (dataset, models, bottlenecks)

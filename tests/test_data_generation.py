@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -200,3 +201,14 @@ def test_the_full_real_label_set(tmp_path, capsys):
     assert rows == {"desert": "409", "mountains": "458", "sea": "580", "sunset": "465", "trees": "560"}
     assert "label cardinality: 1.236 labels per image" in out
     assert "multi-label images: 457 (22.85 %)" in out
+
+
+def test_images_in_subfolders_are_named_when_labels_json_cannot_pair_them(tmp_path, caplog):
+    make_dataset(tmp_path)
+    sub = tmp_path / "images" / "2024"
+    sub.mkdir()
+    (sub / "extra.jpg").write_bytes((tmp_path / "images" / "1.jpg").read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert run(tmp_path) == 0
+    assert "ignoring 1 image(s) in subfolders of" in caplog.text
+    assert "(2024/extra.jpg): labels.json pairs line i with image i" in caplog.text

@@ -451,7 +451,7 @@ def test_a_newline_in_an_image_name_is_escaped_in_the_text_output(tmp_path, mode
     assert label_image.main(model + [str(odd), str(plain), "-q"]) == 0
     out = capsys.readouterr().out
     assert f"==> {tmp_path}/new\\nline\\x1b.png <==" in out.splitlines()
-    assert len(out.splitlines()) == 2 * 7  # name, vector, 3 labels, predicted, blank
+    assert len(out.splitlines()) == 2 * 6  # name, 3 labels, predicted, blank
 
 
 def test_a_fifo_given_as_a_list_or_labels_file_is_one_line(tmp_path):

@@ -20,8 +20,10 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import data_generation  # noqa: E402
 import label_image  # noqa: E402
 from multilabel.base import project  # noqa: E402
+from multilabel.data import listfile  # noqa: E402
 from multilabel.data.images import load_image  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,6 +151,26 @@ def test_a_folder_is_searched_through_its_subfolders_unless_top_level_only(tmp_p
                                   "--output_format", "json"], capsys)
     assert status == 0
     assert [json.loads(line)["image"] for line in out.splitlines()] == [str(folder / "top.png")]
+
+
+def test_the_csv_given_back_to_data_generation_makes_the_same_classes(tmp_path, model,
+                                                                      capsys):
+    """Issue 32's done-when: a run on classes named `black & white` and `sun set` (and
+    `désert`), its CSV given back to data_generation.py, yields the same classes."""
+    names = ("black & white", "sun set", "désert")
+    (tmp_path / "MODEL_DETAILS" / "output_labels.txt").write_text(
+        "".join(f"{n}\n" for n in names), encoding="utf-8")
+    photos = tmp_path / "photos"
+    for i, rgb in enumerate([RED, MAGENTA, GREY] * 2):
+        write_image(photos / "images" / f"{i}.png", rgb)
+    status, out, _ = run(model + [str(photos / "images"), "--output_format", "csv"], capsys)
+    assert status == 0
+    (photos / "predicted.csv").write_text(out, encoding="utf-8")
+    assert data_generation.main(["--image_dir", str(photos), "--labels", "predicted.csv"]) == 0
+    assert listfile.read_class_names(photos / listfile.CLASS_NAMES_FILE) == list(names)
+    flags = {e.path: e.flags for e in listfile.read_list_file(photos / listfile.FULL_LIST)}
+    # Red: the first class; grey: the first two (blue needs 0.99); magenta: the first.
+    assert flags["images/0.png"] == (1, 0, 0) and flags["images/2.png"] == (1, 1, 0)
 
 
 def test_image_flag_mixes_files_and_folders_in_order(tmp_path, model, capsys):

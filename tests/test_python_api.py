@@ -289,8 +289,8 @@ def test_train_starts_tensorflow_quietly_and_raises_its_error():
         [sys.executable, "-c", "import multilabel\ntry:\n    multilabel.train('no_such_dir', "
          "output_dir='unused')\nexcept multilabel.UserError as e:\n    print(e)"],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert process.stdout.startswith(os.path.join("no_such_dir", "dataset_train.lst")
-                                      + ": no training list")
+    assert process.stdout.startswith("no_such_dir: dataset folder not found (looked for "
+                                     + os.path.join(REPO, "no_such_dir") + ")")
     assert start_up_lines(process.stderr) == [], process.stderr
 
 

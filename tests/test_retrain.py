@@ -179,6 +179,29 @@ def test_the_wrong_labels_come_first_in_label_issues_csv_and_on_the_page(trained
     assert page.cards["labels"] == min(len(rows), 100)
 
 
+def test_a_class_with_three_positives_keeps_one_half_and_is_named(tmp_path, tiny_module,
+                                                                   caplog):
+    """Issue 32: a threshold chosen on 3 positives sits near 0 and floods new images
+    (docs/data.md, "A class with few images"); the run gives the class 0.5 and says so."""
+    folder = make_dataset(tmp_path / "data", per_set=4)
+    kept = 0
+    for name in (listfile.TRAIN_LIST, listfile.TEST_LIST):
+        entries = []
+        for e in listfile.read_list_file(folder / name):
+            blue = e.flags[2] and name == listfile.TRAIN_LIST and kept < 3
+            kept += bool(blue)
+            entries.append(dataclasses.replace(e, flags=(*e.flags[:2], int(blue))))
+        listfile.write_list_file(folder / name, entries)
+    assert retrain.main(retrain_flags(tmp_path, tiny_module, "--how_many_training_steps", "20",
+                                      "--eval_step_interval", "10")) == 0
+    report = json.loads((tmp_path / "details" / "metrics.json").read_text())
+    assert report["few_positives"] == {"blue": 3}
+    assert report["thresholds"][2] == 0.5
+    warning = next(r.getMessage() for r in caplog.records if "Class blue" in r.getMessage())
+    assert "Class blue: only 3 positive image(s) to choose its threshold on (train " in warning
+    assert ", test 0), under 8: threshold 0.5, not " in warning
+
+
 def test_a_report_page_that_fails_is_one_warning_and_the_run_still_succeeds(
         tmp_path, tiny_module, caplog, monkeypatch):
     def broken(*args):

@@ -35,7 +35,8 @@ _PRESENT = "1"
 _ABSENT = ("0", "-1")
 _FLAG_CELLS = (_PRESENT, *_ABSENT)
 DEFAULT_DELIMITER = " "
-# Cut off the end of a tag when the default delimiter splits a "mountains, sea" cell.
+# Inside a tag read with the default space, these show that the file separates its tags
+# with something else ("mountains, sea" read as `mountains,` and `sea`).
 _STRAY_SEPARATORS = ",;|"
 
 
@@ -96,7 +97,7 @@ def parse_csv_labels(lines, source="<stream>", delimiter=None, class_names=()):
     if all(cell in _FLAG_CELLS for _, cells in body for cell in cells[1:]):
         return _one_hot(header_line, header, body, source, class_names)
     if header[-1] == label_sets.PREDICTED_COLUMN:
-        return _predicted(header_line, header, body, source, delimiter, class_names)
+        return _predicted(header, body, source, delimiter, class_names)
     if len(header) == 2:
         return _tags(body, source, delimiter, class_names)
     return _one_hot(header_line, header, body, source, class_names)  # names the bad cell
@@ -121,7 +122,7 @@ def _tags(body, source, delimiter, class_names):
     return LabelTable(names, tuple(rows), "tags")
 
 
-def _predicted(header_line, header, body, source, delimiter, class_names):
+def _predicted(header, body, source, delimiter, class_names):
     """label_image.py's CSV: the `predicted` column, a set of names split on a tab; the
     classes are the probability columns' names (the model's order), if there are any."""
     delimiter = delimiter if delimiter is not None else label_sets.SEPARATOR
@@ -135,6 +136,9 @@ def _predicted(header_line, header, body, source, delimiter, class_names):
                      source, line)
         rows.append(NamedLabels(cells[0], tags, line))
     names = known or label_sets.sorted_names(set().union(*(r.labels for r in rows)))
+    if not names:
+        raise UserError("no class: the predicted column is empty on every row and no "
+                        "probability column names the classes", source)
     return LabelTable(tuple(names), tuple(rows), "predicted")
 
 
@@ -163,7 +167,8 @@ def _check_stray_separator(tags, source, line):
         if stray:
             raise UserError(f"label {tag!r} contains {stray[0]!r}: the labels look separated "
                             f"by {stray[0]!r}, not by spaces; give --label_delim "
-                            f"{stray[0]!r} (or --label_delim ' ' where it belongs to a name)", source, line)
+                            f"{stray[0]!r} (or --label_delim ' ' where it belongs to a name)",
+                            source, line)
 
 
 def _one_hot(header_line, header, body, source, class_names):

@@ -2,9 +2,9 @@
 
 A folder yields its image files (by extension), through its subfolders (a camera roll
 in dated folders, the `images/<label>/` layout) unless only its top level is asked
-for, sorted by path. A list is
-a `.lst` list file (index, flags, path, as data_generation.py writes them) or any other
-text file of image paths, one a line; relative paths in either are relative to the list
+for, in natural path order (`IMG_9` before `IMG_10`). A list is a `.lst` list file
+(index, flags, path, as data_generation.py writes them) or any other text file of image
+paths, one a line; relative paths in either are relative to the list
 file's own folder, as a list file's `images/NAME` is.
 """
 
@@ -108,14 +108,16 @@ def check_image_file(path):
 
 def images_in_folder(folder, top_level_only=False):
     """Paths of the image files under `folder` (only directly in it with
-    `top_level_only`), sorted by their path in it; UserError if there are none."""
+    `top_level_only`), in natural order of their path in it (`IMG_9` before `IMG_10`);
+    UserError if there are none."""
     if top_level_only:
         images, _ = image_file_names(folder)
     else:
         images, _ = image_files_under(folder)
     if not images:
         raise no_images_error(folder)
-    return [os.path.join(os.fspath(folder), *name.split("/")) for name in sorted(images)]
+    return [os.path.join(os.fspath(folder), *name.split("/"))
+            for name in sorted(images, key=natural_key)]
 
 
 def images_in_list(path):

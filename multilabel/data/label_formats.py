@@ -49,7 +49,7 @@ def from_csv(labels_path, images_dir, prefix, suffix="", delimiter=None, class_n
     on_disk = set(images)
     labels_of, line_of, missing = {}, {}, []
     for row in table.rows:
-        name = row.name.removeprefix("./")
+        name = _relative(row.name.removeprefix("./"), images_dir)
         if suffix and not name.lower().endswith(suffix.lower()):
             name += suffix
         listfile.check_path(name, labels_path, row.line)
@@ -76,6 +76,18 @@ def from_folders(images_dir, prefix, class_names=()):
     _warn_unnamed(found.loose, images_dir, "in no label folder")
     labels_of = dict(found.images)
     return _entries(labels_of, {}, prefix, found.class_names), found.class_names
+
+
+def _relative(name, images_dir):
+    """An absolute image name inside the images folder (label_image.py's CSV names the
+    paths it was given: `label_image.py ~/photos/new`) as the path in it; any other name
+    as it is (`listfile.check_path` refuses an absolute one outside)."""
+    if not os.path.isabs(name):
+        return name
+    inside = os.path.relpath(name, os.path.abspath(images_dir))
+    if inside == ".." or inside.startswith(".." + os.sep):
+        return name
+    return inside.replace(os.sep, "/")
 
 
 def _entries(labels_of, line_of, prefix, class_names):

@@ -40,7 +40,7 @@ class GenerationConfig:
 
 
 def list_images(images_dir):
-    """Names of the image files in `images_dir`, in natural order.
+    """Names of the image files directly in `images_dir`, in natural order.
 
     Hidden files, folders and files without an image extension (Thumbs.db, notes) are
     left out, so that they cannot shift the pairing of label lines with images.
@@ -49,6 +49,13 @@ def list_images(images_dir):
     if others:
         logger.warning("ignoring %d file(s) in %s without an image extension",
                        len(others), images_dir)
+    nested = [p for p in image_sources.image_files_under(images_dir)[0] if "/" in p]
+    if nested:
+        # Pairing by position has no place for subfolders; a CSV or label folders do.
+        logger.warning("ignoring %d image(s) in subfolders of %s (%s%s): labels.json pairs "
+                       "line i with image i of the folder's top level; for images in "
+                       "subfolders give a CSV (--labels) or --label_folders", len(nested),
+                       images_dir, nested[0], ", ..." if len(nested) > 1 else "")
     return sorted(images, key=image_sources.natural_key)
 
 
@@ -162,6 +169,9 @@ def _images_folder(config):
     folder. A folder that is not there is named with where it was looked for and the
     flag that names it.
     """
+    if os.path.exists(config.image_dir) and not os.path.isdir(config.image_dir):
+        raise UserError("not a folder; --image_dir names the dataset folder, which holds the "
+                        "images and the labels", config.image_dir)
     if not os.path.isdir(config.image_dir):
         raise UserError(f"dataset folder not found (looked for {os.path.abspath(config.image_dir)}"
                         "); --image_dir names it, relative to the current folder",
@@ -224,15 +234,16 @@ def _labelled_entries(config, images_dir, prefix):
 
 
 def _warn_few_positives(class_names, parts, few):
-    """One warning per class with some positives but fewer than `few`: retrain.py cannot
-    place its threshold and gives it 0.5 (evaluation.thresholds.MIN_POSITIVES)."""
+    """One warning per class with some positives but fewer than `few` in the training
+    list, which retrain.py chooses thresholds on: it cannot place the class's threshold
+    and gives it 0.5 (evaluation.thresholds.MIN_POSITIVES)."""
     for c, name in enumerate(class_names):
         total, train, test = (sum(e.flags[c] for e in part) for part in parts)
-        if 0 < total < few:
-            logger.warning("class %s has only %d positive image(s) (train %d, test %d), "
-                           "under the %d that retrain.py needs to choose its threshold: it "
-                           "will use 0.5 for it; add images of it", name, total, train, test,
-                           few)
+        if total and train < few:
+            logger.warning("class %s has only %d positive image(s) in the training list "
+                           "(all %d, test %d), under the %d that retrain.py needs to choose "
+                           "its threshold: it will use 0.5 for it; add images of it", name,
+                           train, total, test, few)
 
 
 def _warn_empty_classes(entries, class_names):

@@ -66,7 +66,10 @@ def progress_shown(quiet=False):
     Python shows only warnings from a library whose caller configured no logging, so a
     run of minutes would pass in silence. Where the caller configured logging (the root
     logger or the package's has a handler: retrain.py, a notebook's own setup), that
-    setup decides and nothing changes; `quiet` changes nothing either.
+    setup decides and nothing changes; `quiet` changes nothing either. While the handler
+    is attached the package's records stop at it: a library that calls `logging.info`
+    during the run gives the root logger a handler of its own, which would print each line
+    twice.
     """
     package = logging.getLogger("multilabel")
     if quiet or logging.getLogger().handlers or package.handlers:
@@ -74,14 +77,16 @@ def progress_shown(quiet=False):
         return
     handler = logging.StreamHandler()  # sys.stderr as it is now
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    level = package.level
+    level, propagate = package.level, package.propagate
     package.addHandler(handler)
     package.setLevel(logging.INFO)
+    package.propagate = False
     try:
         yield
     finally:
         package.removeHandler(handler)
         package.setLevel(level)
+        package.propagate = propagate
 
 
 def _train(options):

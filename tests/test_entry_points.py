@@ -90,10 +90,15 @@ def test_this_python_has_every_package():
 
 def test_train_shows_its_progress_where_the_caller_set_up_no_logging(monkeypatch, capsys):
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    late = io.StringIO()
     with api.progress_shown():
+        # A library's logging.info() during the run gives the root logger a handler.
+        logging.getLogger().addHandler(logging.StreamHandler(late))
         logging.getLogger("multilabel.retraining").info("Step 100: train loss 0.1850")
-    assert "INFO Step 100: train loss 0.1850" in capsys.readouterr().err
-    assert logging.getLogger("multilabel").handlers == []  # nothing left behind
+    assert capsys.readouterr().err.count("INFO Step 100: train loss 0.1850") == 1
+    assert late.getvalue() == ""  # not printed twice
+    package = logging.getLogger("multilabel")
+    assert package.handlers == [] and package.propagate  # nothing left behind
 
 
 def test_quiet_shows_no_progress_and_no_bar(monkeypatch, capsys):
@@ -162,3 +167,50 @@ def test_make_demo_names_the_demo_data_classes_only_for_it(tmp_path):
     demo = make_train(tmp_path / "demo", "DATA=./DATASET")[0]  # as `make demo` gives it
     assert demo == ("data_generation.py --image_dir ./DATASET --class_names "
                     "desert,mountains,sea,sunset,trees --split 0.8 --seed 1")
+
+
+# --- help that tells the truth ---------------------------------------------------------
+
+def help_text(parse_args, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_retrains_help_says_what_each_flag_applies_to(capsys):
+    import retrain
+
+    text = help_text(retrain.parse_args, capsys)
+    for truth in ("the head's learning rate, constant", "the head's optimizer (fine-tuning "
+                  "always uses Adam)", "training steps of the new layer (the head)",
+                  "drawn at random (by --random_seed) from the test list",
+                  "which sets --tfhub_module mobilenet_v2_100_224,places365_resnet18 "
+                  "--fine_tune --fine_tune_layers 4 --fine_tune_epochs 4",
+                  "mirror half of the training images (default: off)",
+                  "by default the image and its mirror"):
+        assert truth in text
+    from multilabel.base.options import PRESETS
+
+    assert PRESETS["best"] == {"tfhub_module": ("mobilenet_v2_100_224", "places365_resnet18"),
+                               "fine_tune": True, "fine_tune_layers": 4, "fine_tune_epochs": 4}
+
+
+def test_label_images_engine_help_names_every_flag_that_switches_to_the_graph(capsys):
+    import dataclasses
+
+    import label_image
+    from multilabel.labelling.classifier import LoadOptions
+
+    def other_value(field):  # any value but the default, of the field's type
+        kind = str(field.type)
+        return ("x" if "str" in kind else 9 if "int" in kind else 0.5 if "float" in kind
+                else True if "bool" in kind else ("ReadFile",))
+
+    graph_only = [f.name for f in dataclasses.fields(LoadOptions)
+                  if LoadOptions(**{f.name: other_value(f)}).graph_only()]
+    assert "input_layer" in graph_only and "engine" not in graph_only
+    text = help_text(label_image.parse_args, capsys)
+    start = text.index("--engine {auto,tflite,tf} what runs")
+    engine = text[start:text.index("--labels LABELS class names", start)]
+    assert all(f"--{name}" in engine for name in graph_only)
+    assert "the tflite engine runs the run's own loop-free export and has no such limit" in text

@@ -131,9 +131,10 @@ class TrainOptions:
     bottleneck_batch_size: int = option(
         32, "images per forward pass when computing bottlenecks", "module")
     bottleneck_engine: str = option(
-        "auto", "what runs the module to compute bottlenecks: tflite (XNNPACK, about 4 times "
-        "faster on a CPU), tensorflow, or auto: tflite where its vectors match tensorflow's, "
-        "else tensorflow. The exported graph is the same either way", "module",
+        "auto", "what runs the module to compute bottlenecks: tflite (XNNPACK, several times "
+        "faster on a CPU: docs/performance.md), tensorflow, or auto: tflite where its vectors "
+        "match tensorflow's, else tensorflow. The exported graph is the same either way",
+        "module",
         choices=("auto", "tflite", "tensorflow"))
 
     how_many_training_steps: int = option(
@@ -241,8 +242,10 @@ class TrainOptions:
         "", "also export a SavedModel (signature image -> prediction) here", "outputs")
     tflite_output_file: str | None = option(
         None, "the TFLite model, which label_image.py runs without TensorFlow; checked "
-        "against the frozen graph, and by default left out (with a warning) where it "
-        "differs by more than 1e-4; '' for none", "outputs", parse=str,
+        "against the frozen graph, and left out (with a warning) where it differs by more "
+        "than 1e-4 or cannot be converted, unless this flag names it (then a failed "
+        "conversion stops the run and a difference is only warned about); '' for none",
+        "outputs", parse=str,
         file="output_graph.tflite")
     print_misclassified_test_images: bool = option(
         False, "list test images whose predicted label set differs from the truth", "outputs")

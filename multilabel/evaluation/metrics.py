@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from multilabel.evaluation.calibration import expected_calibration_error
 from multilabel.evaluation.label_arrays import check_labels_and_probs
 from multilabel.evaluation.thresholds import apply_thresholds
 
@@ -157,11 +158,7 @@ def one_error(y_true, probs):
 
     With a tie at the top it is an error unless every label in the tie is true.
     """
-    y_true, probs = _check(y_true, probs)
-    top = probs == probs.max(axis=1, keepdims=True)
-    wrong = (top & ~y_true).any(axis=1)
-    wrong &= y_true.any(axis=1)  # no true label: counts as perfect
-    return float(np.mean(wrong))
+    return float(np.mean(ranking_per_instance(y_true, probs)["one_error"]))
 
 
 def coverage(y_true, probs):
@@ -170,34 +167,44 @@ def coverage(y_true, probs):
 
     sklearn's `coverage_error` is this plus 1 (for instances with a true label).
     """
-    y_true, probs = _check(y_true, probs)
-    rank, _ = _ranks(y_true, probs)
-    deepest = np.where(y_true, rank, 0).max(axis=1)
-    return float(np.mean(np.maximum(deepest - 1, 0)))
+    return float(np.mean(ranking_per_instance(y_true, probs)["coverage"]))
 
 
 def ranking_loss(y_true, probs):
     """Mean over instances of the share of (true, false) label pairs where the false
     label scores at least as high as the true one. 0 when either set is empty."""
-    y_true, probs = _check(y_true, probs)
-    rank, rank_true = _ranks(y_true, probs)
-    # For a true label, rank - rank_true counts the false labels scored >= it.
-    misordered = np.where(y_true, rank - rank_true, 0).sum(axis=1)
-    n_true = y_true.sum(axis=1)
-    pairs = n_true * (probs.shape[1] - n_true)
-    return float(np.mean(_divide(misordered, pairs)))
+    return float(np.mean(ranking_per_instance(y_true, probs)["ranking_loss"]))
 
 
 def label_ranking_average_precision(y_true, probs):
     """Example-based average precision (the MIML papers' "average precision"; sklearn's
     LRAP): mean over instances, and over each true label j, of the share of true labels
     among the labels scored >= j. An instance without true labels gives 1."""
+    return float(np.mean(ranking_per_instance(y_true, probs)["label_ranking_average_precision"]))
+
+
+def ranking_per_instance(y_true, probs):
+    """The four ranking measures of each instance, {name: [N]}: the measures are their
+    means (and a bootstrap's resamples, evaluation.bootstrap, weighted means of them)."""
     y_true, probs = _check(y_true, probs)
     rank, rank_true = _ranks(y_true, probs)
+    top = probs == probs.max(axis=1, keepdims=True)
+    has_true = y_true.any(axis=1)
+    # No true label: one-error counts it as perfect.
+    wrong_top = (top & ~y_true).any(axis=1) & has_true
+    deepest = np.where(y_true, rank, 0).max(axis=1)
+    # For a true label, rank - rank_true counts the false labels scored >= it.
+    misordered = np.where(y_true, rank - rank_true, 0).sum(axis=1)
     n_true = y_true.sum(axis=1)
+    pairs = n_true * (probs.shape[1] - n_true)
     per_label = np.where(y_true, rank_true / rank, 0.0).sum(axis=1)
-    per_instance = np.where(n_true > 0, per_label / np.maximum(n_true, 1), 1.0)
-    return float(np.mean(per_instance))
+    return {
+        "one_error": wrong_top.astype(np.float64),
+        "coverage": np.maximum(deepest - 1, 0).astype(np.float64),
+        "ranking_loss": _divide(misordered, pairs),
+        "label_ranking_average_precision": np.where(n_true > 0,
+                                                    per_label / np.maximum(n_true, 1), 1.0),
+    }
 
 
 def _plain(value):
@@ -223,6 +230,7 @@ def evaluate(y_true, probs, thresholds=0.5, never_empty=False):
     macro = precision_recall_f1(y_true, probs, thresholds, average="macro", **rule)
     hamming = hamming_loss(y_true, probs, thresholds, **rule)
     predicted = apply_thresholds(probs, thresholds, never_empty)
+    pooled_ece, class_ece = expected_calibration_error(y_true, probs)
     return {
         "num_instances": int(probs.shape[0]),
         "num_classes": int(num_classes),
@@ -249,6 +257,8 @@ def evaluate(y_true, probs, thresholds=0.5, never_empty=False):
         "recall": [float(r) for r in recall],
         "f1": [float(f) for f in f1],
         "support": [int(s) for s in y_true.sum(axis=0)],
+        "expected_calibration_error": pooled_ece,
+        "calibration_error": [float(e) for e in class_ece],
     }
 
 

@@ -159,6 +159,12 @@ class TrainOptions:
         file=os.path.join("checkpoints", "retrain"))
     resume: bool = option(
         False, "continue from the last checkpoint at --checkpoint_path", "training")
+    calibration: str = option(
+        "platt", "per-class calibration of the probabilities, fitted on out-of-fold "
+        "predictions of the training images (after --fine_tune: on the validation part) and "
+        "folded into the final layer, thresholds moved with it so label sets stay the same: "
+        "platt (a scale and a shift of each class's logit), temperature (a scale), or none "
+        "(docs/report.md#calibration)", "training", choices=("platt", "temperature", "none"))
 
     flip_left_right: bool = option(
         False, "randomly mirror half of the training images", "distortions")

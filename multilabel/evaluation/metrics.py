@@ -266,30 +266,53 @@ def _cell(value):
     return "-" if value is None else f"{value:.4f}"
 
 
+def _with_interval(metrics, key, c=None):
+    """A measure's cell, with its 95 % interval `[low, high]` where `metrics` holds one
+    (evaluation.bootstrap); per class: class `c`'s."""
+    value = metrics[key] if c is None else metrics[key][c]
+    interval = metrics.get("intervals", {}).get(key)
+    if interval is not None and c is not None:
+        interval = interval[c]
+    if "intervals" not in metrics:
+        return _cell(value)
+    if interval is None:
+        return f"{_cell(value)} {'':15}" if c is not None else _cell(value)
+    return f"{_cell(value)} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def format_report(metrics, class_names):
-    """A compact table for logs: summary measures, then one row per class."""
+    """A compact table for logs: summary measures, then one row per class; each measure
+    with its 95 % interval where `metrics` holds them (`intervals`)."""
     if len(class_names) != metrics["num_classes"]:
         raise ValueError(f"{len(class_names)} class names for {metrics['num_classes']} classes")
     m = metrics
+
+    def cell(key, c=None):
+        return _with_interval(m, key, c)
+
     lines = [
         f"instances {m['num_instances']}  classes {m['num_classes']}"
         f"  without any true label {m['instances_without_labels']}"
         f"  predicted without any {m.get('predicted_without_labels', '-')}"
         + ("  (top-margin rule)" if m.get("never_empty") else ""),
-        f"label accuracy {_cell(m['label_accuracy'])}  hamming loss {_cell(m['hamming_loss'])}"
-        f"  exact match {_cell(m['exact_match'])}",
-        f"micro P/R/F1 {_cell(m['micro_precision'])} {_cell(m['micro_recall'])}"
-        f" {_cell(m['micro_f1'])}  macro P/R/F1 {_cell(m['macro_precision'])}"
-        f" {_cell(m['macro_recall'])} {_cell(m['macro_f1'])}",
-        f"mAP {_cell(m['mean_average_precision'])}  one-error {_cell(m['one_error'])}"
-        f"  coverage {_cell(m['coverage'])}  ranking loss {_cell(m['ranking_loss'])}"
-        f"  example-based AP {_cell(m['label_ranking_average_precision'])}",
+        f"label accuracy {cell('label_accuracy')}  hamming loss {cell('hamming_loss')}"
+        f"  exact match {cell('exact_match')}",
+        f"micro P/R/F1 {cell('micro_precision')} {cell('micro_recall')}"
+        f" {cell('micro_f1')}",
+        f"macro P/R/F1 {cell('macro_precision')} {cell('macro_recall')} {cell('macro_f1')}",
+        f"mAP {cell('mean_average_precision')}  one-error {cell('one_error')}"
+        f"  coverage {cell('coverage')}",
+        f"ranking loss {cell('ranking_loss')}"
+        f"  example-based AP {cell('label_ranking_average_precision')}"
+        + (f"  calibration error (ECE) {cell('expected_calibration_error')}"
+           if "expected_calibration_error" in m else ""),
     ]
     width = max([len("class")] + [len(name) for name in class_names])
-    lines.append(f"{'class':<{width}}  threshold      AP       P       R      F1  support")
+    wide = "intervals" in m
+    columns = [f"{name:>{24 if wide else 6}}" for name in ("AP", "P", "R", "F1")]
+    lines.append(f"{'class':<{width}}  threshold  {'  '.join(columns)}  support")
     for c, name in enumerate(class_names):
-        lines.append(
-            f"{name:<{width}}  {m['thresholds'][c]:9.4f}  {_cell(m['average_precision'][c]):>6}"
-            f"  {_cell(m['precision'][c])}  {_cell(m['recall'][c])}  {_cell(m['f1'][c])}"
-            f"  {m['support'][c]:7d}")
+        cells = "  ".join(f"{cell(key, c):>{24 if wide else 6}}"
+                          for key in ("average_precision", "precision", "recall", "f1"))
+        lines.append(f"{name:<{width}}  {m['thresholds'][c]:9.4f}  {cells}  {m['support'][c]:7d}")
     return "\n".join(lines)

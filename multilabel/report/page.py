@@ -20,7 +20,7 @@ import numpy as np
 
 from multilabel.base import atomic
 from multilabel.evaluation import metrics
-from multilabel.report import plots
+from multilabel.report import heatmaps, intervals, plots, reliability
 from multilabel.data.images import decode_image
 from multilabel.evaluation.thresholds import apply_thresholds
 
@@ -68,18 +68,23 @@ class TestImages:
     never_empty: bool = False  # the top-margin rule applies (evaluation.thresholds)
 
 
-def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
+def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
+               explained=None):
     """Atomically write the page for one run.
 
     `measures` is the run's metrics.json content (`best_step`, `thresholds`, `test` and
     `validation` when those parts were not empty). At most `max_wrong` wrong test
     images are shown, the worst by loss first (-1: all of them), and as many of
     `issues` (label_issues.Issue, worst first), the images whose labels look wrong.
+    `explained` holds the class activation maps of the heat-map section
+    (report.heatmaps.Explained; None: the section says why there are none).
     """
-    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues))
+    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues,
+                                   explained))
 
 
-def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
+def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
+           explained=None):
     """The page's HTML text."""
     written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
@@ -89,7 +94,9 @@ def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(
         _run_section(run),
         _measures_section(run.class_names, measures),
         _curves_section(run, measures, test),
+        reliability.section(run.class_names, measures, test, _data_uri),
         *_gallery_sections(run.class_names, test, max_wrong, correct_shown),
+        heatmaps.section(run.class_names, explained, _data_uri),
         _issues_section(run.class_names, issues, test.thresholds, max_wrong),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -174,21 +181,22 @@ def _measures_section(class_names, measures):
     if "test" not in measures:
         return ('<section id="measures"><h2>Test measures</h2>'
                 "<p>The test part is empty: no test measures.</p></section>")
-    summary = [(name, *(_number(measures[p][key]) for p in parts))
-               for key, name in SUMMARY_MEASURES]
     test = measures["test"]
-    per_class = [(_e(name), _number(test["thresholds"][c]), _number(test["average_precision"][c]),
-                  _number(test["precision"][c]), _number(test["recall"][c]),
-                  _number(test["f1"][c]), f"{test['support'][c]:,}")
+    summary = [(name, *(_number(measures[p][key]) for p in parts),
+                intervals.summary_cell(test, key)) for key, name in SUMMARY_MEASURES]
+    per_class = [(_e(name), _number(test["thresholds"][c]),
+                  *(intervals.class_cell(test, key, c)
+                    for key in ("average_precision", "precision", "recall", "f1")),
+                  f"{test['support'][c]:,}")
                  for c, name in enumerate(class_names)]
     return (
         '<section id="measures"><h2>Test measures</h2>\n'
         f"<p>{test['num_instances']:,} test images. A label is predicted when its probability "
         "is at least its class's threshold, chosen to maximise F1 on out-of-fold predictions "
         "of the training images.</p>\n<div class=\"row\">"
-        f'<div>{_table(["measure", *parts], summary, "num")}</div>'
+        f'<div>{_table(["measure", *parts, intervals.HEADER], summary, "num")}</div>'
         f'<div>{_table(PER_CLASS_HEADER, per_class, "num")}'
-        "</div></div></section>")
+        f"</div></div>{intervals.note(measures)}</section>")
 
 
 def _curves_section(run, measures, test):

@@ -33,10 +33,10 @@ class NotExplainable(UserError):
 
 
 class Explainer:
-    """`explain(images [N, H, W, 3] in [0, 1]) -> (probs [N, C], maps [N, M, h, w, C])`:
-    the graph's probabilities and, for each of its M members, the class activation maps
-    (logit contributions per position; their means over positions, plus the biases, are
-    the logits). Members' maps of different sizes are resized to the largest."""
+    """`explain(images [N, H, W, 3] in [0, 1]) -> (probs [N, C], maps)`: the graph's
+    probabilities and, for each of its members, the class activation maps [N, h, w, C]
+    at the member's own resolution (logit contributions per position; the members' means
+    over positions, plus the biases, are the logits)."""
 
     def __init__(self, graph_def, final_tensor_name, input_name="Placeholder"):
         nodes = {node.name: node for node in graph_def.node}
@@ -89,12 +89,7 @@ class Explainer:
     def explain(self, images):
         with tf.compat.v1.Session(graph=self._graph) as session:
             probs, *maps = session.run([self._probs, *self._maps], {self._input: images})
-        size = max(m.shape[1:3] for m in maps)
-        per_member = []
-        for k, feature_map in enumerate(maps):
-            block = self.weights[self._offsets[k]:self._offsets[k + 1]]
-            cam = np.einsum("nyxk,kc->nyxc", feature_map, block)
-            if cam.shape[1:3] != size:
-                cam = tf.image.resize(cam, size, method="bilinear").numpy()
-            per_member.append(cam)
-        return probs, np.stack(per_member, axis=1)
+        return probs, tuple(
+            np.einsum("nyxk,kc->nyxc", feature_map,
+                      self.weights[self._offsets[k]:self._offsets[k + 1]])
+            for k, feature_map in enumerate(maps))

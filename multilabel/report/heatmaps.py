@@ -39,7 +39,7 @@ class Explained:
     thresholds: np.ndarray = None  # [C]
     never_empty: bool = False
     images: np.ndarray = None  # [n, H, W, 3] in [0, 1], as the module saw them
-    maps: np.ndarray = None  # [n, members, h, w, C], logit contributions per position
+    maps: tuple = ()  # per member [n, h, w, C], logit contributions per position
     members: tuple = ()  # the members' names, one per map
     wrong: int = 0  # the first `wrong` images have a wrong label set, the others a right one
     reason: str = ""  # why there are no maps, when there are none
@@ -81,7 +81,7 @@ def _card(i, class_names, explained, data_uri):
         if kind is None:
             continue
         for m, member in enumerate(explained.members):
-            cam = explained.maps[i, m, :, :, c]
+            cam = explained.maps[m][i, :, :, c]
             scale = float(np.abs(cam).max())
             overlay = _jpeg(overlay_map(explained.images[i], cam))
             where = f" ({html.escape(member)})" if len(explained.members) > 1 else ""
@@ -104,7 +104,7 @@ def overlay_map(image, cam, size=SIZE, alpha=0.55):
                                                                            Image.BILINEAR)
     colours = colormaps["RdBu_r"]((np.asarray(field) + 1) / 2)[..., :3]
     weight = alpha * np.abs(np.asarray(field))[..., None] ** 0.5  # faint where near 0
-    blended = (1 - weight) * _resized(image) / 255.0 + weight * colours
+    blended = (1 - weight) * _resized(image, size) / 255.0 + weight * colours
     return np.clip(blended * 255, 0, 255).astype(np.uint8)
 
 

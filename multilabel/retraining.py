@@ -18,7 +18,7 @@ from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
 from multilabel.evaluation import (bootstrap, calibration as calibration_lib, label_issues,
                                    metrics, thresholds as thresholds_lib)
-from multilabel.export import stage, tflite_metadata
+from multilabel.export import model_card, stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
 from multilabel.base.host import cores
@@ -84,6 +84,8 @@ def run(options, changed=()):
             _export(options, changed, module._replace(path=tuned.module_path), final.head, data,
                     final, report)
     issues = _write_label_issues(options.label_issues, final, data.class_names)
+    if options.model_card:
+        _write_model_card(options, module, data, report, issues, changed)
     clock.lap("export")
     if options.report_page:
         _write_report_page(options, changed, module, data, result, report, final,
@@ -348,6 +350,24 @@ def _model_info(options, module, data, thresholds):
         thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
+def _write_model_card(options, module, data, report, issues, changed):
+    """The run's model card (export.model_card), beside its other outputs."""
+    parts = (data.train, data.validation, data.test)
+    outputs = [os.path.basename(getattr(options, name)) for name in
+               ("output_graph", "tflite_output_file", "output_labels", "output_thresholds",
+                "metrics_file", "label_issues", "report_page", "saved_model_dir")
+               if getattr(options, name) and os.path.exists(getattr(options, name))]
+    card = model_card.Card(
+        options.image_dir, tuple(data.class_names),
+        {part.name: [int(n) for n in np.asarray(part.labels).sum(axis=0)] if len(part)
+         else [0] * data.num_classes for part in parts},
+        {part.name: len(part) for part in parts},
+        tuple(model_card.module_entry(m.handle, m.path) for m in module.members),
+        tuple(changed), report, tuple(issues), tuple(outputs))
+    model_card.write(options.model_card, card)
+    logger.info("Wrote %s", options.model_card)
+
+
 def _write_label_issues(path, evaluation, class_names):
     """The label issues file from the held-out predictions; its issues, worst first."""
     issues = label_issues.write_label_issues(path, evaluation.held_out, class_names)
@@ -398,7 +418,9 @@ def _write_report_page(options, changed, module, data, result, report, evaluatio
                            "engine",
             sizes={part.name: len(part) for part in (data.train, data.validation, data.test)},
             class_names=data.class_names, changed_flags=changed,
-            stage_seconds=dict(stage_seconds), history=result.history)
+            stage_seconds=dict(stage_seconds), history=result.history,
+            model_card=os.path.relpath(options.model_card, os.path.dirname(
+                os.path.abspath(path))).replace(os.sep, "/") if options.model_card else "")
         page.write_page(
             path, run_facts, report,
             page.TestImages(evaluation.test.paths, evaluation.test.labels,

@@ -98,3 +98,39 @@ def test_an_overlay_is_red_where_the_evidence_is_for_the_class():
     top_left, bottom_right = pixels[5, 5], pixels[58, 58]
     assert top_left[0] > top_left[2] + 25 and bottom_right[2] > bottom_right[0] + 25
     assert abs(pixels[5, 58] - 127).max() < 8  # no evidence either way: the photo
+
+
+def test_classifier_explain_gives_each_class_its_map_from_the_graph(tmp_path):
+    from multilabel.labelling.classifier import Classifier
+
+    graph_def = _graph(make_spatial_module(tmp_path / "m"), 32, 8)
+    (tmp_path / "output_graph.pb").write_bytes(graph_def.SerializeToString())
+    (tmp_path / "output_labels.txt").write_text("a\nb\nc\n")
+    (tmp_path / "output_thresholds.txt").write_text("0.5\n0.5\n0.5\n")
+    classifier = Classifier.load(tmp_path, engine="tf")
+    image = np.random.default_rng(4).random((32, 32, 3), dtype=np.float32)
+    explanation = classifier.explain(image)
+    predicted = classifier.predict(image)[0]
+    assert explanation.labels == predicted.labels
+    assert explanation.probabilities == pytest.approx(predicted.probabilities, abs=1e-6)
+    assert set(explanation.maps) == {"a", "b", "c"}
+    assert [m.shape for m in explanation.maps["a"]] == [(16, 16)]
+    biases = Explainer(graph_def, "final_result").biases
+    logits = [explanation.maps[name][0].mean() + b for name, b in zip("abc", biases)]
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.array(logits))),
+                               list(predicted.probabilities.values()), atol=1e-5)
+
+
+def test_classifier_explain_says_why_it_cannot(trained_tiny_folder):
+    from multilabel.labelling.classifier import Classifier
+
+    with pytest.raises(NotExplainable, match="pooled vector"):
+        Classifier.load(trained_tiny_folder).explain(np.zeros((32, 32, 3), np.float32))
+
+
+@pytest.fixture
+def trained_tiny_folder(tmp_path, tiny_module):
+    graph_def = _graph(tiny_module, 32, 24)
+    (tmp_path / "output_graph.pb").write_bytes(graph_def.SerializeToString())
+    (tmp_path / "output_labels.txt").write_text("a\nb\nc\n")
+    return tmp_path

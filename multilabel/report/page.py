@@ -55,6 +55,7 @@ class RunFacts:
     changed_flags: tuple  # (flag, value) pairs that differ from retrain.py's defaults
     stage_seconds: dict  # stage -> seconds, in run order
     history: tuple  # a trainer.Evaluation per evaluation
+    model_card: str = ""  # the run's model card, relative to the page; "" for none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,7 @@ def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(
     body = [
         "<h1>Retraining report</h1>",
         f'<p class="note">{_e(run.module)}, kept step {measures["best_step"]}, '
-        f"written {written}</p>",
+        f"written {written}{_card_link(run.model_card)}</p>",
         _run_section(run),
         _measures_section(run.class_names, measures),
         _curves_section(run, measures, test),
@@ -155,6 +156,13 @@ def _table(header, rows, css=""):
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _card_link(model_card):
+    """A link to the model card beside the page: a file of the run folder, not the web."""
+    if not model_card:
+        return ""
+    return f'; the run\'s <a href="{_e(model_card)}">model card</a>'
 
 
 def _run_section(run):

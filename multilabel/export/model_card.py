@@ -26,6 +26,7 @@ LAMDA_TERMS = ("LAMDA \"MIML image data\" (Nanjing University, "
                "only, at one's own risk; an acknowledgement or citation is required (Zhou & "
                "Zhang, NIPS 2006; Zhou, Zhang, Huang & Li, Artificial Intelligence 176, 2012); "
                "any other use needs Prof. Zhi-Hua Zhou's permission.")
+_PARTS = ("train", "validation", "test")
 SUMMARY = (("label_accuracy", "label accuracy"), ("exact_match", "exact match"),
            ("micro_f1", "micro F1"), ("macro_f1", "macro F1"),
            ("mean_average_precision", "mAP"),
@@ -93,7 +94,7 @@ def render(card):
 
 
 def _data(card):
-    parts = [p for p in ("train", "validation", "test") if p in card.sizes]
+    parts = [p for p in _PARTS if p in card.sizes]
     header = "| class | " + " | ".join(f"{p} ({card.sizes[p]:,} images)" for p in parts) + " |"
     rows = [f"| {name} | " + " | ".join(f"{card.positives[p][c]:,}" for p in parts) + " |"
             for c, name in enumerate(card.class_names)]
@@ -103,7 +104,9 @@ def _data(card):
     checked = card.sizes.get("train", 0) + card.sizes.get("validation", 0)
     issues = (f"{len(card.issues):,} images whose given labels the model confidently "
               "contradicts (label_issues.csv, worst first): "
-              + ", ".join(f"{n:,} in {part}" for part, n in sorted(by_part.items()))
+              + ", ".join(f"{n:,} in {part}" for part, n in sorted(
+                  by_part.items(), key=lambda item: _PARTS.index(item[0])
+                  if item[0] in _PARTS else len(_PARTS)))
               if card.issues else "none found")
     if card.issues and checked:
         issues += f" ({by_part.get('train', 0) / checked:.1%} of the training images)"

@@ -94,10 +94,12 @@ def run(options, changed=()):
 
 
 class _Evaluation(collections.namedtuple(
-        "_Evaluation", "report thresholds never_empty test test_probs held_out head")):
+        "_Evaluation",
+        "report thresholds never_empty test test_probs held_out head calibration")):
     """A trained model's thresholds and label rule, its report entries, its test
-    probabilities, the held-out predictions (label_issues.HeldOut) that label issues are
-    found in, and the head to export (the trained one with its calibration folded in)."""
+    probabilities, the held-out predictions (label_issues.HeldOut, before calibration)
+    that label issues are found in, the head to export (the trained one with its
+    calibration folded in) and that calibration."""
 
 
 def _evaluate(options, data, result, features, head_steps, scales, phase_1=None):
@@ -162,13 +164,16 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
                     report["calibration"]["test_ece_after"])
     else:
         logger.warning("The test part is empty: no test report")
-    held_out = [label_issues.HeldOut("test", test.paths, test.labels, test_probs)]
+    # Label issues are found in the probabilities before calibration, as they were
+    # measured (docs/label_issues.md): confident learning sets its own per-class cut-offs.
+    held_out = [label_issues.HeldOut("test", test.paths, test.labels, _probs(test_x, raw[0]))]
     if phase_1 is not None:
         held_out[:0] = [part for part in phase_1.held_out if part.name == "train"]
     elif out_of_fold is not None:
         held_out.insert(0, label_issues.HeldOut("train", data.train.paths + data.validation.paths,
-                                                train_labels, calibrated.probs(out_of_fold)))
-    return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out), result)
+                                                train_labels, out_of_fold))
+    return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out), result,
+                       calibrated)
 
 
 def _fit_calibration(method, name, labels, probs, num_classes):
@@ -388,7 +393,7 @@ def _explained(options, module, evaluation):
                                                options.final_tensor_name)
     except class_activation.NotExplainable as e:
         return heatmaps.Explained(reason=e.message)
-    wrong, right, _ = page.pick_examples(test.labels, test.probs, evaluation.thresholds,
+    wrong, right, _ = page.pick_examples(test.labels, evaluation.test_probs, evaluation.thresholds,
                                          heatmaps.SHOWN_WRONG, heatmaps.SHOWN_RIGHT,
                                          evaluation.never_empty)
     shown = wrong + right
@@ -426,7 +431,9 @@ def _write_report_page(options, changed, module, data, result, report, evaluatio
             page.TestImages(evaluation.test.paths, evaluation.test.labels,
                             evaluation.test_probs, np.asarray(evaluation.thresholds),
                             evaluation.never_empty),
-            options.report_wrong_images, issues=issues,
+            options.report_wrong_images, issues=[
+                dataclasses.replace(i, probs=evaluation.calibration.probs(i.probs[None])[0])
+                for i in issues],  # shown against the calibrated thresholds
             explained=_explained(options, module, evaluation))
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "

@@ -34,4 +34,5 @@ def note(measures):
             f'{how["resamples"]:,} resamples (seed {how["seed"]}); the thresholds stay fixed. '
             "A difference between two runs on the same test images is surer than their "
             "intervals suggest: compare them on the same resamples (metrics.json's "
-            "<code>fine_tuning_gain</code>, <code>python -m bench.compare_runs</code>).</p>")
+            "<code>fine_tuning_gain</code>; <code>python -m bench.compare_runs A B</code> for "
+            "two run folders).</p>")

@@ -40,6 +40,7 @@ SUMMARY_MEASURES = (
      "average precision, example-based (the MIML papers' measure; sklearn's LRAP)"),
     ("one_error", "one-error (lower is better)"), ("coverage", "coverage (lower is better)"),
     ("ranking_loss", "ranking loss (lower is better)"),
+    ("expected_calibration_error", "calibration error, ECE (lower is better)"),
 )
 PER_CLASS_HEADER = ("class", "threshold", "AP", "precision", "recall", "F1", "positives")
 

@@ -97,3 +97,15 @@ def test_paired_differences_of_a_model_with_itself_are_zero_and_a_better_one_pos
     own = [bootstrap.intervals(y, m, 0.5)["label_accuracy"] for m in (noisy, sharp)]
     width = better["label_accuracy"]["interval"][1] - better["label_accuracy"]["interval"][0]
     assert width < min(high - low for low, high in own)
+
+
+def test_the_log_table_shows_each_measure_with_its_interval():
+    measured = {**metrics.evaluate(Y, P, T), "intervals": bootstrap.intervals(Y, P, T)}
+    text = metrics.format_report(measured, ["a", "b", "c"])
+    low, high = measured["intervals"]["exact_match"]
+    assert f"exact match {measured['exact_match']:.4f} [{low:.3f}, {high:.3f}]" in text
+    low, high = measured["intervals"]["f1"][2]
+    assert f"{measured['f1'][2]:.4f} [{low:.3f}, {high:.3f}]" in text.splitlines()[-1]
+    assert "calibration error (ECE)" in text
+    plain = metrics.format_report(metrics.evaluate(Y, P, T), ["a", "b", "c"])
+    assert "[" not in plain

@@ -3,9 +3,11 @@
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import itertools
 import logging
+import math
 import os
 import tempfile
 
@@ -14,8 +16,9 @@ import numpy as np
 from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
-from multilabel.evaluation import label_issues, metrics, thresholds as thresholds_lib
-from multilabel.export import stage, tflite_metadata
+from multilabel.evaluation import (bootstrap, calibration as calibration_lib, label_issues,
+                                   metrics, thresholds as thresholds_lib)
+from multilabel.export import model_card, stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
 from multilabel.base.host import cores
@@ -67,7 +70,7 @@ def run(options, changed=()):
     clock.lap("evaluation")
     if not options.fine_tune:
         report.update(evaluation.report)
-        outputs = _export(options, changed, module, result, data, evaluation, report)
+        outputs = _export(options, changed, module, evaluation.head, data, evaluation, report)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             tuned = fine_tuning.fine_tune(options, module, data, features, result, scratch)
@@ -75,12 +78,16 @@ def run(options, changed=()):
             final = _evaluate(options, data, tuned.head, tuned.features, result.step, scales,
                               phase_1=evaluation)
             clock.lap("evaluation")
-            _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
+            if len(final.test):
+                report["fine_tuning_gain"] = _gain(evaluation, final)
             outputs = _export(options, changed, module._replace(path=tuned.module_path),
-                              tuned.head, data, final, report)
+                              final.head, data, final, report)
     issues = _write_label_issues(options.label_issues, final, data.class_names)
     outputs.add("label_issues", options.label_issues)
+    if options.model_card:
+        _write_model_card(options, module, data, report, issues, changed)
+        outputs.add("model_card", options.model_card)
     clock.lap("export")
     if options.report_page and _write_report_page(options, changed, module, data, result,
                                                   report, final, clock.seconds, issues):
@@ -90,10 +97,12 @@ def run(options, changed=()):
 
 
 class _Evaluation(collections.namedtuple(
-        "_Evaluation", "report thresholds never_empty test test_probs held_out")):
+        "_Evaluation",
+        "report thresholds never_empty test test_probs held_out head calibration")):
     """A trained model's thresholds and label rule, its report entries, its test
-    probabilities, and the held-out predictions (label_issues.HeldOut) that label issues are
-    found in."""
+    probabilities, the held-out predictions (label_issues.HeldOut, before calibration)
+    that label issues are found in, the head to export (the trained one with its
+    calibration folded in) and that calibration."""
 
 
 def _evaluate(options, data, result, features, head_steps, scales, phase_1=None):
@@ -129,6 +138,14 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
             logger.warning("Class %s: threshold 0.5, not the out-of-fold one, which scored F1 "
                            "%.4f on validation against 0.5's %.4f", data.class_names[c], f1,
                            plain)
+    # Calibrated on predictions no model saw in training: out-of-fold ones, or after
+    # fine-tuning (whose module trained on the training images) the validation part's.
+    fitted_on = (("out-of-fold", train_labels, out_of_fold) if phase_1 is None
+                 else ("validation", data.validation.labels, validation_probs))
+    calibrated = _fit_calibration(options.calibration, *fitted_on, data.num_classes)
+    raw = (result, chosen)
+    result, chosen = _calibrated(result, calibrated), calibrated.thresholds(chosen)
+    validation_probs = _probs(validation_x, result)
     report = {"thresholds": [float(t) for t in chosen]}
     if rare:
         report["few_positives"] = {data.class_names[c]: count for c, (count, _) in rare.items()}
@@ -139,23 +156,72 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
     never_empty = thresholds_lib.data_never_empty(data.train.labels, data.validation.labels)
     report["never_empty"] = never_empty
     if len(data.validation):
-        report["validation"] = metrics.evaluate(
-            data.validation.labels, validation_probs, chosen, never_empty)
+        report["validation"] = {"class_names": list(data.class_names), **metrics.evaluate(
+            data.validation.labels, validation_probs, chosen, never_empty)}
     test, test_x = _test_subset(data.test, test_x, options)
     test_probs = _probs(test_x, result)
+    report["calibration"] = {**calibrated.report(), "fitted_on": fitted_on[0],
+                             "images": len(fitted_on[1])}
     if len(test):
-        report["test"] = metrics.evaluate(test.labels, test_probs, chosen, never_empty)
-        logger.info("Test report on %d images:\n%s", len(test),
+        report["test"] = {"class_names": list(data.class_names), **metrics.evaluate(
+            test.labels, test_probs, chosen, never_empty)}
+        report["test"]["intervals"] = bootstrap.intervals(test.labels, test_probs, chosen,
+                                                          never_empty)
+        report["intervals"] = bootstrap.describe()
+        report["calibration"].update(_calibration_effect(
+            test.labels, (_probs(test_x, raw[0]), raw[1]), (test_probs, chosen), never_empty))
+        logger.info("Test report on %d images, 95%% intervals from %d resamples:\n%s",
+                    len(test), bootstrap.RESAMPLES,
                     metrics.format_report(report["test"], data.class_names))
+        logger.info("Calibration (%s): test ECE %.4f before, %.4f after",
+                    calibrated.method, report["calibration"]["test_ece_before"],
+                    report["calibration"]["test_ece_after"])
     else:
         logger.warning("The test part is empty: no test report")
-    held_out = [label_issues.HeldOut("test", test.paths, test.labels, test_probs)]
+    # Label issues are found in the probabilities before calibration, as they were
+    # measured (docs/label_issues.md): confident learning sets its own per-class cut-offs.
+    held_out = [label_issues.HeldOut("test", test.paths, test.labels, _probs(test_x, raw[0]))]
     if phase_1 is not None:
         held_out[:0] = [part for part in phase_1.held_out if part.name == "train"]
     elif out_of_fold is not None:
         held_out.insert(0, label_issues.HeldOut("train", data.train.paths + data.validation.paths,
                                                 train_labels, out_of_fold))
-    return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out))
+    return _Evaluation(report, chosen, never_empty, test, test_probs, tuple(held_out), result,
+                       calibrated)
+
+
+def _fit_calibration(method, name, labels, probs, num_classes):
+    """The calibration of `method` fitted to held-out `probs`; none where there are none."""
+    if probs is None or not len(labels):
+        if method != "none":
+            logger.warning("No %s predictions to calibrate on: probabilities left as they are",
+                           name)
+        return calibration_lib.Calibration.identity(num_classes)
+    return calibration_lib.fit(labels, probs, method)
+
+
+def _calibrated(head, calibrated):
+    """The trained head with `calibrated` folded into its weights and biases."""
+    weights, biases = calibrated.fold(head.weights, head.biases)
+    return dataclasses.replace(head, weights=weights, biases=biases)
+
+
+def _calibration_effect(labels, raw, calibrated, never_empty):
+    """metrics.json's record of what calibration did on the test part: ECE before and
+    after with intervals, mAP before and after, and how many label sets changed (none
+    but by float rounding, or where the top-margin rule compares classes' margins)."""
+    (raw_probs, raw_thresholds), (probs, thresholds) = raw, calibrated
+    changed = (thresholds_lib.apply_thresholds(raw_probs, raw_thresholds, never_empty)
+               != thresholds_lib.apply_thresholds(probs, thresholds, never_empty)).any(axis=1)
+    effect = {}
+    for when, p in (("before", raw_probs), ("after", probs)):
+        effect[f"test_ece_{when}"] = calibration_lib.expected_calibration_error(labels, p)[0]
+        effect[f"test_map_{when}"] = metrics.mean_average_precision(labels, p)
+    effect["test_ece_difference"] = bootstrap.paired_differences(
+        labels, (raw_probs, raw_thresholds, never_empty),
+        (probs, thresholds, never_empty))["expected_calibration_error"]
+    effect["test_label_sets_changed"] = int(changed.sum())
+    return effect
 
 
 def _feature_scales(module, train_x):
@@ -175,13 +241,23 @@ def _member_scales(module, scales):
     return {m.handle: float(scales[start]) for m, start in zip(module.members, starts)}
 
 
-def _log_gain(before, after):
-    for part in ("validation", "test"):
-        if part in before and part in after:
-            logger.info("Fine-tuning moved %s mAP from %.4f to %.4f, label accuracy from %.4f "
-                        "to %.4f", part, before[part]["mean_average_precision"],
-                        after[part]["mean_average_precision"], before[part]["label_accuracy"],
-                        after[part]["label_accuracy"])
+def _gain(phase_1, phase_2):
+    """Phase 2's test measures less phase 1's, each with the 95 % interval of the
+    difference on the same resamples of the test images; logged."""
+    before, after = phase_1.report, phase_2.report
+    if "validation" in before and "validation" in after:
+        logger.info("Fine-tuning moved validation mAP from %.4f to %.4f",
+                    before["validation"]["mean_average_precision"],
+                    after["validation"]["mean_average_precision"])
+    gain = bootstrap.paired_differences(
+        phase_2.test.labels, (phase_1.test_probs, phase_1.thresholds, phase_1.never_empty),
+        (phase_2.test_probs, phase_2.thresholds, phase_2.never_empty))
+    for key, name in (("mean_average_precision", "mAP"), ("label_accuracy", "label accuracy"),
+                      ("exact_match", "exact match")):
+        interval = gain[key]["interval"] or (math.nan, math.nan)
+        logger.info("Fine-tuning moved test %s from %.4f to %.4f: %+.4f [%+.4f, %+.4f]", name,
+                    before["test"][key], after["test"][key], gain[key]["difference"], *interval)
+    return gain
 
 
 def _bottlenecks(options, module, data):
@@ -293,11 +369,57 @@ def _model_info(options, module, data, thresholds):
         thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
+def _write_model_card(options, module, data, report, issues, changed):
+    """The run's model card (export.model_card), beside its other outputs."""
+    parts = (data.train, data.validation, data.test)
+    outputs = [os.path.basename(getattr(options, name)) for name in
+               ("output_graph", "tflite_output_file", "output_labels", "output_thresholds",
+                "metrics_file", "label_issues", "report_page", "saved_model_dir")
+               if getattr(options, name) and os.path.exists(getattr(options, name))]
+    card = model_card.Card(
+        options.image_dir, tuple(data.class_names),
+        {part.name: [int(n) for n in np.asarray(part.labels).sum(axis=0)] if len(part)
+         else [0] * data.num_classes for part in parts},
+        {part.name: len(part) for part in parts},
+        tuple(model_card.module_entry(m.handle, m.path) for m in module.members),
+        tuple(changed), report, tuple(issues), tuple(outputs))
+    model_card.write(options.model_card, card)
+    logger.info("Wrote %s", options.model_card)
+
+
 def _write_label_issues(path, evaluation, class_names):
     """The label issues file from the held-out predictions; its issues, worst first."""
     issues = label_issues.write_label_issues(path, evaluation.held_out, class_names)
     logger.info("Wrote %s: %d images whose labels look wrong", path, len(issues))
     return issues
+
+
+def _explained(options, module, evaluation):
+    """The report's class activation maps of the worst wrong test images and a few right
+    ones, from the exported graph (labelling.class_activation), or why there are none."""
+    from multilabel.data.images import load_image
+    from multilabel.labelling import class_activation, frozen_graph
+    from multilabel.report import heatmaps, page
+
+    test = evaluation.test
+    try:
+        explainer = class_activation.Explainer(frozen_graph.read_graph_def(options.output_graph),
+                                               options.final_tensor_name)
+    except class_activation.NotExplainable as e:
+        return heatmaps.Explained(reason=e.message)
+    wrong, right, _ = page.pick_examples(test.labels, evaluation.test_probs, evaluation.thresholds,
+                                         heatmaps.SHOWN_WRONG, heatmaps.SHOWN_RIGHT,
+                                         evaluation.never_empty)
+    shown = wrong + right
+    images = np.stack([load_image(test.paths[i], module.height, module.width) for i in shown]
+                      or [np.zeros((module.height, module.width, 3), np.float32)])[:len(shown)]
+    probs, maps = explainer.explain(images)
+    members = (tuple(m.handle for m in module.members)
+               if len(module.members) == explainer.member_count
+               else tuple(f"member {k + 1}" for k in range(explainer.member_count)))
+    return heatmaps.Explained(tuple(test.paths[i] for i in shown), test.labels[shown], probs,
+                              np.asarray(evaluation.thresholds), evaluation.never_empty, images,
+                              maps, members, len(wrong))
 
 
 def _write_report_page(options, changed, module, data, result, report, evaluation,
@@ -316,13 +438,18 @@ def _write_report_page(options, changed, module, data, result, report, evaluatio
                            "engine",
             sizes={part.name: len(part) for part in (data.train, data.validation, data.test)},
             class_names=data.class_names, changed_flags=changed,
-            stage_seconds=dict(stage_seconds), history=result.history)
+            stage_seconds=dict(stage_seconds), history=result.history,
+            model_card=os.path.relpath(options.model_card, os.path.dirname(
+                os.path.abspath(path))).replace(os.sep, "/") if options.model_card else "")
         page.write_page(
             path, run_facts, report,
             page.TestImages(evaluation.test.paths, evaluation.test.labels,
                             evaluation.test_probs, np.asarray(evaluation.thresholds),
                             evaluation.never_empty),
-            options.report_wrong_images, issues=issues)
+            options.report_wrong_images, issues=[
+                dataclasses.replace(i, probs=evaluation.calibration.probs(i.probs[None])[0])
+                for i in issues],  # shown against the calibrated thresholds
+            explained=_explained(options, module, evaluation))
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "
                        "written", path, type(e).__name__, e)

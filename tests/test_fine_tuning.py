@@ -52,6 +52,15 @@ def test_reports_both_phases_and_exports_a_graph_that_reproduces_the_probabiliti
     assert report["fine_tuning"]["epochs"] == 2
     assert report["fine_tuning"]["best_epoch"] in (0, 2)  # phase 1 or the schedule's end
     assert report["export_check_max_difference"] < 1e-5
+    # Phase 2 against phase 1 on the same test images, each measure with its paired
+    # interval; the calibration fitted on the validation part, which fine-tuning did not
+    # train on.
+    gain = report["fine_tuning_gain"]["mean_average_precision"]
+    assert gain["difference"] == pytest.approx(report["test"]["mean_average_precision"]
+                                               - report["phase_1"]["test"]["mean_average_precision"])
+    assert gain["interval"][0] <= gain["difference"] <= gain["interval"][1]
+    assert report["calibration"]["fitted_on"] == "validation"
+    assert report["phase_1"]["calibration"]["fitted_on"] == "out-of-fold"
     predictions = [json.loads(line) for line in (out / "test_predictions.jsonl").open()]
     from multilabel.data.images import load_image
     images = np.stack([load_image(p["image"], 32, 32) for p in predictions])

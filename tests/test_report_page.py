@@ -68,7 +68,7 @@ def test_a_page_with_every_section_escaped_and_self_contained(tmp_path):
     text = path.read_text(encoding="utf-8")
 
     shown = assert_self_contained(text)
-    assert shown.sections == ["run", "measures", "curves", "wrong", "correct", "labels"]
+    assert shown.sections == ["run", "measures", "curves", "calibration", "wrong", "correct", "labels"]
     assert "&lt;sea&gt;" in text and "sun &amp; set" in text and "<sea>" not in text
     assert "&lt;img 1&gt;.png" in text
     assert shown.cards == {"wrong": 1, "correct": 3}  # max_wrong=1 of 2; all 3 right ones
@@ -86,7 +86,7 @@ def test_without_test_images_or_validation_the_page_says_so(tmp_path):
     text = page.render(_run_facts(("a", "b"), history),
                        {"best_step": 10, "thresholds": [0.5, 0.5]}, empty, 100)
     shown = assert_self_contained(text)
-    assert shown.sections == ["run", "measures", "curves", "wrong", "correct", "labels"]
+    assert shown.sections == ["run", "measures", "curves", "calibration", "wrong", "correct", "labels"]
     assert "The test part is empty" in text
     assert len(shown.images["curves"]) == 1  # the training curve only
     assert not shown.cards

@@ -171,6 +171,12 @@ class TrainOptions:
         file=os.path.join("checkpoints", "retrain"))
     resume: bool = option(
         False, "continue from the last checkpoint at --checkpoint_path", "training")
+    calibration: str = option(
+        "temperature", "per-class calibration of the probabilities, fitted on out-of-fold "
+        "predictions of the training images (after --fine_tune: on the validation part) and "
+        "folded into the final layer, thresholds moved with it so label sets stay the same: "
+        "platt (a scale and a shift of each class's logit), temperature (a scale), or none "
+        "(docs/report.md#calibration)", "training", choices=("platt", "temperature", "none"))
 
     flip_left_right: bool = option(
         False, "randomly mirror half of the training images (default: off)", "distortions")
@@ -256,6 +262,10 @@ class TrainOptions:
     report_wrong_images: int = option(
         100, "wrong test images the page shows at most, the worst by loss first, and as many "
         "images whose labels look wrong; -1 for all", "outputs")
+    model_card: str | None = option(
+        None, "a short Markdown model card of the run (data, modules and their terms, test "
+        "measures with intervals, thresholds, intended use, known limits), for the user to "
+        "edit; '' for none", "outputs", parse=str, file="model_card.md")
 
     @classmethod
     def from_preset(cls, preset="default", **given):

@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from multilabel.evaluation.calibration import expected_calibration_error
 from multilabel.evaluation.label_arrays import check_labels_and_probs
 from multilabel.evaluation.thresholds import apply_thresholds
 
@@ -157,11 +158,7 @@ def one_error(y_true, probs):
 
     With a tie at the top it is an error unless every label in the tie is true.
     """
-    y_true, probs = _check(y_true, probs)
-    top = probs == probs.max(axis=1, keepdims=True)
-    wrong = (top & ~y_true).any(axis=1)
-    wrong &= y_true.any(axis=1)  # no true label: counts as perfect
-    return float(np.mean(wrong))
+    return float(np.mean(ranking_per_instance(y_true, probs)["one_error"]))
 
 
 def coverage(y_true, probs):
@@ -170,34 +167,44 @@ def coverage(y_true, probs):
 
     sklearn's `coverage_error` is this plus 1 (for instances with a true label).
     """
-    y_true, probs = _check(y_true, probs)
-    rank, _ = _ranks(y_true, probs)
-    deepest = np.where(y_true, rank, 0).max(axis=1)
-    return float(np.mean(np.maximum(deepest - 1, 0)))
+    return float(np.mean(ranking_per_instance(y_true, probs)["coverage"]))
 
 
 def ranking_loss(y_true, probs):
     """Mean over instances of the share of (true, false) label pairs where the false
     label scores at least as high as the true one. 0 when either set is empty."""
-    y_true, probs = _check(y_true, probs)
-    rank, rank_true = _ranks(y_true, probs)
-    # For a true label, rank - rank_true counts the false labels scored >= it.
-    misordered = np.where(y_true, rank - rank_true, 0).sum(axis=1)
-    n_true = y_true.sum(axis=1)
-    pairs = n_true * (probs.shape[1] - n_true)
-    return float(np.mean(_divide(misordered, pairs)))
+    return float(np.mean(ranking_per_instance(y_true, probs)["ranking_loss"]))
 
 
 def label_ranking_average_precision(y_true, probs):
     """Example-based average precision (the MIML papers' "average precision"; sklearn's
     LRAP): mean over instances, and over each true label j, of the share of true labels
     among the labels scored >= j. An instance without true labels gives 1."""
+    return float(np.mean(ranking_per_instance(y_true, probs)["label_ranking_average_precision"]))
+
+
+def ranking_per_instance(y_true, probs):
+    """The four ranking measures of each instance, {name: [N]}: the measures are their
+    means (and a bootstrap's resamples, evaluation.bootstrap, weighted means of them)."""
     y_true, probs = _check(y_true, probs)
     rank, rank_true = _ranks(y_true, probs)
+    top = probs == probs.max(axis=1, keepdims=True)
+    has_true = y_true.any(axis=1)
+    # No true label: one-error counts it as perfect.
+    wrong_top = (top & ~y_true).any(axis=1) & has_true
+    deepest = np.where(y_true, rank, 0).max(axis=1)
+    # For a true label, rank - rank_true counts the false labels scored >= it.
+    misordered = np.where(y_true, rank - rank_true, 0).sum(axis=1)
     n_true = y_true.sum(axis=1)
+    pairs = n_true * (probs.shape[1] - n_true)
     per_label = np.where(y_true, rank_true / rank, 0.0).sum(axis=1)
-    per_instance = np.where(n_true > 0, per_label / np.maximum(n_true, 1), 1.0)
-    return float(np.mean(per_instance))
+    return {
+        "one_error": wrong_top.astype(np.float64),
+        "coverage": np.maximum(deepest - 1, 0).astype(np.float64),
+        "ranking_loss": _divide(misordered, pairs),
+        "label_ranking_average_precision": np.where(n_true > 0,
+                                                    per_label / np.maximum(n_true, 1), 1.0),
+    }
 
 
 def _plain(value):
@@ -223,6 +230,7 @@ def evaluate(y_true, probs, thresholds=0.5, never_empty=False):
     macro = precision_recall_f1(y_true, probs, thresholds, average="macro", **rule)
     hamming = hamming_loss(y_true, probs, thresholds, **rule)
     predicted = apply_thresholds(probs, thresholds, never_empty)
+    pooled_ece, class_ece = expected_calibration_error(y_true, probs)
     return {
         "num_instances": int(probs.shape[0]),
         "num_classes": int(num_classes),
@@ -249,6 +257,8 @@ def evaluate(y_true, probs, thresholds=0.5, never_empty=False):
         "recall": [float(r) for r in recall],
         "f1": [float(f) for f in f1],
         "support": [int(s) for s in y_true.sum(axis=0)],
+        "expected_calibration_error": pooled_ece,
+        "calibration_error": [float(e) for e in class_ece],
     }
 
 
@@ -256,30 +266,53 @@ def _cell(value):
     return "-" if value is None else f"{value:.4f}"
 
 
+def _with_interval(metrics, key, c=None):
+    """A measure's cell, with its 95 % interval `[low, high]` where `metrics` holds one
+    (evaluation.bootstrap); per class: class `c`'s."""
+    value = metrics[key] if c is None else metrics[key][c]
+    interval = metrics.get("intervals", {}).get(key)
+    if interval is not None and c is not None:
+        interval = interval[c]
+    if "intervals" not in metrics:
+        return _cell(value)
+    if interval is None:
+        return f"{_cell(value)} {'':15}" if c is not None else _cell(value)
+    return f"{_cell(value)} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def format_report(metrics, class_names):
-    """A compact table for logs: summary measures, then one row per class."""
+    """A compact table for logs: summary measures, then one row per class; each measure
+    with its 95 % interval where `metrics` holds them (`intervals`)."""
     if len(class_names) != metrics["num_classes"]:
         raise ValueError(f"{len(class_names)} class names for {metrics['num_classes']} classes")
     m = metrics
+
+    def cell(key, c=None):
+        return _with_interval(m, key, c)
+
     lines = [
         f"instances {m['num_instances']}  classes {m['num_classes']}"
         f"  without any true label {m['instances_without_labels']}"
         f"  predicted without any {m.get('predicted_without_labels', '-')}"
         + ("  (top-margin rule)" if m.get("never_empty") else ""),
-        f"label accuracy {_cell(m['label_accuracy'])}  hamming loss {_cell(m['hamming_loss'])}"
-        f"  exact match {_cell(m['exact_match'])}",
-        f"micro P/R/F1 {_cell(m['micro_precision'])} {_cell(m['micro_recall'])}"
-        f" {_cell(m['micro_f1'])}  macro P/R/F1 {_cell(m['macro_precision'])}"
-        f" {_cell(m['macro_recall'])} {_cell(m['macro_f1'])}",
-        f"mAP {_cell(m['mean_average_precision'])}  one-error {_cell(m['one_error'])}"
-        f"  coverage {_cell(m['coverage'])}  ranking loss {_cell(m['ranking_loss'])}"
-        f"  example-based AP {_cell(m['label_ranking_average_precision'])}",
+        f"label accuracy {cell('label_accuracy')}  hamming loss {cell('hamming_loss')}"
+        f"  exact match {cell('exact_match')}",
+        f"micro P/R/F1 {cell('micro_precision')} {cell('micro_recall')}"
+        f" {cell('micro_f1')}",
+        f"macro P/R/F1 {cell('macro_precision')} {cell('macro_recall')} {cell('macro_f1')}",
+        f"mAP {cell('mean_average_precision')}  one-error {cell('one_error')}"
+        f"  coverage {cell('coverage')}",
+        f"ranking loss {cell('ranking_loss')}"
+        f"  example-based AP {cell('label_ranking_average_precision')}"
+        + (f"  calibration error (ECE) {cell('expected_calibration_error')}"
+           if "expected_calibration_error" in m else ""),
     ]
     width = max([len("class")] + [len(name) for name in class_names])
-    lines.append(f"{'class':<{width}}  threshold      AP       P       R      F1  support")
+    wide = "intervals" in m
+    columns = [f"{name:>{24 if wide else 6}}" for name in ("AP", "P", "R", "F1")]
+    lines.append(f"{'class':<{width}}  threshold  {'  '.join(columns)}  support")
     for c, name in enumerate(class_names):
-        lines.append(
-            f"{name:<{width}}  {m['thresholds'][c]:9.4f}  {_cell(m['average_precision'][c]):>6}"
-            f"  {_cell(m['precision'][c])}  {_cell(m['recall'][c])}  {_cell(m['f1'][c])}"
-            f"  {m['support'][c]:7d}")
+        cells = "  ".join(f"{cell(key, c):>{24 if wide else 6}}"
+                          for key in ("average_precision", "precision", "recall", "f1"))
+        lines.append(f"{name:<{width}}  {m['thresholds'][c]:9.4f}  {cells}  {m['support'][c]:7d}")
     return "\n".join(lines)

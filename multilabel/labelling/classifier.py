@@ -67,15 +67,30 @@ class Prediction(NamedTuple):
     labels: list  # the predicted class names, in class order
 
 
-class Classifier:
-    """A loaded classifier: `class_names`, `thresholds`, `never_empty`, and `predict`."""
+class Explanation(NamedTuple):
+    """Where the model looked in one image (`Classifier.explain`)."""
 
-    def __init__(self, model, class_names, thresholds, never_empty, options=LoadOptions()):
+    image: object  # as given
+    probabilities: dict  # class name -> probability
+    labels: list  # the predicted class names
+    maps: dict  # class name -> one [h, w] map per member module: the class's evidence
+    # at each position (its mean over positions, summed over members, plus the class's
+    # bias, is the logit); draw one with multilabel.report.heatmaps.overlay_map
+
+
+class Classifier:
+    """A loaded classifier: `class_names`, `thresholds`, `never_empty`, `predict` and
+    `explain`."""
+
+    def __init__(self, model, class_names, thresholds, never_empty, options=LoadOptions(),
+                 graph_path=None):
         self.model = model  # FrozenGraph or LiteRTModel
         self.class_names = tuple(class_names)
         self.thresholds = np.asarray(thresholds, np.float64)
         self.never_empty = never_empty
         self._options = options
+        self._graph_path = graph_path  # the frozen graph, which explain reads
+        self._explainer = None
 
     @property
     def engine(self):
@@ -112,7 +127,8 @@ class Classifier:
         thresholds_path = options.thresholds or files.thresholds
         never_empty = not options.allow_empty and read_rule(thresholds_path)
         return cls(model, class_names,
-                   _thresholds(options, thresholds_path, len(class_names)), never_empty, options)
+                   _thresholds(options, thresholds_path, len(class_names)), never_empty, options,
+                   files.graph)
 
     def predicted(self, probabilities):
         """The predicted class names of one row of probabilities."""
@@ -155,6 +171,39 @@ class Classifier:
             predictions.append(Prediction(item, dict(zip(self.class_names, probabilities)),
                                           self.predicted(result.probabilities)))
         return predictions
+
+
+    def explain(self, image):
+        """The `Explanation` of one image (a path, a PIL image or an array): its
+        prediction and each class's activation map (labelling.class_activation).
+
+        Read from the run's frozen graph, with TensorFlow, whichever engine `predict`
+        uses: the TFLite model keeps no intermediate tensor. Raises UserError where there
+        is no graph, or where its module exposes only pooled features (the reason)."""
+        if self._explainer is None:
+            if self._graph_path is None:
+                raise UserError("no frozen graph to explain with: class activation maps are "
+                                "read from the run's output_graph.pb")
+            from multilabel.base.quiet_start import start_tensorflow
+
+            start_tensorflow()
+            from multilabel.labelling import class_activation
+            from multilabel.labelling.frozen_graph import read_graph_def
+
+            self._explainer = class_activation.Explainer(
+                read_graph_def(self._graph_path), self._options.output_layer,
+                self._options.input_layer)
+        height, width = self.model.height, self.model.width
+        if isinstance(image, (str, os.PathLike)):
+            pixels = load_image(os.fspath(image), height, width)
+        else:
+            pixels = image_in_memory(image, height, width, "<image>")
+        pixels = (pixels - self._options.input_mean) / self._options.input_std
+        probs, maps = self._explainer.explain(pixels[np.newaxis].astype(np.float32))
+        return Explanation(image, dict(zip(self.class_names, (float(p) for p in probs[0]))),
+                           self.predicted(probs[0]),
+                           {name: [m[0, :, :, c] for m in maps]
+                            for c, name in enumerate(self.class_names)})
 
 
 def _load_tflite(files, options):

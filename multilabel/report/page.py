@@ -20,7 +20,7 @@ import numpy as np
 
 from multilabel.base import atomic
 from multilabel.evaluation import metrics
-from multilabel.report import plots
+from multilabel.report import heatmaps, intervals, plots, reliability
 from multilabel.data.images import decode_image
 from multilabel.evaluation.thresholds import apply_thresholds
 
@@ -40,6 +40,7 @@ SUMMARY_MEASURES = (
      "average precision, example-based (the MIML papers' measure; sklearn's LRAP)"),
     ("one_error", "one-error (lower is better)"), ("coverage", "coverage (lower is better)"),
     ("ranking_loss", "ranking loss (lower is better)"),
+    ("expected_calibration_error", "calibration error, ECE (lower is better)"),
 )
 PER_CLASS_HEADER = ("class", "threshold", "AP", "precision", "recall", "F1", "positives")
 
@@ -55,6 +56,7 @@ class RunFacts:
     changed_flags: tuple  # (flag, value) pairs that differ from retrain.py's defaults
     stage_seconds: dict  # stage -> seconds, in run order
     history: tuple  # a trainer.Evaluation per evaluation
+    model_card: str = ""  # the run's model card, relative to the page; "" for none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,28 +70,35 @@ class TestImages:
     never_empty: bool = False  # the top-margin rule applies (evaluation.thresholds)
 
 
-def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
+def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
+               explained=None):
     """Atomically write the page for one run.
 
     `measures` is the run's metrics.json content (`best_step`, `thresholds`, `test` and
     `validation` when those parts were not empty). At most `max_wrong` wrong test
     images are shown, the worst by loss first (-1: all of them), and as many of
     `issues` (label_issues.Issue, worst first), the images whose labels look wrong.
+    `explained` holds the class activation maps of the heat-map section
+    (report.heatmaps.Explained; None: the section says why there are none).
     """
-    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues))
+    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues,
+                                   explained))
 
 
-def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
+def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
+           explained=None):
     """The page's HTML text."""
     written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
         "<h1>Retraining report</h1>",
         f'<p class="note">{_e(run.module)}, kept step {measures["best_step"]}, '
-        f"written {written}</p>",
+        f"written {written}{_card_link(run.model_card)}</p>",
         _run_section(run),
         _measures_section(run.class_names, measures),
         _curves_section(run, measures, test),
+        reliability.section(run.class_names, measures, test, _data_uri),
         *_gallery_sections(run.class_names, test, max_wrong, correct_shown),
+        heatmaps.section(run.class_names, explained, _data_uri),
         _issues_section(run.class_names, issues, test.thresholds, max_wrong, test.never_empty),
     ]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -150,6 +159,13 @@ def _table(header, rows, css=""):
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _card_link(model_card):
+    """A link to the model card beside the page: a file of the run folder, not the web."""
+    if not model_card:
+        return ""
+    return f'; the run\'s <a href="{_e(model_card)}">model card</a>'
+
+
 def _run_section(run):
     data = [(_e(part), f"{count:,}") for part, count in run.sizes.items()]
     data.append(("classes", f"{len(run.class_names)}: {_e(', '.join(run.class_names))}"))
@@ -174,21 +190,22 @@ def _measures_section(class_names, measures):
     if "test" not in measures:
         return ('<section id="measures"><h2>Test measures</h2>'
                 "<p>The test part is empty: no test measures.</p></section>")
-    summary = [(name, *(_number(measures[p][key]) for p in parts))
-               for key, name in SUMMARY_MEASURES]
     test = measures["test"]
-    per_class = [(_e(name), _number(test["thresholds"][c]), _number(test["average_precision"][c]),
-                  _number(test["precision"][c]), _number(test["recall"][c]),
-                  _number(test["f1"][c]), f"{test['support'][c]:,}")
+    summary = [(name, *(_number(measures[p][key]) for p in parts),
+                intervals.summary_cell(test, key)) for key, name in SUMMARY_MEASURES]
+    per_class = [(_e(name), _number(test["thresholds"][c]),
+                  *(intervals.class_cell(test, key, c)
+                    for key in ("average_precision", "precision", "recall", "f1")),
+                  f"{test['support'][c]:,}")
                  for c, name in enumerate(class_names)]
     return (
         '<section id="measures"><h2>Test measures</h2>\n'
         f"<p>{test['num_instances']:,} test images. A label is predicted when its probability "
         "is at least its class's threshold, chosen to maximise F1 on out-of-fold predictions "
         "of the training images.</p>\n<div class=\"row\">"
-        f'<div>{_table(["measure", *parts], summary, "num")}</div>'
+        f'<div>{_table(["measure", *parts, intervals.HEADER], summary, "num")}</div>'
         f'<div>{_table(PER_CLASS_HEADER, per_class, "num")}'
-        "</div></div></section>")
+        f"</div></div>{intervals.note(measures)}</section>")
 
 
 def _curves_section(run, measures, test):

@@ -140,7 +140,9 @@ def test_the_report_page_shows_the_run_and_embeds_everything(trained):
     out = trained / "details"
     text = (out / "report.html").read_text(encoding="utf-8")
     page = assert_self_contained(text)
-    assert page.sections == ["run", "measures", "curves", "wrong", "correct", "labels"]
+    assert page.sections == ["run", "measures", "curves", "wrong", "correct", "labels",
+                             "near-duplicates", "review"]
+    assert ("a", "href", "review.html") in page.urls
     images = [decode_data_uri(src) for srcs in page.images.values() for src in srcs]
     assert len(images) == sum(len(srcs) for srcs in page.images.values())
     assert [i.format for i in images[:4]] == ["PNG"] * 4  # training curve, 3 PR curves

@@ -5,7 +5,7 @@ precision/recall trade-off sits, whether training converged, which images came o
 and why, and which given labels look wrong. The page holds it all in one file that
 opens from disk in any browser and fetches nothing: plots (`plots`, matplotlib) and
 thumbnails are inline data URIs, the style sheet is inline, there is no script and no
-link out. It is built with the stdlib (`html.escape`); every text that comes from the
+link out but one to the review page beside it (review_page). It is built with the stdlib (`html.escape`); every text that comes from the
 data is escaped.
 """
 
@@ -68,18 +68,22 @@ class TestImages:
     never_empty: bool = False  # the top-margin rule applies (evaluation.thresholds)
 
 
-def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
+def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
+               sections=()):
     """Atomically write the page for one run.
 
     `measures` is the run's metrics.json content (`best_step`, `thresholds`, `test` and
     `validation` when those parts were not empty). At most `max_wrong` wrong test
     images are shown, the worst by loss first (-1: all of them), and as many of
     `issues` (label_issues.Issue, worst first), the images whose labels look wrong.
+    `sections` are more sections' HTML, put at the end.
     """
-    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues))
+    atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues,
+                                   sections))
 
 
-def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=()):
+def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
+           sections=()):
     """The page's HTML text."""
     written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
@@ -91,6 +95,7 @@ def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(
         _curves_section(run, measures, test),
         *_gallery_sections(run.class_names, test, max_wrong, correct_shown),
         _issues_section(run.class_names, issues, test.thresholds, max_wrong),
+        *sections,
     ]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>Retraining report: {_e(run.module)}</title>\n<style>{STYLE}</style>\n"

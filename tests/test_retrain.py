@@ -22,6 +22,7 @@ import data_generation
 import label_image
 import retrain
 from multilabel.data import listfile
+from multilabel.evaluation import near_duplicates
 from multilabel.report import plots
 from tests.report_html import assert_self_contained, decode_data_uri
 
@@ -179,6 +180,43 @@ def test_the_wrong_labels_come_first_in_label_issues_csv_and_on_the_page(trained
     assert scores == sorted(scores) and {r["part"] for r in rows} <= {"train", "test"}
     page = assert_self_contained((out / "report.html").read_text(encoding="utf-8"))
     assert page.cards["labels"] == min(len(rows), 100)
+
+
+def test_near_duplicates_csv_and_the_review_page_are_in_the_run_folder(trained):
+    out = trained / "details"
+    with open(out / "near_duplicates.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    # Images of one label set differ only by noise: every one has near-duplicates.
+    assert rows and all(float(r["similarity"]) >= near_duplicates.THRESHOLD for r in rows)
+    assert {r["part"] for r in rows} <= {"train", "validation", "test"}
+    assert {r["same_labels"] for r in rows} <= {"yes", "no"}
+    text = (out / "review.html").read_text(encoding="utf-8")
+    start = text.index('id="data"')
+    data = json.loads(text[text.index(">", start) + 1:text.index("</script>", start)])
+    corrupted = listfile.read_list_file(trained / "data" / "dataset_train.lst")[0]
+    assert data["layout"] == "json" and data["classes"] == NAMES.split(",")
+    assert len(data["files"]) == len(listfile.read_list_file(trained / "data" / "dataset.lst"))
+    first = data["cards"][0]
+    assert data["files"][first["images"][0]]["name"] == corrupted.path.removeprefix("images/")
+    true_flags = LABEL_SETS[(corrupted.index - 1) % len(LABEL_SETS)]
+    assert first["suggested"] == [int(f) for f in true_flags]
+
+
+def test_dedupe_leaves_the_leaked_test_images_out_of_the_measures(tmp_path, tiny_module):
+    make_dataset(tmp_path / "data", per_set=4)
+    assert retrain.main(retrain_flags(tmp_path, tiny_module, "--how_many_training_steps", "20",
+                                      "--eval_step_interval", "10", "--dedupe")) == 0
+    out = tmp_path / "details"
+    with open(out / "near_duplicates.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    leaked = {r["image"] if r["part"] == "test" else r["other_image"] for r in rows
+              if sorted([r["part"], r["other_part"]]) in (["test", "train"],
+                                                          ["test", "validation"])}
+    report = json.loads((out / "metrics.json").read_text())
+    assert leaked
+    every = report["test_with_near_duplicates"]["num_instances"]
+    assert every == len(listfile.read_list_file(tmp_path / "data" / "dataset_test.lst"))
+    assert report.get("test", {"num_instances": 0})["num_instances"] == every - len(leaked)
 
 
 def test_a_report_page_that_fails_is_one_warning_and_the_run_still_succeeds(

@@ -126,7 +126,7 @@ def main():
     chosen_threshold = min((t for t in np.arange(0.50, 0.995, 0.005)
                             if rates(*first[:4], t)["precision"] >= 0.99), default=None)
     print(f"{args.photos} photos of {args.image_dir} (seed {args.seed}), 4 copies each, "
-          f"module {args.module}, {args.measure} cosine\n")
+          f"module {args.module}, measure: {args.measure}\n")
     print("| half | threshold | precision | recall | " + " | ".join(COPIES)
           + " | hard negatives above |")
     print("|" + " --- |" * (5 + len(COPIES)))

@@ -25,7 +25,7 @@ from multilabel.base import atomic
 
 # Cosine similarity of MobileNetV2 bottlenecks at and above which two images are called
 # near-duplicates; measured in docs/data.md#near-duplicates.
-THRESHOLD = 0.9
+THRESHOLD = 0.87
 NEIGHBOURS = 10  # most similar others kept per image: a photo rarely has more copies
 BLOCK_ROWS = 1024  # rows compared with all at once: BLOCK_ROWS x N floats of memory
 CSV_HEADER = ("image", "other_image", "similarity", "part", "other_part", "same_labels")

@@ -158,6 +158,17 @@ def parse_args(argv=None):
                         help="text: show only the K most probable labels (default: all)")
     output.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per run of the graph (default: %(default)s)")
+    output.add_argument("--rank", choices=("uncertain",),
+                        help="write the images in the order to label them next: uncertain, "
+                             "the smallest distance (in log-odds) to a class threshold first; "
+                             "near-duplicates of an image above or of a --labelled image go "
+                             "last (docs/data.md#what-to-label-next)")
+    output.add_argument("--labelled", metavar="LIST",
+                        help="with --rank: a list (.lst or one path a line) of the images "
+                             "already labelled, e.g. the training list")
+    output.add_argument("--bottleneck_dir",
+                        help="with --rank: the cache of feature vectors (default: "
+                             "MODEL_DETAILS/bottlenecks in the project folder, as retrain.py's)")
     output.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
     args = parser.parse_args(argv)
     if args.model_dir is None and args.graph is None:
@@ -205,7 +216,10 @@ def label(args):
     out.write(report.header())
     labelled = failed = 0
     start = time.monotonic()
-    for result in classifier.results(paths, args.batch_size):
+    results = classifier.results(paths, args.batch_size)
+    if args.rank:
+        results = _ranked(args, files, classifier, list(results))
+    for result in results:
         if not result.ok:
             print(result.error, file=sys.stderr)
             failed += 1
@@ -222,6 +236,20 @@ def label(args):
     if not failed:
         return EXIT_OK
     return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT
+
+
+def _ranked(args, files, classifier, results):
+    """`results` in --rank's order, the failed ones first (they are reported, not ranked)."""
+    from multilabel.labelling import next_photos  # loads the feature module: only here
+
+    ok = [r for r in results if r.ok]
+    probs = [r.probabilities for r in ok]
+    order, repeats = next_photos.ranked(
+        files.folder, [r.image for r in ok], probs, classifier.thresholds,
+        images_in_list(args.labelled) if args.labelled else (), args.bottleneck_dir)
+    logger.info("Ranked %d images by --rank %s; %d near-duplicates of another or of a "
+                "labelled image put last", len(ok), args.rank, int(repeats.sum()))
+    return [r for r in results if not r.ok] + [ok[i] for i in order]
 
 
 def image_paths(args):

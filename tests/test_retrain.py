@@ -23,6 +23,7 @@ import label_image
 import retrain
 from multilabel.data import listfile
 from multilabel.evaluation import near_duplicates
+from multilabel.labelling import ranking
 from multilabel.report import plots
 from tests.report_html import assert_self_contained, decode_data_uri
 
@@ -200,6 +201,23 @@ def test_near_duplicates_csv_and_the_review_page_are_in_the_run_folder(trained):
     assert data["files"][first["images"][0]]["name"] == corrupted.path.removeprefix("images/")
     true_flags = LABEL_SETS[(corrupted.index - 1) % len(LABEL_SETS)]
     assert first["suggested"] == [int(f) for f in true_flags]
+
+
+def test_label_image_ranks_photos_to_label_next_with_near_duplicates_last(trained, capsys):
+    out = trained / "details"
+    data = trained / "data"
+    test = [str(data / e.path) for e in listfile.read_list_file(data / "dataset_test.lst")]
+    capsys.readouterr()
+    assert label_image.main(["--model_dir", str(out), "--rank", "uncertain", "--output_format",
+                             "json", "--bottleneck_dir", str(out / "bottlenecks"),
+                             "--labelled", str(data / "dataset_train.lst"), *test]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["image"] for r in rows) == sorted(test)
+    thresholds = np.array([float(t) for t in (out / "output_thresholds.txt").read_text().split()])
+    margins = ranking.margins(np.array([r["probabilities"] for r in rows]), thresholds)
+    # Every test image has a near-duplicate among the training stripes: all go last, in
+    # margin order.
+    assert list(margins) == sorted(margins)
 
 
 def test_dedupe_leaves_the_leaked_test_images_out_of_the_measures(tmp_path, tiny_module):

@@ -108,61 +108,20 @@ def test_issues_of_every_part_ranked_worst_first():
 
 def test_the_csv_lists_given_and_suggested_names_escaped(tmp_path):
     names = ("sea, calm", 'say "sun"')
-    part = label_issues.HeldOut("train", tuple(f"dir, {i}/a.jpg" for i in range(6)), TWO_LABELS,
-                                TWO_PROBS)
+    labels = np.concatenate([ONE_LABELS, 1 - ONE_LABELS], axis=1)
+    probs = np.concatenate([ONE_PROBS, 1 - ONE_PROBS], axis=1)
+    part = label_issues.HeldOut("train", tuple(f"dir, {i}/a.jpg" for i in range(6)), labels, probs)
     path = tmp_path / "out" / "label_issues.csv"
     issues = label_issues.write_label_issues(path, [part], names)
     text = path.read_text(encoding="utf-8")
-    # Images 2 and 5, each with both classes wrong (confidences .1 and .3). The second
-    # class weighs 6/13 (TWO_WEIGHTS): image 2 scores .8 * .1 + .2 * (1 - 6/13 * .9) =
-    # .1969, image 5 .8 * .3 + .2 * (1 - 6/13 * .7) = .3754.
+    # Images 2 and 5, each with both classes wrong: scores .1 and .3 (both confidences).
     assert [i.image for i in issues] == ["dir, 2/a.jpg", "dir, 5/a.jpg"]
     assert text.splitlines()[1] == '"dir, 2/a.jpg","sea, calm","say ""sun""",' \
-                                   '"sea, calm",0.1969,train'
+                                   '"sea, calm",0.1000,train'
     rows = list(csv.reader(io.StringIO(text)))
     assert rows == [list(label_issues.CSV_HEADER),
-                    ["dir, 2/a.jpg", "sea, calm", 'say "sun"', "sea, calm", "0.1969", "train"],
-                    ["dir, 5/a.jpg", 'say "sun"', "sea, calm", 'say "sun"', "0.3754", "train"]]
-
-
-# ONE's class beside its complement. AP of ONE (p: .9+ .8+ .7- .2- .1+ .1-): recall
-# thirds at precision 1, 1, 3/6: 5/6. The complement (.9+ .9- .8+ .3+ ...): precision
-# 1/2, 2/3, 3/4 at each third: 23/36. Errors 1/6 and 13/36: weights 1 and 6/13.
-TWO_LABELS = np.concatenate([ONE_LABELS, 1 - ONE_LABELS], axis=1)
-TWO_PROBS = np.concatenate([ONE_PROBS, 1 - ONE_PROBS], axis=1)
-TWO_WEIGHTS = [1, 6 / 13]
-
-
-def test_a_class_counts_its_doubts_by_how_well_the_model_knows_it():
-    np.testing.assert_allclose(label_issues.class_weights(TWO_LABELS, TWO_PROBS), TWO_WEIGHTS)
-    # Perfect classes, and a class without positives: nothing to weigh by.
-    perfect = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
-    np.testing.assert_array_equal(label_issues.class_weights(perfect, perfect * 0.9 + 0.05),
-                                  [1, 1, 1])
-    # A perfect class beside one of error .5: the floor keeps the weight above zero.
-    labels = np.array([[1, 1], [0, 0], [1, 0], [0, 1]])
-    probs = np.array([[.9, .5], [.1, .5], [.8, .5], [.2, .5]])  # AP 1, and 2/4 (all tie)
-    np.testing.assert_allclose(label_issues.class_weights(labels, probs),
-                               [1, label_issues.ERROR_FLOOR / 0.5])
-
-
-def test_a_poorly_known_class_sends_its_flags_down_the_ranking():
-    # Image 2 is flagged on the first class (confidence .1), image 5 on it (.3), and both
-    # on the second; with the second weighed 6/13, its doubts count less than the first's.
-    plain = label_issues.quality_scores(TWO_LABELS, TWO_PROBS)
-    weighed = label_issues.quality_scores(TWO_LABELS, TWO_PROBS, weights=TWO_WEIGHTS)
-    assert (weighed >= plain - 1e-12).all()
-    np.testing.assert_allclose(weighed[[2, 5]], [.8 * .1 + .2 * (1 - 6 / 13 * .9),
-                                                 .8 * .3 + .2 * (1 - 6 / 13 * .7)])
-    # A test part whose two classes are both ONE's (its own weights would be 1 and 1) is
-    # scored with the train part's weights: image c scores .8 * .1 + .2 * (1 - 6/13 * .9).
-    test = label_issues.HeldOut("test", tuple("abcdef"), np.repeat(ONE_LABELS, 2, axis=1),
-                                np.repeat(ONE_PROBS, 2, axis=1))
-    train = label_issues.HeldOut("train", tuple("ghijkl"), TWO_LABELS, TWO_PROBS)
-    scores = {i.image: i.score for i in label_issues.rank_issues([train, test])}
-    np.testing.assert_allclose(scores["c"], .8 * .1 + .2 * (1 - 6 / 13 * .9))
-    alone = {i.image: i.score for i in label_issues.rank_issues([test])}
-    np.testing.assert_allclose(alone["c"], .1)
+                    ["dir, 2/a.jpg", "sea, calm", 'say "sun"', "sea, calm", "0.1000", "train"],
+                    ["dir, 5/a.jpg", 'say "sun"', "sea, calm", 'say "sun"', "0.3000", "train"]]
 
 
 def test_nothing_to_flag_writes_the_header_only(tmp_path):

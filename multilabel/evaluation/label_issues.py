@@ -36,20 +36,9 @@ highest to lowest and combined by an exponential moving average with alpha 0.8, 
 least credible label weighs most (0.8), the next 0.16, and so on. A score near 0 means
 the given labels are surely wrong, near 1 surely right; the worst come first.
 
-Confident learning trusts the model equally on every class, but frozen features learn
-some classes less well than others (a photo turned grey, or darkened, is hard to tell
-from a dull photo), and a class the model knows poorly would fill the top rows with
-flags it cannot back. So each class's self-confidence is weighed by how well the model
-knows the class, from the training part's out-of-fold predictions: with e_c = 1 - AP_c
-the class's out-of-fold error, its weight is w_c = min(e) / e_c (1 for the best-known
-class), and the score uses 1 - w_c (1 - self-confidence). A class the model gets wrong
-three times as often counts its doubts a third as much, which sends flags on it down
-the list (bench/experiments/label_issues_by_class.py, docs/data.md#trusted-flags); which
-images are flagged does not change.
-
-These are, less the class weights, the defaults of cleanlab's
-`find_label_issues(multi_label=True)` and `get_label_quality_scores`, which
-bench/experiments/label_issues_vs_cleanlab.py compares against; cleanlab is AGPL-3.0, so this module reimplements the published rule instead
+These are the defaults of cleanlab's `find_label_issues(multi_label=True)` and
+`get_label_quality_scores`, which bench/experiments/label_issues_vs_cleanlab.py compares
+against; cleanlab is AGPL-3.0, so this module reimplements the published rule instead
 of depending on it.
 """
 
@@ -60,13 +49,11 @@ import io
 import numpy as np
 
 from multilabel.base import atomic
-from multilabel.evaluation import metrics
 from multilabel.evaluation.label_arrays import check_labels_and_probs
 
 SCORE_ALPHA = 0.8  # the exponential moving average's weight on each lower self-confidence
 TOLERANCE = 1e-6  # slack on the thresholds and on the 0.5 check, as in the papers' code
 CSV_HEADER = ("image", "given", "suggested_add", "suggested_remove", "score", "part")
-ERROR_FLOOR = 0.005  # 1 - AP below this counts as this: no class weighs the others to zero
 NAME_SEPARATOR = ";"  # between class names inside one CSV field
 
 
@@ -150,27 +137,10 @@ def find_issues(labels, probs):
     return suspect & (labels == 0), suspect & (labels == 1)
 
 
-def class_weights(labels, probs):
-    """[C]: how much each class's doubts count, `min(e) / e_c` with e_c = 1 - AP_c on
-    these (held-out) predictions; 1 for a class without positives or where every class
-    is perfect (nothing to tell them apart by)."""
-    labels, probs = check_labels_and_probs(labels, probs)
-    errors = 1 - metrics.average_precision(labels, probs)
-    known = ~np.isnan(errors)
-    weights = np.ones(labels.shape[1])
-    if known.any() and errors[known].max() > 0:
-        floor = max(errors[known].min(), ERROR_FLOOR)
-        weights[known] = floor / np.maximum(errors[known], floor)
-    return weights
-
-
-def quality_scores(labels, probs, alpha=SCORE_ALPHA, weights=None):
-    """[N]: each image's label quality score, low for labels that look wrong; with
-    `weights` [C] (class_weights), a class's doubt counts that much."""
+def quality_scores(labels, probs, alpha=SCORE_ALPHA):
+    """[N]: each image's label quality score, low for labels that look wrong."""
     labels, probs = check_labels_and_probs(labels, probs)
     confidence = np.where(labels == 1, probs, 1 - probs)
-    if weights is not None:
-        confidence = 1 - np.asarray(weights) * (1 - confidence)
     descending = -np.sort(-confidence, axis=1)
     score = descending[:, 0]
     for column in descending.T[1:]:
@@ -180,17 +150,13 @@ def quality_scores(labels, probs, alpha=SCORE_ALPHA, weights=None):
 
 def rank_issues(parts):
     """The label issues of every part, each found on its own part, worst first (ties in
-    part then file order). The class weights come from the "train" part's out-of-fold
-    predictions where there is one, else from each part's own."""
+    part then file order)."""
     issues = []
-    training = [part for part in parts if part.name == "train" and len(part.paths)]
     for part in parts:
         if not len(part.paths):
             continue
         add, remove = find_issues(part.labels, part.probs)
-        judged = training[0] if training else part
-        scores = quality_scores(part.labels, part.probs,
-                                weights=class_weights(judged.labels, judged.probs))
+        scores = quality_scores(part.labels, part.probs)
         given = np.asarray(part.labels).astype(bool)
         for i in np.flatnonzero((add | remove).any(axis=1)):
             issues.append(Issue(part.paths[i], part.name, given[i], np.asarray(part.probs[i]),

@@ -46,15 +46,27 @@ from multilabel.evaluation import label_issues, metrics
 EXACT = ("black & white", "low light")
 
 
-def run_retrain(folder, args, *extra):
+def run_retrain(folder, args, name):
     """retrain.py with its defaults on `folder` (outputs in folder/out, no TFLite model and
-    no report page, which these measures do not read); `{part name: HeldOut}`."""
+    no report page, which these measures do not read); `{part name: HeldOut}`, kept in
+    --keep (an .npz per run) to rank again without training."""
+    name = f"{name}.npz"
+    if args.keep and os.path.exists(os.path.join(args.keep, name)):
+        saved = np.load(os.path.join(args.keep, name))
+        return {part: label_issues.HeldOut(part, tuple(saved[f"{part}_paths"]),
+                                           saved[f"{part}_labels"], saved[f"{part}_probs"])
+                for part in ("train", "test")}
     argv = ["--image_dir", folder, "--model_dir", args.model_dir,
             "--bottleneck_dir", args.bottleneck_dir, "--logging_verbosity", "ERROR",
             *output_flags(os.path.join(folder, "out")), "--tflite_output_file", "",
-            "--report_page", "", *extra]
+            "--report_page", ""]
     with recorded_parts() as parts:
         assert retrain.main(argv) == 0
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        np.savez(os.path.join(args.keep, name), **{
+            f"{p.name}_{field}": np.asarray(getattr(p, field))
+            for p in parts for field in ("paths", "labels", "probs")})
     return {p.name: p for p in parts}
 
 
@@ -131,7 +143,7 @@ def exact_table(args):
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as folder:
             scenes = exact_copy(source, folder, np.random.default_rng(seed))
-            parts = run_retrain(folder, args)
+            parts = run_retrain(folder, args, f"exact-{seed}")
             train = parts["train"]
             weights = class_weights(train.labels, train.probs)
             print(f"<!-- seed {seed}: class weights "
@@ -157,7 +169,7 @@ def corrupted_table(args):
                     shutil.copy(os.path.join(source, name), folder)
                 entries, corrupted = corrupt(train, count, np.random.default_rng(seed))
                 listfile.write_list_file(os.path.join(folder, "dataset_train.lst"), entries)
-                parts = run_retrain(folder, args)
+                parts = run_retrain(folder, args, f"corrupted-{count}-{seed}")
                 lists = {w: [relative(i.image, folder) for i in ranked(list(parts.values()), w)]
                          for w in (False, True)}
                 for k in (count, 2 * count):
@@ -171,6 +183,8 @@ def main(argv=None):
     p.add_argument("--seeds", default="1", type=lambda t: [int(s) for s in t.split(",")])
     p.add_argument("--counts", default="40,80", type=lambda t: [int(s) for s in t.split(",")])
     p.add_argument("--only", choices=("exact", "corrupted"))
+    p.add_argument("--keep", help="a folder keeping each run's held-out predictions, to rank "
+                                  "them again without training")
     p.add_argument("--model_dir", default=os.path.join(REPO, "MODEL"))
     p.add_argument("--bottleneck_dir", default=os.path.join(REPO, "MODEL_DETAILS", "bottlenecks"))
     args = p.parse_args(argv)

@@ -90,7 +90,7 @@ def main():
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--module", default="mobilenet_v2_100_224")
-    parser.add_argument("--measure", choices=("cosine", "centred"), default="centred",
+    parser.add_argument("--measure", choices=("cosine", "centred"), default="cosine",
                         help="cosine of the vectors, or of the vectors less their mean")
     parser.add_argument("--vectors", help="an .npz to keep the vectors in and reuse")
     args = parser.parse_args()

@@ -1,15 +1,14 @@
-"""Does weighing each class by how well the model knows it make the label-issue flags ones
-a user can trust? Two measurements, the ranking of label_issues.py (`plain`) and the same
-ranking with class weights (`weighed`), on the same held-out predictions of one
-retrain.py run each.
+"""Does weighing each class's doubts make the label-issue flags ones a user can trust?
+Three rankings of the same flags, on the same held-out predictions of one retrain.py run
+each:
 
-The weights tried: with e_c = 1 - AP_c the class's out-of-fold error (the training
-part's held-out predictions), w_c = min(e) / e_c (1 for the best-known class), and each
-class's self-confidence becomes 1 - w_c (1 - self-confidence) in the label quality score:
-a class the model gets wrong three times as often counts its doubts a third as much. The
-flags themselves do not change, only their order. Measured, it does the opposite of what
-was hoped on this data (docs/data.md#flags-a-user-can-trust), so the project does not use
-it; this script keeps the measurement.
+- `plain`: confident learning's label quality score, every class alike;
+- `by AP`: each class weighed by how well the model knows it, w_c = min(e) / e_c with
+  e_c = 1 - AP_c on the training part's out-of-fold predictions (tried, not used);
+- `by noise`: label_issues.py's own ranking, each class weighed by the label noise
+  confident learning estimates in it, w_c = min(1, r_c / median(r)) (`class_weights`).
+
+Each weight w_c turns a class's self-confidence into 1 - w_c (1 - self-confidence).
 
 1. **Labels exact by construction.** A copy of the demo data in which a quarter of the
    photos, drawn at random, are turned grayscale and labelled `black & white`, and
@@ -37,8 +36,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 import retrain
-from bench.experiments.label_issues_vs_cleanlab import (REPO, corrupt, measure, recorded_parts,
-                                                        relative)
+from bench.experiments.label_issues_vs_cleanlab import REPO, corrupt, measure, recorded_parts
 from bench.retrain_outputs import output_flags
 from multilabel.data import listfile
 from multilabel.evaluation import label_issues, metrics
@@ -94,9 +92,13 @@ def weighed_scores(labels, probs, weights, alpha=label_issues.SCORE_ALPHA):
     return score
 
 
-def ranked(parts, weighed):
-    """Every part's issues worst first (as label_issues.rank_issues ranks them), with the
-    class weights of the training part's out-of-fold predictions or without them."""
+RULES = ("plain", "by AP", "by noise")
+
+
+def ranked(parts, rule):
+    """Every part's issues worst first by `rule` (RULES)."""
+    if rule == "by noise":
+        return label_issues.rank_issues(parts)
     train = next(part for part in parts if part.name == "train")
     weights = class_weights(train.labels, train.probs)
     issues = []
@@ -104,7 +106,7 @@ def ranked(parts, weighed):
         if not len(part.paths):
             continue
         add, remove = label_issues.find_issues(part.labels, part.probs)
-        scores = (weighed_scores(part.labels, part.probs, weights) if weighed
+        scores = (weighed_scores(part.labels, part.probs, weights) if rule == "by AP"
                   else label_issues.quality_scores(part.labels, part.probs))
         for i in np.flatnonzero((add | remove).any(axis=1)):
             issues.append((float(scores[i]), part.paths[i], add[i] | remove[i]))
@@ -145,14 +147,16 @@ def exact_table(args):
             scenes = exact_copy(source, folder, np.random.default_rng(seed))
             parts = run_retrain(folder, args, f"exact-{seed}")
             train = parts["train"]
-            weights = class_weights(train.labels, train.probs)
-            print(f"<!-- seed {seed}: class weights "
-                  f"{', '.join(f'{w:.2f}' for w in weights)} -->", file=sys.stderr)
-            for weighed in (False, True):
-                issues = ranked(list(parts.values()), weighed)
+            for rule, weights in (("by AP", class_weights(train.labels, train.probs)),
+                                  ("by noise", label_issues.class_weights(train.labels,
+                                                                          train.probs))):
+                print(f"seed {seed}: weights {rule}: "
+                      f"{', '.join(f'{w:.2f}' for w in weights)}", file=sys.stderr)
+            for rule in RULES:
+                issues = ranked(list(parts.values()), rule)
                 on_exact = [bool((i.add | i.remove)[scenes:].any()) for i in issues]
                 where = np.flatnonzero(on_exact) / max(len(issues) - 1, 1)
-                print(f"| {seed} | {'weighed' if weighed else 'plain'} | "
+                print(f"| {seed} | {rule} | "
                       f"{sum(on_exact[:20])} | {sum(on_exact[:100])} | {sum(on_exact)} of "
                       f"{len(issues)} | {where.mean():.2f} |")
 
@@ -160,7 +164,8 @@ def exact_table(args):
 def corrupted_table(args):
     source = os.path.abspath(args.image_dir)
     train = listfile.read_list_file(os.path.join(source, "dataset_train.lst"))
-    print("\n| corrupted | seed | k | recall plain | recall weighed |\n| --- | --- | --- | --- | --- |")
+    print("\n| corrupted | seed | k | " + " | ".join(f"recall {r}" for r in RULES)
+          + " |\n| --- | --- | --- |" + " --- |" * len(RULES))
     for count in args.counts:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as folder:
@@ -170,11 +175,12 @@ def corrupted_table(args):
                 entries, corrupted = corrupt(train, count, np.random.default_rng(seed))
                 listfile.write_list_file(os.path.join(folder, "dataset_train.lst"), entries)
                 parts = run_retrain(folder, args, f"corrupted-{count}-{seed}")
-                lists = {w: [relative(i.image, folder) for i in ranked(list(parts.values()), w)]
-                         for w in (False, True)}
+                # images/NAME, as the list names it (a kept run's folder was another).
+                lists = [["/".join(i.image.replace(os.sep, "/").split("/")[-2:])
+                          for i in ranked(list(parts.values()), rule)] for rule in RULES]
                 for k in (count, 2 * count):
-                    print(f"| {count} | {seed} | {k} | {measure(lists[False], corrupted, k)[1]:.3f} "
-                          f"| {measure(lists[True], corrupted, k)[1]:.3f} |")
+                    print(f"| {count} | {seed} | {k} | " + " | ".join(
+                        f"{measure(ranking, corrupted, k)[1]:.3f}" for ranking in lists) + " |")
 
 
 def main(argv=None):

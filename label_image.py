@@ -31,13 +31,15 @@ import os
 import sys
 import time
 
+import numpy as np
+
 
 from multilabel.base.arguments import names, positive_int
 from multilabel.base.command import run_command
 from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, UserError
 from multilabel.base.project import DETAILS, default_path
 from multilabel.data.image_sources import images_in_folder, images_in_list
-from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
+from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD, apply_thresholds
 from multilabel.labelling import run_folder
 from multilabel.labelling.classifier import ENGINES, Classifier, LoadOptions
 from multilabel.labelling.label_report import FORMATS, Report
@@ -166,6 +168,9 @@ def parse_args(argv=None):
     output.add_argument("--labelled", metavar="LIST",
                         help="with --rank: a list (.lst or one path a line) of the images "
                              "already labelled, e.g. the training list")
+    output.add_argument("--review_page", metavar="HTML",
+                        help="with --rank: also write the ranked images as a review page, to "
+                             "label in the browser and save as a CSV label file to add")
     output.add_argument("--bottleneck_dir",
                         help="with --rank: the cache of feature vectors (default: "
                              "MODEL_DETAILS/bottlenecks in the project folder, as retrain.py's)")
@@ -249,7 +254,25 @@ def _ranked(args, files, classifier, results):
         images_in_list(args.labelled) if args.labelled else (), args.bottleneck_dir)
     logger.info("Ranked %d images by --rank %s; %d near-duplicates of another or of a "
                 "labelled image put last", len(ok), args.rank, int(repeats.sum()))
+    if args.review_page:
+        _write_review_page(args.review_page, classifier, [ok[i] for i in order])
     return [r for r in results if not r.ok] + [ok[i] for i in order]
+
+
+def _write_review_page(path, classifier, ranked):
+    """The review page of the `ranked` results: the model's labels suggested for each."""
+    from multilabel.labelling.ranking import margins
+    from multilabel.report import review_page
+
+    probs = np.array([r.probabilities for r in ranked])
+    suggested = apply_thresholds(probs, classifier.thresholds, classifier.never_empty)
+    label_file, cards = review_page.unlabelled_cards(
+        [r.image for r in ranked], suggested, probs,
+        [f"rank {k + 1}, margin {m:.2f}"
+         for k, m in enumerate(margins(probs, classifier.thresholds))])
+    review_page.write_review_page(path, classifier.class_names, label_file, cards,
+                                  unlabelled=True)
+    logger.info("Wrote %s: %d images to label", path, len(cards))
 
 
 def image_paths(args):

@@ -210,7 +210,8 @@ def test_label_image_ranks_photos_to_label_next_with_near_duplicates_last(traine
     capsys.readouterr()
     assert label_image.main(["--model_dir", str(out), "--rank", "uncertain", "--output_format",
                              "json", "--bottleneck_dir", str(out / "bottlenecks"),
-                             "--labelled", str(data / "dataset_train.lst"), *test]) == 0
+                             "--labelled", str(data / "dataset_train.lst"),
+                             "--review_page", str(trained / "next.html"), *test]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(r["image"] for r in rows) == sorted(test)
     thresholds = np.array([float(t) for t in (out / "output_thresholds.txt").read_text().split()])
@@ -218,6 +219,12 @@ def test_label_image_ranks_photos_to_label_next_with_near_duplicates_last(traine
     # Every test image has a near-duplicate among the training stripes: all go last, in
     # margin order.
     assert list(margins) == sorted(margins)
+    page = (trained / "next.html").read_text(encoding="utf-8")
+    start = page.index('id="data"')
+    cards = json.loads(page[page.index(">", start) + 1:page.index("</script>", start)])["cards"]
+    assert [c["kind"] for c in cards] == ["new"] * len(rows)
+    assert [c["probs"][0] for c in cards] == [
+        [round(p, 4) for p in r["probabilities"]] for r in rows]
 
 
 def test_dedupe_leaves_the_leaked_test_images_out_of_the_measures(tmp_path, tiny_module):

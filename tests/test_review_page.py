@@ -195,3 +195,33 @@ def test_accept_edit_reject_survive_a_reload_and_save_the_whole_label_file(tmp_p
             ("10.jpg", ["trees"])]
     finally:
         chrome.quit()
+
+
+@pytest.mark.timeout(300)
+def test_photos_to_label_save_only_the_ones_given_labels(tmp_path):
+    train, test = _parts(tmp_path / "photos")
+    paths = [*train.paths, *test.paths]  # 1, 2, 10, 3 (the rank order)
+    suggested = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]])
+    label_file, page_cards = review_page.unlabelled_cards(
+        paths, suggested, suggested * 0.8 + 0.1, [f"rank {k + 1}" for k in range(4)])
+    assert label_file.names == ("1.jpg", "2.jpg", "10.jpg", "3.jpg")  # in their folder
+    page = tmp_path / "next.html"
+    review_page.write_review_page(str(page), CLASSES, label_file, page_cards, unlabelled=True)
+    text = page.read_text(encoding="utf-8")
+    assert "labels.json" not in text.split('id="data"')[1].split("</script>")[0]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    chrome = _browser(downloads)
+    try:
+        from selenium.webdriver.common.by import By
+
+        chrome.get(page.as_uri())
+        body = chrome.find_element(By.TAG_NAME, "body")
+        body.send_keys("a", "j", "1", "j", "r")  # accept 1.jpg, 2.jpg + sea, skip 10.jpg
+        body.send_keys("s")
+        table = csv_labels.parse_csv_labels(io.StringIO(_saved(downloads, "labels.csv")),
+                                            class_names=CLASSES)
+        assert [(r.name, sorted(r.labels)) for r in table.rows] == [
+            ("1.jpg", ["sea"]), ("2.jpg", ["sea", "sunset"])]
+    finally:
+        chrome.quit()

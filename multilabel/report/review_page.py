@@ -128,11 +128,28 @@ def _pair_suggestion(labels, probs):
     return np.asarray(labels[int(np.argmax(scores))]).astype(int)
 
 
-def page_data(class_names, label_file, page_cards, thumbnails):
+def unlabelled_cards(paths, suggested, probs, notes):
+    """`(LabelFile, cards)` for photos to label (label_image.py --rank), one card each in
+    the given order: the suggestion is the model's label set. The label file names each
+    photo relative to the folder that holds them all."""
+    folder = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    names = tuple(os.path.relpath(os.path.abspath(p), folder).replace(os.sep, "/")
+                  for p in paths)
+    label_file = LabelFile("tags", tuple(paths), names,
+                           np.zeros((len(paths), np.shape(suggested)[1]), int))
+    return label_file, [Card("new", (i,), np.asarray(suggested[i]).astype(int), (probs[i],),
+                             ("unlabelled",), notes[i]) for i in range(len(paths))]
+
+
+def page_data(class_names, label_file, page_cards, thumbnails, unlabelled=False):
     """The JSON the page's script reads: classes, every image's name and labels, the
-    cards. `thumbnails` maps an image index to its data URI."""
+    cards. `thumbnails` maps an image index to its data URI. `unlabelled`: the images
+    have no labels yet (unlabelled_cards), so "Save labels" writes only the ones accepted
+    or edited, as a CSV (labels.json lists every image of a folder by position)."""
+    layouts = {k: v for k, v in LAYOUTS.items() if not unlabelled or k != "json"}
     return {
-        "classes": list(class_names), "layout": label_file.layout, "layouts": LAYOUTS,
+        "classes": list(class_names), "layout": label_file.layout, "layouts": layouts,
+        "unlabelled": unlabelled,
         "files": [{"name": name, "labels": [int(v) for v in labels]}
                   for name, labels in zip(label_file.names, label_file.labels)],
         "order": sorted(range(len(label_file.names)),
@@ -160,11 +177,12 @@ def render(data, title="Review labels"):
             f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
-def write_review_page(path, class_names, label_file, page_cards):
+def write_review_page(path, class_names, label_file, page_cards, unlabelled=False):
     """Atomically write the review page of `page_cards` over `label_file`."""
     shown = sorted({i for card in page_cards for i in card.images})
     thumbnails = {i: thumbnail_uri(label_file.paths[i]) for i in shown}
-    atomic.write_text(path, render(page_data(class_names, label_file, page_cards, thumbnails)))
+    atomic.write_text(path, render(page_data(class_names, label_file, page_cards, thumbnails,
+                                             unlabelled)))
 
 
 HELP = """<p class="note">Each card is a doubt: an image whose given labels the model
@@ -215,7 +233,9 @@ function labelsOf(k) {
   return choice.action === "accept" ? data.cards[k].suggested : choice.labels;
 }
 function shownLabels(k) {
-  return labelsOf(k) || data.files[data.cards[k].images[0]].labels;
+  // Before a choice: the given labels, or for a photo without any, the suggestion.
+  return labelsOf(k) || (data.unlabelled ? data.cards[k].suggested
+                                         : data.files[data.cards[k].images[0]].labels);
 }
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -267,7 +287,8 @@ function drawCard(k) {
     });
     box.append(el("div", {class: "image"}, el("img", {src: card.thumbs[m], alt: file.name}),
       el("div", {class: "file", title: file.name}, `${file.name} (${card.parts[m]})`),
-      el("div", {}, "given: ", el("b", {}, names(file.labels))), table));
+      el("div", {}, "given: ", el("b", {}, data.unlabelled ? "(not labelled yet)" :
+                                                            names(file.labels))), table));
   });
   const labels = shownLabels(k);
   const boxes = el("div", {class: "labels"});
@@ -284,8 +305,8 @@ function drawCard(k) {
   const status = choice ? {accept: "accepted", reject: "rejected: labels kept as given",
                            edit: "edited"}[choice.action] : "not decided";
   box.append(el("div", {},
-    el("div", {}, card.kind === "pair" ? "near-duplicates labelled differently" :
-                                         "labels that look wrong", el("span", {class: "note"}, ` ${card.note}`)),
+    el("div", {}, {pair: "near-duplicates labelled differently", new: "to label",
+                   issue: "labels that look wrong"}[card.kind], el("span", {class: "note"}, ` ${card.note}`)),
     el("div", {}, "suggested: ", el("b", {}, names(card.suggested))),
     el("div", {}, "labels to save: ", boxes),
     el("div", {}, accept, reject, el("span", {class: "status"}, status))));
@@ -345,22 +366,30 @@ function corrected() {
 function csvCell(text) {
   return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
 }
+function rows() {
+  // Photos to label: only those given labels here (accepted or edited).
+  if (!data.unlabelled) return data.order;
+  const chosen = new Set();
+  data.cards.forEach((card, k) => { if (labelsOf(k)) card.images.forEach((f) => chosen.add(f)); });
+  return data.order.filter((i) => chosen.has(i));
+}
 function fileText(layout, labels) {
+  const order = rows();
   if (layout === "json") {
-    return data.order.map((i) => "[" + labels[i].map((v) => (v ? "1" : "-1")).join(", ") + "]")
+    return order.map((i) => "[" + labels[i].map((v) => (v ? "1" : "-1")).join(", ") + "]")
       .join("\n");
   }
   if (layout === "one-hot") {
     return ["image," + data.classes.map(csvCell).join(","),
-            ...data.order.map((i) => csvCell(data.files[i].name) + "," + labels[i].join(","))]
+            ...order.map((i) => csvCell(data.files[i].name) + "," + labels[i].join(","))]
       .join("\n") + "\n";
   }
-  const empty = data.order.find((i) => !labels[i].some((v) => v));
+  const empty = order.find((i) => !labels[i].some((v) => v));
   if (empty !== undefined) {
     throw new Error(`${data.files[empty].name} has no label, which an image,tags CSV ` +
                     "cannot say: save it one-hot");
   }
-  return ["image,tags", ...data.order.map((i) => csvCell(data.files[i].name) + "," +
+  return ["image,tags", ...order.map((i) => csvCell(data.files[i].name) + "," +
           csvCell(data.classes.filter((_, c) => labels[i][c]).join(" ")))].join("\n") + "\n";
 }
 function saveLabels() {

@@ -14,7 +14,8 @@ import numpy as np
 from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
-from multilabel.evaluation import label_issues, metrics, near_duplicates, thresholds as thresholds_lib
+from multilabel.evaluation import label_issues, metrics, near_duplicates
+from multilabel.evaluation import thresholds as thresholds_lib
 from multilabel.export import stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder

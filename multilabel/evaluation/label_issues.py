@@ -51,8 +51,8 @@ out-of-fold AP, lost corrupted labels from the top rows).
 
 These are, less the class weights, the defaults of cleanlab's
 `find_label_issues(multi_label=True)` and `get_label_quality_scores`, which
-bench/experiments/label_issues_vs_cleanlab.py compares against; cleanlab is AGPL-3.0, so this module reimplements the published rule instead
-of depending on it.
+bench/experiments/label_issues_vs_cleanlab.py compares against; cleanlab is AGPL-3.0, so
+this module reimplements the published rule instead of depending on it.
 """
 
 import csv

@@ -5,8 +5,8 @@ precision/recall trade-off sits, whether training converged, which images came o
 and why, and which given labels look wrong. The page holds it all in one file that
 opens from disk in any browser and fetches nothing: plots (`plots`, matplotlib) and
 thumbnails are inline data URIs, the style sheet is inline, there is no script and no
-link out but one to the review page beside it (review_page). It is built with the stdlib (`html.escape`); every text that comes from the
-data is escaped.
+link out but one, to the review page beside it (review_page). It is built with the
+stdlib (`html.escape`); every text that comes from the data is escaped.
 """
 
 import base64

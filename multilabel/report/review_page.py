@@ -306,7 +306,8 @@ function drawCard(k) {
                            edit: "edited"}[choice.action] : "not decided";
   box.append(el("div", {},
     el("div", {}, {pair: "near-duplicates labelled differently", new: "to label",
-                   issue: "labels that look wrong"}[card.kind], el("span", {class: "note"}, ` ${card.note}`)),
+                   issue: "labels that look wrong"}[card.kind],
+                  el("span", {class: "note"}, ` ${card.note}`)),
     el("div", {}, "suggested: ", el("b", {}, names(card.suggested))),
     el("div", {}, "labels to save: ", boxes),
     el("div", {}, accept, reject, el("span", {class: "status"}, status))));

@@ -33,6 +33,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 
 from multilabel.base import environment
 
@@ -46,7 +48,7 @@ from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, U
                                     is_no_space)
 from multilabel.base.project import DETAILS, default_path
 from multilabel.data.image_sources import images_in_folder, images_in_list
-from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
+from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD, apply_thresholds
 from multilabel.labelling import run_folder
 from multilabel.labelling.classifier import ENGINES, Classifier, LoadOptions
 from multilabel.labelling.label_report import FORMATS, Report
@@ -177,6 +179,20 @@ def parse_args(argv=None):
                         help="text: show only the K most probable labels (default: all)")
     output.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per run of the graph (default: %(default)s)")
+    output.add_argument("--rank", choices=("uncertain",),
+                        help="write the images in the order to label them next: uncertain, "
+                             "the smallest distance (in log-odds) to a class threshold first; "
+                             "near-duplicates of an image above or of a --labelled image go "
+                             "last (docs/data.md#what-to-label-next)")
+    output.add_argument("--labelled", metavar="LIST",
+                        help="with --rank: a list (.lst or one path a line) of the images "
+                             "already labelled, e.g. the training list")
+    output.add_argument("--review_page", metavar="HTML",
+                        help="with --rank: also write the ranked images as a review page, to "
+                             "label in the browser and save as a CSV label file to add")
+    output.add_argument("--bottleneck_dir",
+                        help="with --rank: the cache of feature vectors (default: "
+                             "MODEL_DETAILS/bottlenecks in the project folder, as retrain.py's)")
     output.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
     args = parser.parse_args(argv)
     if not (args.image or args.paths or args.image_dir or args.image_list):
@@ -241,7 +257,10 @@ def label(args):
     out.write(report.header())
     labelled = failed = 0
     start = time.monotonic()
-    for result in classifier.results(paths, args.batch_size):
+    results = classifier.results(paths, args.batch_size)
+    if args.rank:
+        results = _ranked(args, files, classifier, list(results))
+    for result in results:
         if not result.ok:
             print(result.error, file=sys.stderr)
             failed += 1
@@ -258,6 +277,38 @@ def label(args):
     if not failed:
         return EXIT_OK
     return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT
+
+
+def _ranked(args, files, classifier, results):
+    """`results` in --rank's order, the failed ones first (they are reported, not ranked)."""
+    from multilabel.labelling import next_photos  # loads the feature module: only here
+
+    ok = [r for r in results if r.ok]
+    probs = [r.probabilities for r in ok]
+    order, repeats = next_photos.ranked(
+        files.folder, [r.image for r in ok], probs, classifier.thresholds,
+        images_in_list(args.labelled) if args.labelled else (), args.bottleneck_dir)
+    logger.info("Ranked %d images by --rank %s; %d near-duplicates of another or of a "
+                "labelled image put last", len(ok), args.rank, int(repeats.sum()))
+    if args.review_page:
+        _write_review_page(args.review_page, classifier, [ok[i] for i in order])
+    return [r for r in results if not r.ok] + [ok[i] for i in order]
+
+
+def _write_review_page(path, classifier, ranked):
+    """The review page of the `ranked` results: the model's labels suggested for each."""
+    from multilabel.labelling.ranking import margins
+    from multilabel.report import review_page
+
+    probs = np.array([r.probabilities for r in ranked])
+    suggested = apply_thresholds(probs, classifier.thresholds, classifier.never_empty)
+    label_file, cards = review_page.unlabelled_cards(
+        [r.image for r in ranked], suggested, probs,
+        [f"rank {k + 1}, margin {m:.2f}"
+         for k, m in enumerate(margins(probs, classifier.thresholds))])
+    review_page.write_review_page(path, classifier.class_names, label_file, cards,
+                                  unlabelled=True)
+    logger.info("Wrote %s: %d images to label", path, len(cards))
 
 
 def image_paths(args):

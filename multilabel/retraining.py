@@ -17,7 +17,7 @@ from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
 from multilabel.evaluation import (bootstrap, calibration as calibration_lib, label_issues,
-                                   metrics, thresholds as thresholds_lib)
+                                   metrics, near_duplicates, thresholds as thresholds_lib)
 from multilabel.export import model_card, stage, tflite_metadata
 from multilabel.features import module_set
 from multilabel.features.backbones import module_builder
@@ -50,6 +50,9 @@ def run(options, changed=()):
     features = _bottlenecks(options, module, data)
     train_x, validation_x, _ = features
     scales = _feature_scales(module, train_x)
+    found = near_duplicates.find_near_duplicates((data.train, data.validation, data.test),
+                                                 np.concatenate(features))
+    leaked = {found.paths[i] for i in found.leaked_test()} if options.dedupe else set()
     clock.lap("bottlenecks")
 
     if not len(data.validation):
@@ -66,7 +69,8 @@ def run(options, changed=()):
               "best_step": result.step}
     if scales is not None:
         report["feature_scales"] = _member_scales(module, scales)
-    evaluation = final = _evaluate(options, data, result, features, result.step, scales)
+    evaluation = final = _evaluate(options, data, result, features, result.step, scales,
+                                   leaked=leaked)
     clock.lap("evaluation")
     if not options.fine_tune:
         report.update(evaluation.report)
@@ -76,7 +80,7 @@ def run(options, changed=()):
             tuned = fine_tuning.fine_tune(options, module, data, features, result, scratch)
             clock.lap("fine-tuning")
             final = _evaluate(options, data, tuned.head, tuned.features, result.step, scales,
-                              phase_1=evaluation)
+                              phase_1=evaluation, leaked=leaked)
             clock.lap("evaluation")
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
             if len(final.test):
@@ -85,12 +89,18 @@ def run(options, changed=()):
                               final.head, data, final, report)
     issues = _write_label_issues(options.label_issues, final, data.class_names)
     outputs.add("label_issues", options.label_issues)
+    _write_near_duplicates(options.near_duplicates, found)
+    outputs.add("near_duplicates", options.near_duplicates)
     if options.model_card:
         _write_model_card(options, module, data, report, issues, changed)
         outputs.add("model_card", options.model_card)
+    reviewed = _write_review_page(options, data, issues, found, final)
+    if reviewed is not None:
+        outputs.add("review_page", options.review_page)
     clock.lap("export")
     if options.report_page and _write_report_page(options, changed, module, data, result,
-                                                  report, final, clock.seconds, issues):
+                                                  report, final, clock.seconds, issues, found,
+                                                  reviewed):
         outputs.add("report_page", options.report_page)
     outputs.write_manifest()  # last: it makes every output above one run's set
     return report
@@ -105,7 +115,7 @@ class _Evaluation(collections.namedtuple(
     calibration folded in) and that calibration."""
 
 
-def _evaluate(options, data, result, features, head_steps, scales, phase_1=None):
+def _evaluate(options, data, result, features, head_steps, scales, phase_1=None, leaked=()):
     """Thresholds from out-of-fold heads on `features` (scaled by `scales` as the head was),
     then the validation and test report.
 
@@ -115,6 +125,9 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
     it did not train on, and replaced by 0.5 where 0.5 does better there
     (docs/fine_tuning.md#thresholds); and the training images' labels are judged by
     phase 1's out-of-fold predictions, which the fine-tuned module did not train on.
+
+    The test images in `leaked` (paths: --dedupe's near-duplicates of training images)
+    are left out of the test measures, which are then also given with them.
     """
     train_x, validation_x, test_x = features
     train_labels = np.concatenate([data.train.labels, data.validation.labels])
@@ -159,6 +172,9 @@ def _evaluate(options, data, result, features, head_steps, scales, phase_1=None)
         report["validation"] = {"class_names": list(data.class_names), **metrics.evaluate(
             data.validation.labels, validation_probs, chosen, never_empty)}
     test, test_x = _test_subset(data.test, test_x, options)
+    if leaked:
+        test, test_x = _without_leaks(test, test_x, _probs(test_x, result), leaked, chosen,
+                                      never_empty, report)
     test_probs = _probs(test_x, result)
     report["calibration"] = {**calibrated.report(), "fitted_on": fitted_on[0],
                              "images": len(fitted_on[1])}
@@ -222,6 +238,26 @@ def _calibration_effect(labels, raw, calibrated, never_empty):
         (probs, thresholds, never_empty))["expected_calibration_error"]
     effect["test_label_sets_changed"] = int(changed.sum())
     return effect
+
+
+def _without_leaks(test, test_x, test_probs, leaked, chosen, never_empty, report):
+    """The test part and its features without the `leaked` images; the measures with
+    them (from `test_probs`) go into `report` as "test_with_near_duplicates", and the log
+    says how much leaving them out moves the measures."""
+    keep = [i for i, path in enumerate(test.paths) if path not in leaked]
+    if len(keep) == len(test):
+        return test, test_x
+    with_leaks = metrics.evaluate(test.labels, test_probs, chosen, never_empty)
+    report["test_with_near_duplicates"] = with_leaks
+    test, test_x, test_probs = test.subset(keep), test_x[keep], test_probs[keep]
+    if len(test):
+        without = metrics.evaluate(test.labels, test_probs, chosen, never_empty)
+        logger.info("--dedupe: %d test images with a near-duplicate in training left out of "
+                    "the measures: test mAP %.4f -> %.4f, exact match %.4f -> %.4f",
+                    with_leaks["num_instances"] - len(test),
+                    with_leaks["mean_average_precision"], without["mean_average_precision"],
+                    with_leaks["exact_match"], without["exact_match"])
+    return test, test_x
 
 
 def _feature_scales(module, train_x):
@@ -394,6 +430,36 @@ def _write_label_issues(path, evaluation, class_names):
     return issues
 
 
+def _write_near_duplicates(path, found):
+    """The near-duplicates file, and one log line of what it holds."""
+    near_duplicates.write_near_duplicates(path, found)
+    counts = found.counts()
+    logger.info("Wrote %s: %d test images with a near-duplicate in training, %d pairs within "
+                "training, %d pairs labelled differently (label issues too)", path,
+                counts["leaked_test"], counts["within_training"], counts["different_labels"])
+
+
+def _write_review_page(options, data, issues, found, evaluation):
+    """Write the review page (report.review_page); return how many cards it holds, or None
+    where it was not written (left out, or failed: one warning, never a failed run)."""
+    if not options.review_page:
+        return None
+    try:
+        from multilabel.report import review_page  # as the report page: see below
+
+        parts = (data.train, data.validation, data.test)
+        label_file = review_page.label_file_of(options.image_dir, parts)
+        cards = review_page.cards(label_file, issues, found, evaluation.held_out)
+        review_page.write_review_page(options.review_page, data.class_names, label_file,
+                                      cards)
+    except Exception as e:  # any error at all: the page only shows outputs already written
+        logger.warning("Could not write the review page %s (%s: %s); the other outputs are "
+                       "written", options.review_page, type(e).__name__, e)
+        return None
+    logger.info("Wrote %s: %d images or pairs to review", options.review_page, len(cards))
+    return len(cards)
+
+
 def _explained(options, module, evaluation):
     """The report's class activation maps of the worst wrong test images and a few right
     ones, from the exported graph (labelling.class_activation), or why there are none."""
@@ -423,13 +489,13 @@ def _explained(options, module, evaluation):
 
 
 def _write_report_page(options, changed, module, data, result, report, evaluation,
-                       stage_seconds, issues):
+                       stage_seconds, issues, found, reviewed):
     """Write the HTML report page last; a failure is one warning, never a failed run.
     Whether it was written."""
     path = options.report_page
     try:
         # Imported here, not at the top: a broken plotting install must not stop training.
-        from multilabel.report import page
+        from multilabel.report import data_sections, page
 
         run_facts = page.RunFacts(
             module=",".join(options.tfhub_module),
@@ -449,7 +515,11 @@ def _write_report_page(options, changed, module, data, result, report, evaluatio
             options.report_wrong_images, issues=[
                 dataclasses.replace(i, probs=evaluation.calibration.probs(i.probs[None])[0])
                 for i in issues],  # shown against the calibrated thresholds
-            explained=_explained(options, module, evaluation))
+            explained=_explained(options, module, evaluation), sections=[
+                data_sections.near_duplicates_section(
+                    found, os.path.basename(options.near_duplicates)),
+                *([data_sections.review_link_section(options.review_page, path, reviewed)]
+                  if reviewed is not None else [])])
     except Exception as e:  # any error at all: the page only shows outputs already written
         logger.warning("Could not write the report page %s (%s: %s); the other outputs are "
                        "written", path, type(e).__name__, e)

@@ -129,3 +129,48 @@ def test_nothing_to_flag_writes_the_header_only(tmp_path):
     assert label_issues.write_label_issues(path, [_part("train", SHY_LABELS, SHY_PROBS)],
                                            ("a",)) == []
     assert path.read_text() == "image,given,suggested_add,suggested_remove,score,part\n"
+
+
+# Twelve images. Class 0 is ONE twice: 2 wrong labels estimated among each flag (4 in
+# all). Class 1 is clean but for image 5, given present at p .15: t_present =
+# (5 * .9 + .15) / 6 = .775, t_absent = (4 * .9 + .6 + .7) / 6 = .817; image 5 is
+# confidently absent (.85), so 6 * 1/6 = 1 wrong label among the given present, none among
+# the absent. The median class has (4 + 1) / 2 = 2.5: weights 1 (capped) and 1/2.5 = .4.
+NOISY_LABELS = np.stack([np.tile(ONE_LABELS[:, 0], 2), [1] * 6 + [0] * 6], axis=1)
+NOISY_PROBS = np.stack([np.tile(ONE_PROBS[:, 0], 2),
+                        [.9] * 5 + [.15] + [.1] * 4 + [.4, .3]], axis=1)
+
+
+def test_a_class_counts_its_doubts_by_the_label_noise_estimated_in_it():
+    assert label_issues.noise_counts(NOISY_LABELS, NOISY_PROBS).tolist() == [[2, 2], [0, 1]]
+    np.testing.assert_allclose(label_issues.class_weights(NOISY_LABELS, NOISY_PROBS), [1, 0.4])
+    # A third class, class 0's complement, with 2 + 2 wrong labels: the median class has
+    # 4, so class 1 counts 1/4 and the other two fully.
+    three = np.concatenate([NOISY_LABELS, 1 - NOISY_LABELS[:, :1]], axis=1)
+    three_probs = np.concatenate([NOISY_PROBS, 1 - NOISY_PROBS[:, :1]], axis=1)
+    assert label_issues.noise_counts(three, three_probs)[2].tolist() == [2, 2]
+    np.testing.assert_allclose(label_issues.class_weights(three, three_probs), [1, 0.25, 1])
+    # No class with any estimated noise: nothing to weigh by.
+    clean = np.array([[1, 0], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(label_issues.class_weights(clean, clean * 0.8 + 0.1), [1, 1])
+
+
+def test_doubts_on_a_clean_class_go_down_the_ranking():
+    # Image 5 is flagged on class 0 (given absent, p .7: confidence .3) and on class 1
+    # (given present, p .15: .15). Unweighed it comes first, .8 * .15 + .2 * .3 = .18;
+    # with class 1 at .4 its confidence there is 1 - .4 * .85 = .66, the score
+    # .8 * .3 + .2 * .66 = .372, after images 2 and 8 (.8 * .1 + .2 * (1 - .4 * .1) = .272).
+    # Image 11: class 0 .3, class 1 given absent at p .3: 1 - .4 * .3 = .88, so .416.
+    plain = label_issues.quality_scores(NOISY_LABELS, NOISY_PROBS)
+    assert np.argsort(plain[[2, 5, 8, 11]], kind="stable").tolist() == [1, 0, 2, 3]
+    part = label_issues.HeldOut("train", tuple(str(i) for i in range(12)), NOISY_LABELS,
+                                NOISY_PROBS)
+    issues = label_issues.rank_issues([part])
+    assert [i.image for i in issues] == ["2", "8", "5", "11"]
+    np.testing.assert_allclose([i.score for i in issues], [.272, .272, .372, .416])
+    # A test part is weighed by the training part's weights, not its own.
+    test = label_issues.HeldOut("test", part.paths, NOISY_LABELS, NOISY_PROBS[:, ::-1])
+    alone = {i.image: i.score for i in label_issues.rank_issues([test])}
+    beside = {i.image: i.score for i in label_issues.rank_issues([part, test])
+              if i.part == "test"}
+    assert alone.keys() == beside.keys() and alone != beside

@@ -22,6 +22,8 @@ import data_generation
 import label_image
 import retrain
 from multilabel.data import listfile
+from multilabel.evaluation import near_duplicates
+from multilabel.labelling import ranking
 from multilabel.report import plots
 from tests.report_html import assert_self_contained, decode_data_uri
 
@@ -141,7 +143,8 @@ def test_the_report_page_shows_the_run_and_embeds_everything(trained):
     text = (out / "report.html").read_text(encoding="utf-8")
     page = assert_self_contained(text)
     assert page.sections == ["run", "measures", "curves", "calibration", "wrong", "correct",
-                             "heatmaps", "labels"]
+                             "heatmaps", "labels", "near-duplicates", "review"]
+    assert ("a", "href", "review.html") in page.urls
     images = [decode_data_uri(src) for srcs in page.images.values() for src in srcs]
     assert len(images) == sum(len(srcs) for srcs in page.images.values())
     assert [i.format for i in images[:4]] == ["PNG"] * 4  # training curve, 3 PR curves
@@ -201,6 +204,67 @@ def test_a_class_with_three_positives_keeps_one_half_and_is_named(tmp_path, tiny
     warning = next(r.getMessage() for r in caplog.records if "Class blue" in r.getMessage())
     assert "Class blue: only 3 positive image(s) to choose its threshold on (train " in warning
     assert ", test 0), under 8: threshold 0.5, not " in warning
+
+
+def test_near_duplicates_csv_and_the_review_page_are_in_the_run_folder(trained):
+    out = trained / "details"
+    with open(out / "near_duplicates.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    # Images of one label set differ only by noise: every one has near-duplicates.
+    assert rows and all(float(r["similarity"]) >= near_duplicates.THRESHOLD for r in rows)
+    assert {r["part"] for r in rows} <= {"train", "validation", "test"}
+    assert {r["same_labels"] for r in rows} <= {"yes", "no"}
+    text = (out / "review.html").read_text(encoding="utf-8")
+    start = text.index('id="data"')
+    data = json.loads(text[text.index(">", start) + 1:text.index("</script>", start)])
+    corrupted = listfile.read_list_file(trained / "data" / "dataset_train.lst")[0]
+    assert data["layout"] == "json" and data["classes"] == NAMES.split(",")
+    assert len(data["files"]) == len(listfile.read_list_file(trained / "data" / "dataset.lst"))
+    first = data["cards"][0]
+    assert data["files"][first["images"][0]]["name"] == corrupted.path.removeprefix("images/")
+    true_flags = LABEL_SETS[(corrupted.index - 1) % len(LABEL_SETS)]
+    assert first["suggested"] == [int(f) for f in true_flags]
+
+
+def test_label_image_ranks_photos_to_label_next_with_near_duplicates_last(trained, capsys):
+    out = trained / "details"
+    data = trained / "data"
+    test = [str(data / e.path) for e in listfile.read_list_file(data / "dataset_test.lst")]
+    capsys.readouterr()
+    assert label_image.main(["--model_dir", str(out), "--rank", "uncertain", "--output_format",
+                             "json", "--bottleneck_dir", str(out / "bottlenecks"),
+                             "--labelled", str(data / "dataset_train.lst"),
+                             "--review_page", str(trained / "next.html"), *test]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["image"] for r in rows) == sorted(test)
+    thresholds = np.array([float(t) for t in (out / "output_thresholds.txt").read_text().split()])
+    margins = ranking.margins(np.array([r["probabilities"] for r in rows]), thresholds)
+    # Every test image has a near-duplicate among the training stripes: all go last, in
+    # margin order.
+    assert list(margins) == sorted(margins)
+    page = (trained / "next.html").read_text(encoding="utf-8")
+    start = page.index('id="data"')
+    cards = json.loads(page[page.index(">", start) + 1:page.index("</script>", start)])["cards"]
+    assert [c["kind"] for c in cards] == ["new"] * len(rows)
+    assert [c["probs"][0] for c in cards] == [
+        [round(p, 4) for p in r["probabilities"]] for r in rows]
+
+
+def test_dedupe_leaves_the_leaked_test_images_out_of_the_measures(tmp_path, tiny_module):
+    make_dataset(tmp_path / "data", per_set=4)
+    assert retrain.main(retrain_flags(tmp_path, tiny_module, "--how_many_training_steps", "20",
+                                      "--eval_step_interval", "10", "--dedupe")) == 0
+    out = tmp_path / "details"
+    with open(out / "near_duplicates.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    leaked = {r["image"] if r["part"] == "test" else r["other_image"] for r in rows
+              if sorted([r["part"], r["other_part"]]) in (["test", "train"],
+                                                          ["test", "validation"])}
+    report = json.loads((out / "metrics.json").read_text())
+    assert leaked
+    every = report["test_with_near_duplicates"]["num_instances"]
+    assert every == len(listfile.read_list_file(tmp_path / "data" / "dataset_test.lst"))
+    assert report.get("test", {"num_instances": 0})["num_instances"] == every - len(leaked)
 
 
 def test_a_report_page_that_fails_is_one_warning_and_the_run_still_succeeds(

@@ -116,6 +116,10 @@ class TrainOptions:
         "of each file name", "data")
     skip_invalid_images: bool = option(
         False, "drop missing or undecodable images (with a count) instead of stopping", "data")
+    dedupe: bool = option(
+        False, "leave the test images that have a near-duplicate in the training or validation "
+        "part (near_duplicates.csv) out of the test measures; the log says how much they "
+        "move", "data")
 
     tfhub_module: tuple = option(
         (DEFAULT_MODULE,), "feature-vector module: a built-in name (retrain.py --help lists "
@@ -266,6 +270,14 @@ class TrainOptions:
         None, "a short Markdown model card of the run (data, modules and their terms, test "
         "measures with intervals, thresholds, intended use, known limits), for the user to "
         "edit; '' for none", "outputs", parse=str, file="model_card.md")
+    near_duplicates: str | None = option(
+        None, "pairs of images whose features are nearly the same (re-encoded, resized, "
+        "cropped or recoloured copies), most similar first, as CSV", "outputs", parse=str,
+        file="near_duplicates.csv")
+    review_page: str | None = option(
+        None, "one self-contained HTML page to review the labels that look wrong and the "
+        "near-duplicates labelled differently, and save a corrected label file; '' for none",
+        "outputs", parse=str, file="review.html")
 
     @classmethod
     def from_preset(cls, preset="default", **given):

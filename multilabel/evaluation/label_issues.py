@@ -36,10 +36,23 @@ highest to lowest and combined by an exponential moving average with alpha 0.8, 
 least credible label weighs most (0.8), the next 0.16, and so on. A score near 0 means
 the given labels are surely wrong, near 1 surely right; the worst come first.
 
-These are the defaults of cleanlab's `find_label_issues(multi_label=True)` and
-`get_label_quality_scores`, which bench/experiments/label_issues_vs_cleanlab.py compares
-against; cleanlab is AGPL-3.0, so this module reimplements the published rule instead
-of depending on it.
+Confident learning trusts the model equally on every class, but the model's mistakes are
+not spread evenly: on a class whose given labels are right nearly everywhere, the few
+images the model contradicts are more likely its own mistakes than wrong labels (a photo
+turned grey, or a dark one, that the frozen features cannot tell from a dull one). So
+each class's doubts are weighed by how much label noise confident learning estimates in
+that class on the training part's out-of-fold predictions: with r_c the estimated number
+of wrong labels of class c (step 3, both flags), w_c = min(1, r_c / median(r)), and the
+score uses 1 - w_c (1 - self-confidence) for class c. A class with at least the typical
+class's noise counts its doubts fully; one with a third as much, a third. Which images
+are flagged does not change, only their order (bench/experiments/label_issues_by_class.py,
+docs/data.md#flags-a-user-can-trust: weighing by the largest class's noise instead, or by
+out-of-fold AP, lost corrupted labels from the top rows).
+
+These are, less the class weights, the defaults of cleanlab's
+`find_label_issues(multi_label=True)` and `get_label_quality_scores`, which
+bench/experiments/label_issues_vs_cleanlab.py compares against; cleanlab is AGPL-3.0, so
+this module reimplements the published rule instead of depending on it.
 """
 
 import csv
@@ -136,10 +149,23 @@ def find_issues(labels, probs):
     return suspect & (labels == 0), suspect & (labels == 1)
 
 
-def quality_scores(labels, probs, alpha=SCORE_ALPHA):
-    """[N]: each image's label quality score, low for labels that look wrong."""
+def class_weights(labels, probs):
+    """[C]: how much each class's doubts count: its estimated number of wrong labels
+    (noise_counts, both flags) over the median class's, at most 1; 1 for every class
+    where the median class has none."""
+    labels, probs = check_labels_and_probs(labels, probs)
+    wrong = noise_counts(labels, probs).sum(axis=1).astype(float)
+    typical = np.median(wrong)
+    return np.minimum(1, wrong / typical) if typical > 0 else np.ones(labels.shape[1])
+
+
+def quality_scores(labels, probs, alpha=SCORE_ALPHA, weights=None):
+    """[N]: each image's label quality score, low for labels that look wrong; with
+    `weights` [C] (class_weights), each class's doubt counts that much."""
     labels, probs = check_labels_and_probs(labels, probs)
     confidence = np.where(labels == 1, probs, 1 - probs)
+    if weights is not None:
+        confidence = 1 - np.asarray(weights) * (1 - confidence)
     descending = -np.sort(-confidence, axis=1)
     score = descending[:, 0]
     for column in descending.T[1:]:
@@ -149,13 +175,17 @@ def quality_scores(labels, probs, alpha=SCORE_ALPHA):
 
 def rank_issues(parts):
     """The label issues of every part, each found on its own part, worst first (ties in
-    part then file order)."""
+    part then file order). The class weights come from the "train" part (out-of-fold
+    predictions) where there is one, else from each part itself."""
     issues = []
+    training = [part for part in parts if part.name == "train" and len(part.paths)]
     for part in parts:
         if not len(part.paths):
             continue
         add, remove = find_issues(part.labels, part.probs)
-        scores = quality_scores(part.labels, part.probs)
+        judged = training[0] if training else part
+        scores = quality_scores(part.labels, part.probs,
+                                weights=class_weights(judged.labels, judged.probs))
         given = np.asarray(part.labels).astype(bool)
         for i in np.flatnonzero((add | remove).any(axis=1)):
             issues.append(Issue(part.paths[i], part.name, given[i], np.asarray(part.probs[i]),

@@ -5,8 +5,8 @@ precision/recall trade-off sits, whether training converged, which images came o
 and why, and which given labels look wrong. The page holds it all in one file that
 opens from disk in any browser and fetches nothing: plots (`plots`, matplotlib) and
 thumbnails are inline data URIs, the style sheet is inline, there is no script and no
-link out. It is built with the stdlib (`html.escape`); every text that comes from the
-data is escaped.
+link out but one, to the review page beside it (review_page). It is built with the
+stdlib (`html.escape`); every text that comes from the data is escaped.
 """
 
 import base64
@@ -71,7 +71,7 @@ class TestImages:
 
 
 def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
-               explained=None):
+               explained=None, sections=()):
     """Atomically write the page for one run.
 
     `measures` is the run's metrics.json content (`best_step`, `thresholds`, `test` and
@@ -79,14 +79,15 @@ def write_page(path, run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN
     images are shown, the worst by loss first (-1: all of them), and as many of
     `issues` (label_issues.Issue, worst first), the images whose labels look wrong.
     `explained` holds the class activation maps of the heat-map section
-    (report.heatmaps.Explained; None: the section says why there are none).
+    (report.heatmaps.Explained; None: the section says why there are none);
+    `sections` are more sections' HTML, put at the end.
     """
     atomic.write_text(path, render(run, measures, test, max_wrong, correct_shown, issues,
-                                   explained))
+                                   explained, sections))
 
 
 def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(),
-           explained=None):
+           explained=None, sections=()):
     """The page's HTML text."""
     written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
@@ -100,6 +101,7 @@ def render(run, measures, test, max_wrong, correct_shown=CORRECT_SHOWN, issues=(
         *_gallery_sections(run.class_names, test, max_wrong, correct_shown),
         heatmaps.section(run.class_names, explained, _data_uri),
         _issues_section(run.class_names, issues, test.thresholds, max_wrong, test.never_empty),
+        *sections,
     ]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>Retraining report: {_e(run.module)}</title>\n<style>{STYLE}</style>\n"

@@ -27,7 +27,8 @@ environment.require("python -m multilabel.beam_label", environment.BEAM)
 
 from multilabel.base.arguments import names, positive_float, positive_int
 from multilabel.base.deadline import exit_now, stuck_error
-from multilabel.base.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
+from multilabel.base.errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, NoSpaceError,
+                                    device_of, is_no_space)
 from multilabel.base.project import DETAILS, default_path
 from multilabel.beam import command
 from multilabel.evaluation.thresholds import DEFAULT_THRESHOLD
@@ -128,9 +129,15 @@ def run(args, beam_argv):
     except Exception as e:
         # A worker's --timeout reaches here wrapped by Beam: one line, as label_image.py's.
         stuck = stuck_error(e)
-        if stuck is None:
+        if stuck is not None:
+            raise stuck from e
+        if not _no_space(e):
             raise
-        raise stuck from e
+        # Beam leaves its half-written shards behind on a failed write: removed here.
+        for prefix in (args.output, errors):
+            _remove_beam_temp(prefix, started)
+        raise NoSpaceError(f"no space left on {device_of(args.output)} while writing "
+                           f"{args.output}-*") from e
     seconds = time.monotonic() - start
     counts = transforms.counters(result, ("labelled", "failed"))
     if counts is None:  # the runner gives no counters: count the records written
@@ -144,6 +151,31 @@ def run(args, beam_argv):
     if not failed:
         return EXIT_OK
     return EXIT_SOME_FAILED if labelled else EXIT_BAD_INPUT
+
+
+def _no_space(error):
+    """Whether a full disk is in `error`'s chain (Beam wraps a worker's OSError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if is_no_space(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _remove_beam_temp(prefix, since):
+    """Remove the `beam-temp-NAME-*` folders Beam made for `prefix` (local) since `since`
+    (epoch s): this job's, never another running job's older ones."""
+    import glob
+    import shutil
+
+    if "://" in prefix:
+        return
+    folder, name = os.path.split(os.path.abspath(prefix))
+    for temp in glob.glob(os.path.join(glob.escape(folder), f"beam-temp-{glob.escape(name)}-*")):
+        if os.path.isdir(temp) and os.path.getmtime(temp) >= since:
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def _records(prefix, since):

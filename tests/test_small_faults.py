@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 
 import numpy as np
@@ -20,6 +21,7 @@ from multilabel.evaluation.thresholds import read_thresholds
 from multilabel.labelling import label_report, run_folder
 from multilabel.labelling.classifier import Classifier, LoadOptions
 from tests.test_dataset import write_dataset
+from tests.test_hardening import tiny_full_tmpfs  # noqa: F401 (a fixture)
 from tests.test_label_image import model, write_image  # noqa: F401 (model: a fixture)
 
 
@@ -118,3 +120,22 @@ def test_csv_writes_a_name_that_is_not_utf8_as_its_bytes(tmp_path, model, monkey
     assert label_image.main(model + ["--output_format", "csv", os.fsdecode(name), "-q"]) == 0
     sys.stdout.flush()
     assert name in raw.getvalue()
+
+
+@pytest.mark.timeout(300)
+def test_beam_label_on_a_full_disk_is_one_line_and_leaves_no_temp_folder(
+        tmp_path, model, tiny_full_tmpfs, capsys):  # noqa: F811
+    """Case 6: three tracebacks and `beam-temp-*` folders left."""
+    from multilabel import beam_label
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "red.png", (255, 0, 0))
+    status = beam_label.main(["--graph", model[1], "--image_dir", str(photos),
+                              "--output", str(tiny_full_tmpfs / "labels")])
+    assert status == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(rf"beam_label: error: no space left on {re.escape(str(tiny_full_tmpfs))}"
+                        rf"( \(\S+\))? while writing {re.escape(str(tiny_full_tmpfs))}/labels-\*",
+                        last), last
+    assert sorted(os.listdir(tiny_full_tmpfs)) == ["filler", "old_graph.pb"]

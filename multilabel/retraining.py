@@ -16,7 +16,7 @@ from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
 from multilabel.evaluation import label_issues, metrics, thresholds as thresholds_lib
 from multilabel.export import stage, tflite_metadata
-from multilabel.features import module_set
+from multilabel.features import engines, module_set
 from multilabel.features.backbones import module_builder
 from multilabel.base.host import cores
 from multilabel.training import feature_scaling, fine_tuning, trainer
@@ -67,7 +67,8 @@ def run(options, changed=()):
     clock.lap("evaluation")
     if not options.fine_tune:
         report.update(evaluation.report)
-        _export(options, changed, module, result, data, evaluation, report)
+        _export(options, changed, module, result, data, evaluation, report, features[0],
+                clock)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             tuned = fine_tuning.fine_tune(options, module, data, features, result, scratch)
@@ -78,12 +79,16 @@ def run(options, changed=()):
             _log_gain(evaluation.report, final.report)
             report.update(phase_1=evaluation.report, fine_tuning=tuned.summary, **final.report)
             _export(options, changed, module._replace(path=tuned.module_path), tuned.head, data,
-                    final, report)
+                    final, report, tuned.features[0], clock)
     issues = _write_label_issues(options.label_issues, final, data.class_names)
-    clock.lap("export")
+    clock.lap("export: label issues")
     if options.report_page:
         _write_report_page(options, changed, module, data, result, report, final,
                            clock.seconds, issues)
+        clock.lap("report page")
+    logger.info("Export stage: %s", ", ".join(
+        f"{part.removeprefix('export: ')} {seconds:.2f} s" for part, seconds
+        in clock.seconds.items() if part.startswith("export") or part == "report page"))
     return report
 
 
@@ -224,7 +229,18 @@ def _trained_model(options, module, result=None):
     return stage.TrainedModel(module.path, module.height, module.width,
                               None if result is None else result.weights,
                               None if result is None else result.biases,
-                              options.final_tensor_name)
+                              options.final_tensor_name, _module_tflite(options, module))
+
+
+def _module_tflite(options, module):
+    """The module's kept TFLite conversion, which the TFLite export is derived from
+    (export.derived_tflite): only for one module, run by the TFLite engine, not
+    fine-tuned (its layers changed); else None, and the export is converted."""
+    if options.fine_tune or len(module.members) != 1 or module.engine.name != "tflite":
+        return None
+    path = engines.tflite_model_path(
+        os.path.join(options.bottleneck_dir, module.members[0].engine_key))
+    return path if os.path.isfile(path) else None
 
 
 def _probs(x, result):
@@ -249,17 +265,18 @@ def _print_misclassified(test, probs, chosen, never_empty, class_names):
         print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
 
 
-def _export(options, changed, module, result, data, evaluation, report):
+def _export(options, changed, module, result, data, evaluation, report, train_x, clock):
     if len(evaluation.test) and options.print_misclassified_test_images:
         _print_misclassified(evaluation.test, evaluation.test_probs, evaluation.thresholds,
                              evaluation.never_empty, data.class_names)
     results = stage.Results(
         tuple(data.class_names), np.asarray(evaluation.thresholds), tuple(evaluation.test.paths),
         evaluation.test_probs, report, _model_info(options, module, data, evaluation.thresholds),
-        evaluation.never_empty)
+        evaluation.never_empty, evaluation.test.labels, tuple(data.train.paths),
+        _probs(train_x, result))
     # A TFLite model the user named must be written; the default one only where faithful.
     stage.write_outputs(options, _trained_model(options, module, result), results,
-                        tflite_required="tflite_output_file" in dict(changed))
+                        tflite_required="tflite_output_file" in dict(changed), clock=clock)
 
 
 def _model_info(options, module, data, thresholds):

@@ -11,6 +11,7 @@ import tempfile
 
 import numpy as np
 
+from multilabel.base import storage
 from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
@@ -229,7 +230,19 @@ def _trained_model(options, module, result=None):
     return stage.TrainedModel(module.path, module.height, module.width,
                               None if result is None else result.weights,
                               None if result is None else result.biases,
-                              options.final_tensor_name, _module_tflite(options, module))
+                              options.final_tensor_name, _module_tflite(options, module),
+                              _module_graph(options, module))
+
+
+def _module_graph(options, module):
+    """Where the module's own frozen graph is kept, for the exported graph to be derived
+    from (export.formats.with_final_layer): beside its TFLite conversion in the bottleneck
+    cache, whose folder name follows the module's content; None for a module set or a
+    fine-tuned module (its layers changed)."""
+    if options.fine_tune or len(module.members) != 1:
+        return None
+    return storage.join(options.bottleneck_dir, module.members[0].engine_key,
+                        f"module_graph_{module.height}x{module.width}.pb")
 
 
 def _module_tflite(options, module):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from multilabel.base import atomic
+from multilabel.base import atomic, storage
 from multilabel.data import listfile
 from multilabel.evaluation import thresholds as thresholds_lib
 from multilabel.export import derived_tflite, formats, quantization, tflite_metadata
@@ -54,10 +54,31 @@ class TrainedModel:
     # The module's kept TFLite conversion (features.engines), which the TFLite classifier
     # is derived from (export.derived_tflite); None: convert a SavedModel instead.
     module_tflite: str | None = None
+    # Where the module's own frozen graph is kept (formats.module_graph_def), which the
+    # classifier's graph is derived from; None: the module is loaded and frozen each time.
+    module_graph: str | None = None
 
     def graph_def(self):
-        return formats.frozen_graph_def(self.module_path, self.height, self.width,
-                                        self.weights, self.biases, self.final_tensor_name)
+        if self.module_graph is None:
+            return formats.frozen_graph_def(self.module_path, self.height, self.width,
+                                            self.weights, self.biases, self.final_tensor_name)
+        return formats.with_final_layer(self._module_graph_def(), self.weights, self.biases,
+                                        self.final_tensor_name)
+
+    def _module_graph_def(self):
+        """The module's frozen graph: the kept one, or made and kept (atomically). A kept
+        file that does not parse is made again; one that parses but computes something
+        else is caught by the check of the exported graph against training."""
+        kept = storage.read_bytes(self.module_graph)
+        if kept is not None:
+            try:
+                return formats.parse_graph_def(kept)
+            except ValueError as e:
+                logger.warning("Making the module's graph again: %s does not parse (%s)",
+                               self.module_graph, e)
+        graph_def = formats.module_graph_def(self.module_path, self.height, self.width)
+        storage.write_bytes(self.module_graph, graph_def.SerializeToString())
+        return graph_def
 
 
 @dataclasses.dataclass(frozen=True)

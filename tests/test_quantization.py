@@ -65,6 +65,8 @@ def test_quantize_takes_known_names_each_once():
     assert TrainOptions.from_preset(quantize="dynamic").quantize == ("dynamic",)
     with pytest.raises(UserError):
         TrainOptions(quantize="int8").check()  # a bare string is not a list of names
+    with pytest.raises(UserError, match="TFLite"):
+        TrainOptions(quantize=("int8",), tflite_output_file="").check()
 
 
 def test_a_copy_lies_beside_its_float_file_under_its_own_role():

@@ -331,6 +331,8 @@ class TrainOptions:
         need(isinstance(self.quantize, (tuple, list)) and len(set(self.quantize)) == len(
             self.quantize) and all(q in QUANTIZED for q in self.quantize),
             f"--quantize takes names from {', '.join(QUANTIZED)}, each once")
+        need(not self.quantize or self.tflite_output_file != "",
+             "--quantize makes copies of the TFLite model: not with --tflite_output_file ''")
         need(re.fullmatch(_NODE_NAME, self.final_tensor_name),
              f"--final_tensor_name {self.final_tensor_name!r} is not a node name (letters, "
              "digits and . _ - / >, starting with a letter, digit or .)")

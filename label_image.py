@@ -53,6 +53,7 @@ from multilabel.labelling import run_folder
 from multilabel.labelling.classifier import ENGINES, Classifier, LoadOptions
 from multilabel.labelling.label_report import FORMATS, Report
 from multilabel.base.host import cores
+from multilabel.base.options import QUANTIZED
 
 # TensorFlow's C++ start-up chatter would bury the one line an error prints.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -129,6 +130,10 @@ def parse_args(argv=None):
                             "graph-only flags --input_layer, --output_layer, --input_height, "
                             "--input_width, --allow_ops is given, else tf "
                             "(default: %(default)s)")
+    model.add_argument("--variant", choices=QUANTIZED,
+                       help="run the run's quantized TFLite copy of this name (retrain.py "
+                            "--quantize) with its own thresholds, instead of the float32 "
+                            "model (default: float32)")
     model.add_argument("--labels",
                        help=f"class names, one a line in output order (default: {LABELS_NAME} "
                             "of the run)")
@@ -236,9 +241,10 @@ def label(args):
     paths = image_paths(args)
     # The model folder's files; a graph's TFLite model beside it runs without TensorFlow.
     files = run_folder.model_files(model_dir=args.model_dir, graph=args.graph,
-                                   labels=args.labels, thresholds=args.thresholds)
+                                   labels=args.labels, thresholds=args.thresholds,
+                                   variant=args.variant)
     classifier = Classifier.open(files, LoadOptions(
-        engine=args.engine, labels=args.labels, thresholds=args.thresholds,
+        engine=args.engine, variant=args.variant, labels=args.labels, thresholds=args.thresholds,
         threshold=args.threshold, allow_empty=args.allow_empty,
         # One interpreter per core for a folder; one photo needs one (each costs its start).
         interpreters=min(cores(), len(paths)), input_layer=args.input_layer,

@@ -13,13 +13,14 @@ import tempfile
 
 import numpy as np
 
+from multilabel.base import storage
 from multilabel.base.stage_clock import StageClock
 from multilabel.data import dataset as dataset_lib
 from multilabel.data.distortions import Distortions, distorted_image
 from multilabel.evaluation import (bootstrap, calibration as calibration_lib, label_issues,
                                    metrics, near_duplicates, thresholds as thresholds_lib)
 from multilabel.export import model_card, stage, tflite_metadata
-from multilabel.features import module_set
+from multilabel.features import engines, module_set
 from multilabel.features.backbones import module_builder
 from multilabel.base.host import cores
 from multilabel.training import feature_scaling, fine_tuning, trainer
@@ -74,7 +75,8 @@ def run(options, changed=()):
     clock.lap("evaluation")
     if not options.fine_tune:
         report.update(evaluation.report)
-        outputs = _export(options, changed, module, evaluation.head, data, evaluation, report)
+        outputs = _export(options, changed, module, evaluation.head, data, evaluation, report,
+                          features[0], clock)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             tuned = fine_tuning.fine_tune(options, module, data, features, result, scratch)
@@ -86,9 +88,10 @@ def run(options, changed=()):
             if len(final.test):
                 report["fine_tuning_gain"] = _gain(evaluation, final)
             outputs = _export(options, changed, module._replace(path=tuned.module_path),
-                              final.head, data, final, report)
+                              final.head, data, final, report, tuned.features[0], clock)
     issues = _write_label_issues(options.label_issues, final, data.class_names)
     outputs.add("label_issues", options.label_issues)
+    clock.lap("export: label issues")
     _write_near_duplicates(options.near_duplicates, found)
     outputs.add("near_duplicates", options.near_duplicates)
     if options.model_card:
@@ -97,12 +100,16 @@ def run(options, changed=()):
     reviewed = _write_review_page(options, data, issues, found, final)
     if reviewed is not None:
         outputs.add("review_page", options.review_page)
-    clock.lap("export")
-    if options.report_page and _write_report_page(options, changed, module, data, result,
-                                                  report, final, clock.seconds, issues, found,
-                                                  reviewed):
-        outputs.add("report_page", options.report_page)
+    clock.lap("export: near-duplicates, model card, review page")
+    if options.report_page:
+        if _write_report_page(options, changed, module, data, result, report, final,
+                              clock.seconds, issues, found, reviewed):
+            outputs.add("report_page", options.report_page)
+        clock.lap("report page")
     outputs.write_manifest()  # last: it makes every output above one run's set
+    logger.info("Export stage: %s", ", ".join(
+        f"{part.removeprefix('export: ')} {seconds:.2f} s" for part, seconds
+        in clock.seconds.items() if part.startswith("export") or part == "report page"))
     return report
 
 
@@ -349,7 +356,30 @@ def _trained_model(options, module, result=None):
     return stage.TrainedModel(module.path, module.height, module.width,
                               None if result is None else result.weights,
                               None if result is None else result.biases,
-                              options.final_tensor_name)
+                              options.final_tensor_name, _module_tflite(options, module),
+                              _module_graph(options, module))
+
+
+def _module_graph(options, module):
+    """Where the module's own frozen graph is kept, for the exported graph to be derived
+    from (export.formats.with_final_layer): beside its TFLite conversion in the bottleneck
+    cache, whose folder name follows the module's content; None for a module set or a
+    fine-tuned module (its layers changed)."""
+    if options.fine_tune or len(module.members) != 1:
+        return None
+    return storage.join(options.bottleneck_dir, module.members[0].engine_key,
+                        f"module_graph_{module.height}x{module.width}.pb")
+
+
+def _module_tflite(options, module):
+    """The module's kept TFLite conversion, which the TFLite export is derived from
+    (export.derived_tflite): only for one module, run by the TFLite engine, not
+    fine-tuned (its layers changed); else None, and the export is converted."""
+    if options.fine_tune or len(module.members) != 1 or module.engine.name != "tflite":
+        return None
+    path = engines.tflite_model_path(
+        os.path.join(options.bottleneck_dir, module.members[0].engine_key))
+    return path if os.path.isfile(path) else None
 
 
 def _probs(x, result):
@@ -374,17 +404,19 @@ def _print_misclassified(test, probs, chosen, never_empty, class_names):
         print(f"{test.paths[i]}  true: {','.join(truth) or '-'}  predicted: {','.join(guess) or '-'}")
 
 
-def _export(options, changed, module, result, data, evaluation, report):
+def _export(options, changed, module, result, data, evaluation, report, train_x, clock):
     if len(evaluation.test) and options.print_misclassified_test_images:
         _print_misclassified(evaluation.test, evaluation.test_probs, evaluation.thresholds,
                              evaluation.never_empty, data.class_names)
     results = stage.Results(
         tuple(data.class_names), np.asarray(evaluation.thresholds), tuple(evaluation.test.paths),
         evaluation.test_probs, report, _model_info(options, module, data, evaluation.thresholds),
-        evaluation.never_empty)
+        evaluation.never_empty, evaluation.test.labels, tuple(data.train.paths),
+        _probs(train_x, result))
     # A TFLite model the user named must be written; the default one only where faithful.
     return stage.write_outputs(options, _trained_model(options, module, result), results,
-                               tflite_required="tflite_output_file" in dict(changed))
+                               tflite_required="tflite_output_file" in dict(changed),
+                               clock=clock)
 
 
 def _model_info(options, module, data, thresholds):

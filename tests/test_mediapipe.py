@@ -19,6 +19,7 @@ from PIL import Image
 
 import label_image
 import retrain
+from multilabel.base.options import QUANTIZED
 
 pytestmark = pytest.mark.slow  # the real module, a retrain and a TFLite conversion: ~2 min
 
@@ -46,7 +47,8 @@ def exported(small_scene_set, mobilenet_v2, tmp_path_factory):
         "--metrics_file", str(out / "metrics.json"), "--test_predictions", str(out / "test.jsonl"),
         "--summaries_dir", str(out / "logs"), "--checkpoint_path", str(out / "ckpt" / "retrain"),
         "--report_page", "", "--tflite_output_file", str(out / "model.tflite"),
-        "--how_many_training_steps", "200", "--eval_step_interval", "50"]) == 0
+        "--how_many_training_steps", "200", "--eval_step_interval", "50",
+        "--quantize", ",".join(QUANTIZED)]) == 0
     photos = [json.loads(line)["image"] for line in (out / "test.jsonl").read_text().splitlines()]
     return out, photos
 
@@ -115,3 +117,42 @@ def test_mediapipe_agrees_exactly_at_the_input_size(compared):
     assert len(ours) == 3
     assert max(_largest_difference(m, t) for m, t in zip(ours, theirs)) < SAME_SIZE_BOUND
 
+
+
+@pytest.mark.parametrize("variant", QUANTIZED)
+def test_mediapipe_runs_each_quantized_copy_with_its_metadata_as_label_image_does(
+        exported, variant):
+    """Each --quantize copy the run wrote: MediaPipe reads its metadata (its own
+    thresholds) and names the same top class as label_image.py --variant on clear photos.
+    A copy the run left out must have lost more than the tolerance (metrics.json)."""
+    out, photos = exported
+    measures = json.loads((out / "metrics.json").read_text())["exports"]
+    model = out / f"model.{variant}.tflite"
+    if measures[variant].get("left_out"):
+        assert not model.exists()
+        lost = measures["float32"]["mean_average_precision"] - \
+            measures[variant]["mean_average_precision"]
+        lost_accuracy = measures["float32"]["label_accuracy"] - measures[variant]["label_accuracy"]
+        assert lost > 0.005 or lost_accuracy > 0.005
+        return
+    done = subprocess.run([sys.executable, CLIENT, str(model), *photos],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = json.loads(done.stdout)
+    assert client["metadata"]["zipped_files"]["thresholds.txt"] == \
+        (out / f"thr.{variant}.txt").read_text()
+    assert client["metadata"]["input"]["normalization"] == {"mean": [0.0], "std": [255.0]}
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert label_image.main(["--graph", str(out / "graph.pb"), "--labels",
+                                 str(out / "labels.txt"), "--variant", variant,
+                                 "--output_format", "json", *photos]) == 0
+    ours = [dict(zip(r["labels"], r["probabilities"]))
+            for r in map(json.loads, stdout.getvalue().splitlines())]
+    clear = 0
+    for mine, result in zip(ours, client["results"]):
+        first, second = sorted(mine.values(), reverse=True)[:2]
+        if first - second > CLEAR_MARGIN:
+            clear += 1
+            assert result["categories"][0][0] == max(mine, key=mine.get), (mine, result)
+    assert clear >= 8

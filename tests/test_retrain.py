@@ -161,7 +161,8 @@ def test_the_report_page_shows_the_run_and_embeds_everything(trained):
     assert len(page.images["wrong"] if wrong else []) == page.cards.get("wrong", 0)
     report = json.loads((out / "metrics.json").read_text())
     assert f"kept step {report['best_step']}" in text
-    for stage in ("data", "module", "bottlenecks", "training", "evaluation", "export"):
+    for stage in ("data", "module", "bottlenecks", "training", "evaluation",
+                  "export: frozen graph", "export: checks", "export: label issues"):
         assert f"<td>{stage}</td>" in text
 
 

@@ -14,7 +14,9 @@ Every figure is measured in this one run, next to its reference, on the same ima
    one (one interpreter on every core), and TensorFlow: the ceilings the pipeline can
    reach;
 4. a second retrain.py run over fully cached bottlenecks, split into its phases (the
-   head's training among them);
+   head's training among them), and its export stage into its parts (frozen graph,
+   checks, SavedModel, TFLite model, metadata, label issues, report page), from the
+   run's own stage clock (the "Export stage:" log line);
 5. label_image.py: process start to printed vector for one image, and a folder;
 6. cold retrain.py runs on 250 ... 2,000 images: time and peak memory;
 7. where Apache Beam is installed (requirements-beam.txt): beam_bottlenecks on the
@@ -343,7 +345,16 @@ def cached_run_rows(cold, scratch):
                      f"{trained - read:.1f} s", f"{cold.images} images' cached bottlenecks"))
     rows.append(("4", f"Second retrain.py run, {cold.images} images, all bottlenecks cached",
                  f"{run.seconds:.1f} s", "; ".join(parts) + " (s)"))
+    export = re.search(r"Export stage: (.*)$", run.log, re.MULTILINE)
+    rows.append(("4", "Its export stage, part by part (the run's stage clock)",
+                 f"{export_seconds(export.group(1)):.1f} s" if export else "?",
+                 export.group(1) if export else "no Export stage line in the log"))
     return rows
+
+
+def export_seconds(parts):
+    """The sum of the "NAME 1.23 s" parts of an "Export stage:" log line."""
+    return sum(float(s) for s in re.findall(r"([\d.]+) s(?:,|$)", parts))
 
 
 def label_image_rows(cold, small_dataset, scratch):

@@ -83,6 +83,22 @@ def positive_weights(text):
     return values[0] if len(values) == 1 else values
 
 
+# The smaller TFLite exports --quantize can add beside the float32 one (export.quantization).
+QUANTIZED = ("float16", "dynamic", "int8")
+
+
+def quantized_variants(text):
+    """--quantize: names of QUANTIZED separated by commas, each once; '' for none."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in QUANTIZED]
+    if unknown:
+        raise UserError(f"unknown quantization {unknown[0]!r}: choose from "
+                        f"{', '.join(QUANTIZED)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"a quantization given twice in {text!r}")
+    return names
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
     """Every option of a training run, with its default.
@@ -257,6 +273,14 @@ class TrainOptions:
         "conversion stops the run and a difference is only warned about); '' for none",
         "outputs", parse=str,
         file="output_graph.tflite")
+    quantize: tuple = option(
+        (), "smaller TFLite models beside the float32 one: any of float16, dynamic, int8, "
+        "separated by commas. Each is output_graph.NAME.tflite with its own thresholds "
+        "(output_thresholds.NAME.txt, fitted on training images to agree with float's "
+        "decisions), measured against float on the test part (metrics.json's exports), and "
+        "left out with a warning where it loses more than 0.005 mAP or label accuracy "
+        "(docs/mobile.md#smaller-models). (default: none; each adds a conversion and a pass "
+        "over the test images to the run)", "outputs", parse=quantized_variants)
     print_misclassified_test_images: bool = option(
         False, "list test images whose predicted label set differs from the truth", "outputs")
     report_page: str | None = option(
@@ -287,6 +311,8 @@ class TrainOptions:
             raise UserError(f"no preset {preset!r}: choose one of {', '.join(PRESETS)}")
         if "tfhub_module" in given:
             given["tfhub_module"] = module_handles(given["tfhub_module"])
+        if isinstance(given.get("quantize"), str):
+            given["quantize"] = quantized_variants(given["quantize"])
         return cls(**{**PRESETS[preset], **given, "preset": preset})
 
     def changed(self):
@@ -344,6 +370,11 @@ class TrainOptions:
         need(not isinstance(self.pos_weight, (list, tuple))
              or self.num_classes in (None, len(self.pos_weight)),
              "--pos_weight needs one value, or one per class")
+        need(isinstance(self.quantize, (tuple, list)) and len(set(self.quantize)) == len(
+            self.quantize) and all(q in QUANTIZED for q in self.quantize),
+            f"--quantize takes names from {', '.join(QUANTIZED)}, each once")
+        need(not self.quantize or self.tflite_output_file != "",
+             "--quantize makes copies of the TFLite model: not with --tflite_output_file ''")
         need(re.fullmatch(_NODE_NAME, self.final_tensor_name),
              f"--final_tensor_name {self.final_tensor_name!r} is not a node name (letters, "
              "digits and . _ - / >, starting with a letter, digit or .)")

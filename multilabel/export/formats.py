@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 v1 = tf.compat.v1
 
 INPUT_NAME = "Placeholder"
+MODULE_OUTPUT = "module_features"  # the features in a module's own frozen graph
 
 
 def frozen_graph_def(module_path, height, width, weights, biases, final_tensor_name):
@@ -32,6 +33,42 @@ def frozen_graph_def(module_path, height, width, weights, biases, final_tensor_n
             sess.run(v1.global_variables_initializer())
             return v1.graph_util.convert_variables_to_constants(
                 sess, graph.as_graph_def(), [final_tensor_name])
+
+
+def module_graph_def(module_path, height, width):
+    """The feature module alone as a frozen GraphDef: `Placeholder` -> MODULE_OUTPUT, the
+    features. `with_final_layer` turns it into the classifier's graph in a fraction of the
+    time loading and freezing the module takes, so a run keeps it beside the module's
+    TFLite conversion and derives its graph from it."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [None, height, width, 3], name=INPUT_NAME)
+        tf.identity(load_module(module_path)(images), name=MODULE_OUTPUT)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            return v1.graph_util.convert_variables_to_constants(
+                sess, graph.as_graph_def(), [MODULE_OUTPUT])
+
+
+def with_final_layer(module_graph, weights, biases, final_tensor_name):
+    """The classifier's frozen GraphDef from the module's (`module_graph_def`): the
+    trained layer added as `frozen_graph_def` adds it (`training.head.add_final_layer`)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.import_graph_def(module_graph, name="")
+        add_final_layer(graph.get_tensor_by_name(f"{MODULE_OUTPUT}:0"), weights.shape[1],
+                        final_tensor_name, weights, biases)
+    return graph.as_graph_def()
+
+
+def parse_graph_def(data):
+    """A GraphDef from its serialized bytes; ValueError for bytes that are not one."""
+    graph_def = v1.GraphDef()
+    try:
+        graph_def.ParseFromString(data)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, by implementation
+        raise ValueError(f"not a GraphDef: {e}") from e
+    return graph_def
 
 
 def write_graph_def(path, graph_def):

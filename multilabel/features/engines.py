@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from multilabel.base import storage
+from multilabel.base.options import QUANTIZED
 from multilabel.base.errors import UserError
 from multilabel.features.feature_modules import image_size, load_module
 # The TFLite engine has a module of its own, which labelling loads without TensorFlow;
@@ -31,6 +32,9 @@ KINDS = ("auto", "tflite", "tensorflow")
 TOLERANCE = 1e-4
 TFLITE_FILE = "module.tflite"
 PROBE_IMAGES = 2
+# What `convert` can make of a SavedModel: float32, the reference, and three smaller forms.
+FLOAT32 = "float32"
+QUANTIZATIONS = (FLOAT32,) + QUANTIZED
 
 
 class TensorFlowEngine:
@@ -45,14 +49,33 @@ class TensorFlowEngine:
         return np.asarray(self._module(tf.convert_to_tensor(images, tf.float32)))
 
 
-def convert(saved_model_path):
-    """A SavedModel (a feature module, or the exported classifier) as a float32 TFLite
+def convert(saved_model_path, quantization=FLOAT32, representative_images=None):
+    """A SavedModel (a feature module, or the exported classifier) as a TFLite
     flatbuffer: the project's one TFLite conversion.
+
+    `quantization` (QUANTIZATIONS): float32 as it is; float16 weights; "dynamic" range
+    (int8 weights, float activations); or int8 weights and activations, their ranges
+    calibrated on `representative_images` (float32 `[H, W, 3]` arrays), with float input
+    and output kept, so every client feeds every export the same way.
 
     `from_saved_model` on the folder, not `from_concrete_functions`: the latter gives
     NaN outputs for Keras 3 models without any error.
     """
-    return tf.lite.TFLiteConverter.from_saved_model(saved_model_path).convert()
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; expected one of "
+                         f"{QUANTIZATIONS}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_path)
+    if quantization != FLOAT32:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        if representative_images is None or not len(representative_images):
+            raise ValueError("int8 quantization needs representative images")
+        converter.representative_dataset = lambda: (
+            [np.asarray(image, np.float32)[np.newaxis]] for image in representative_images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
 
 
 def cached_tflite_model(path):

@@ -36,6 +36,7 @@ class LoadOptions:
     """How to load and run a classifier; the defaults suit what retrain.py exports."""
 
     engine: str = "auto"  # auto: the run's TFLite model where there is one, else the graph
+    variant: str | None = None  # a quantized TFLite copy (float16, dynamic, int8); None: float32
     labels: str | None = None  # class names file, instead of the run's
     thresholds: str | None = None  # thresholds file, instead of the run's
     threshold: float | None = None  # one threshold for every class, instead of a file
@@ -101,7 +102,9 @@ class Classifier:
     def load(cls, model_dir, **options):
         """The classifier of a run folder (what retrain.py --output_dir wrote); `options`
         are `LoadOptions` fields. Raises UserError naming the file at fault."""
-        return cls.open(run_folder.model_files(model_dir=str(model_dir)), LoadOptions(**options))
+        options = LoadOptions(**options)
+        return cls.open(run_folder.model_files(model_dir=str(model_dir),
+                                               variant=options.variant), options)
 
     @classmethod
     def open(cls, files, options=LoadOptions()):
@@ -110,6 +113,9 @@ class Classifier:
             raise ValueError(f"engine must be one of {ENGINES}, not {options.engine!r}")
         use_tflite = options.engine == "tflite" or (
             options.engine == "auto" and files.tflite is not None and not options.graph_only())
+        if files.variant is not None and not use_tflite:
+            raise UserError(f"the {files.variant} copy is a TFLite model: it runs on the "
+                            "tflite engine, without the frozen graph's options", files.tflite)
         if use_tflite and files.tflite is None:
             raise UserError("no TFLite model for this graph (retrain.py writes one by default); "
                             "use the frozen graph (--engine tf)", files.graph)

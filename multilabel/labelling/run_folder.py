@@ -47,6 +47,20 @@ GRAPH = _FILES["output_graph"]
 LABELS = _FILES["output_labels"]
 THRESHOLDS = _FILES["output_thresholds"]
 TFLITE = _FILES["tflite_output_file"]
+# The roles a quantized copy has its own file for (manifest role "tflite.int8" ...).
+_VARIANT_ROLES = ("tflite", "thresholds", "rule")
+
+
+def variant_path(path, variant):
+    """Where an export's quantized copy `variant` (e.g. int8) of the file `path` goes:
+    beside it, `output_graph.tflite` -> `output_graph.int8.tflite`."""
+    stem, extension = os.path.splitext(os.fspath(path))
+    return f"{stem}.{variant}{extension}"
+
+
+def variant_role(role, variant):
+    """The manifest's role of the copy `variant` of the file with `role`: `tflite.int8`."""
+    return role if variant is None else f"{role}.{variant}"
 
 
 def new_run_id():
@@ -94,7 +108,8 @@ def _relative(path, folder):
 
 @dataclasses.dataclass(frozen=True)
 class ModelFiles:
-    """Where a reader finds a run's graph, TFLite model (or None), labels and thresholds."""
+    """Where a reader finds a run's graph, TFLite model (or None), labels and thresholds;
+    for a quantized `variant` (e.g. int8), its TFLite model and thresholds."""
 
     folder: str
     graph: str
@@ -102,6 +117,7 @@ class ModelFiles:
     labels: str
     thresholds: str
     manifest: dict | None  # the folder's manifest, None when it has none
+    variant: str | None = None  # a quantized copy's name; None: the float32 export
 
     def own_tflite(self):
         """Whether the TFLite model is the one the manifest records (then `check_set`
@@ -119,7 +135,8 @@ class ModelFiles:
         changed = []
         for role in used:
             path = getattr(self, role) if role != "rule" else rule_path(self.thresholds)
-            entry = entries.get(role)
+            entry = entries.get(variant_role(role, self.variant)
+                                if role in _VARIANT_ROLES else role)
             if entry is None or path is None or not _same_path(
                     os.path.join(self.folder, entry["path"]), path):
                 continue  # not the run's file (given by a flag): nothing to check
@@ -150,10 +167,12 @@ def _same_path(a, b):
     return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
-def model_files(model_dir=None, graph=None, labels=None, thresholds=None):
+def model_files(model_dir=None, graph=None, labels=None, thresholds=None, variant=None):
     """The files to read: in `model_dir` (a run folder), or beside `graph`; `labels` and
     `thresholds` override. The manifest, where there is one, says where each file is;
-    the TFLite model is the manifest's, or the graph's name with `.tflite`."""
+    the TFLite model is the manifest's, or the graph's name with `.tflite`. A `variant`
+    (a --quantize copy: float16, dynamic, int8) picks its TFLite model and thresholds,
+    which must exist (UserError naming the folder)."""
     if model_dir is None and graph is None:
         raise ValueError("give model_dir or graph")
     if model_dir is not None and not os.path.isdir(model_dir):
@@ -164,17 +183,27 @@ def model_files(model_dir=None, graph=None, labels=None, thresholds=None):
         role: os.path.join(folder, entry["path"]) for role, entry in manifest["files"].items()
         if _inside(entry["path"])}
     graph = graph or recorded.get("graph") or os.path.join(folder, GRAPH)
+    tflite_role = variant_role("tflite", variant)
     if manifest is not None:
         # Only the run's own TFLite model: a stray one may be an older run's.
-        tflite = recorded.get("tflite") if _same_path(recorded.get("graph", ""), graph) else None
+        tflite = recorded.get(tflite_role) if _same_path(recorded.get("graph", ""), graph) \
+            else None
     else:
         tflite = os.path.splitext(graph)[0] + ".tflite"
+        tflite = tflite if variant is None else variant_path(tflite, variant)
     if tflite is not None and not os.path.isfile(tflite):
         tflite = None
+    default_thresholds = os.path.join(folder, THRESHOLDS)
+    if variant is not None:
+        if tflite is None:
+            raise UserError(f"no {variant} TFLite model in this run folder (retrain.py "
+                            f"--quantize {variant} writes one, where it keeps float's "
+                            "accuracy: see its metrics.json)", folder)
+        default_thresholds = variant_path(default_thresholds, variant)
     return ModelFiles(folder, graph, tflite,
                       labels or recorded.get("labels") or os.path.join(folder, LABELS),
-                      thresholds or recorded.get("thresholds")
-                      or os.path.join(folder, THRESHOLDS), manifest)
+                      thresholds or recorded.get(variant_role("thresholds", variant))
+                      or default_thresholds, manifest, variant)
 
 
 def read_manifest(folder):

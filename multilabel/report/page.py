@@ -207,7 +207,23 @@ def _measures_section(class_names, measures):
         "of the training images.</p>\n<div class=\"row\">"
         f'<div>{_table(["measure", *parts, intervals.HEADER], summary, "num")}</div>'
         f'<div>{_table(PER_CLASS_HEADER, per_class, "num")}'
-        f"</div></div>{intervals.note(measures)}</section>")
+        f"</div></div>{intervals.note(measures)}{_exports_table(measures.get('exports'))}</section>")
+
+
+def _exports_table(exports):
+    """The TFLite exports (--quantize) against float on the test part; "" for none."""
+    if not exports:
+        return ""
+    rows = [(_e(name) + (" (left out)" if m.get("left_out") else ""),
+             f"{m['size_bytes'] / 1e6:.1f} MB", _number(m["max_difference"]),
+             _number(m["mean_average_precision"]), _number(m["label_accuracy"]),
+             _number(m["exact_match"]), f"{m['images_seconds']:.1f}")
+            for name, m in exports.items()]
+    return ("<h3>TFLite exports</h3>" + _table(
+        ["export", "size", "max difference", "mAP", "label accuracy", "exact match",
+         f"seconds for {next(iter(exports.values()))['images']} photos"], rows, "num") +
+        '<p class="note">Each with its own thresholds; a copy that loses more than the '
+        "tolerance to float is left out (docs/mobile.md#smaller-models).</p>")
 
 
 def _curves_section(run, measures, test):

@@ -59,6 +59,7 @@ def test_train_returns_its_measures_and_keeps_every_output_in_the_run_folder(run
     assert manifest["run_id"] == result.measures["run_id"]
     assert set(manifest["files"]) == {"graph", "tflite", "labels", "thresholds", "rule",
                                       "metrics", "test_predictions", "label_issues",
+                                      "near_duplicates", "model_card", "review_page",
                                       "report_page"}
 
 

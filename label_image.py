@@ -160,9 +160,9 @@ def parse_args(argv=None):
                        help="refuse a graph whose input is larger than this a side, which "
                             "would take that much memory per image (default: %(default)s)")
     model.add_argument("--timeout", type=_positive_float, default=300.0,
-                       help="seconds one run of the frozen graph (the tf engine) on a batch "
-                            "may take before it is stopped as stuck; the tflite engine runs "
-                            "the run's own loop-free export and has no such limit "
+                       help="seconds one run of the model on a batch may take before it is "
+                            "stopped as stuck, on either engine (the frozen graph's watchdog "
+                            "waits 1.5 times this plus 5 s; docs/faults.md) "
                             "(default: %(default)s)")
     model.add_argument("--input_height", type=positive_int,
                        help="image height (default: from the graph's input shape)")

@@ -95,7 +95,7 @@ def run(options, changed=()):
     _write_near_duplicates(options.near_duplicates, found)
     outputs.add("near_duplicates", options.near_duplicates)
     if options.model_card:
-        _write_model_card(options, module, data, report, issues, changed)
+        _write_model_card(options, module, data, report, issues, changed, found)
         outputs.add("model_card", options.model_card)
     reviewed = _write_review_page(options, data, issues, found, final)
     if reviewed is not None:
@@ -437,7 +437,7 @@ def _model_info(options, module, data, thresholds):
         thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
-def _write_model_card(options, module, data, report, issues, changed):
+def _write_model_card(options, module, data, report, issues, changed, found):
     """The run's model card (export.model_card), beside its other outputs."""
     parts = (data.train, data.validation, data.test)
     outputs = [os.path.basename(getattr(options, name)) for name in
@@ -450,7 +450,7 @@ def _write_model_card(options, module, data, report, issues, changed):
          else [0] * data.num_classes for part in parts},
         {part.name: len(part) for part in parts},
         tuple(model_card.module_entry(m.handle, m.path) for m in module.members),
-        tuple(changed), report, tuple(issues), tuple(outputs))
+        tuple(changed), report, tuple(issues), tuple(outputs), found.counts())
     model_card.write(options.model_card, card)
     logger.info("Wrote %s", options.model_card)
 

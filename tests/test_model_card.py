@@ -19,7 +19,8 @@ def _card(image_dir, issues=()):
                            {"train": [60, 12], "validation": [8, 3], "test": [3, 4]},
                            {"train": 80, "validation": 10, "test": 6},
                            (("m1", "a module", "MIT"),), (("how_many_training_steps", 40),),
-                           report, tuple(issues), ("output_graph.pb", "metrics.json"))
+                           report, tuple(issues), ("output_graph.pb", "metrics.json"),
+                           {"leaked_test": 2, "within_training": 5, "different_labels": 1})
 
 
 def _issue(part):
@@ -41,7 +42,8 @@ def test_the_card_holds_the_run_s_numbers_terms_and_limits(tmp_path):
     assert "sea 0.500, sunset 0.450" in text
     assert "sunset (12 training positives)" in text and "sea (60" not in text
     assert "2 in train, 1 in test" in text and "2.2% of the training images" in text
-    assert "near-duplicates" in text.lower()
+    assert ("2 test images with a near-duplicate in training (their measures may be too "
+            "good), 5 pairs within training, 1 pairs labelled differently") in text
     assert "`--how_many_training_steps 40`" in text
 
 

@@ -47,6 +47,9 @@ class Card:
     report: dict  # metrics.json's content
     issues: tuple  # label_issues.Issue, worst first
     outputs: tuple  # the files of the run, by name
+    # The near-duplicate check's counts (evaluation.near_duplicates: leaked_test,
+    # within_training, different_labels); None where the run did not check.
+    near_duplicates: dict | None = None
 
 
 def module_entry(handle, path):
@@ -116,8 +119,7 @@ def _data(card):
         "in each part:", "",
         header, "| --- |" + " --- |" * len(parts), *rows, "",
         f"- Labels that look wrong: {issues}.",
-        "- Near-duplicates: <!-- near-duplicates: written here by the near-duplicate check "
-        "--> not checked by this run.",
+        f"- Near-duplicates: {_near_duplicates(card.near_duplicates)}.",
         f"- Terms of the data: {_data_terms(card.image_dir)}",
         "",
     ]
@@ -235,3 +237,12 @@ def _limits(card):
                      "look wrong to the model; it learned from them as given.")
     lines.append("")
     return lines
+
+
+def _near_duplicates(counts):
+    """The data section's line on near-duplicate photos (near_duplicates.csv)."""
+    if counts is None:
+        return "not checked by this run"
+    return (f"{counts['leaked_test']:,} test images with a near-duplicate in training (their "
+            f"measures may be too good), {counts['within_training']:,} pairs within training, "
+            f"{counts['different_labels']:,} pairs labelled differently (near_duplicates.csv)")

@@ -78,3 +78,24 @@ def test_a_module_folder_holding_a_fifo_is_one_line(tmp_path):
             feature_modules._read_saved_model(str(module))
         with pytest.raises(UserError, match="not a regular file but a FIFO"):
             feature_modules.module_fingerprint(str(module))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_data_generation_s_labels_file_that_is_not_regular_is_one_line(tmp_path, capsys, kind):
+    """`data_generation.py --labels FIFO` hung, and /dev/zero grew memory without end."""
+    import data_generation
+
+    (tmp_path / "images").mkdir()
+    labels = tmp_path / "labels.csv"
+    argv = ["--image_dir", str(tmp_path), "--labels", str(labels)]
+    if kind == "fifo":
+        with unblocked(labels):
+            status = data_generation.main(argv)
+    else:
+        os.symlink("/dev/zero", labels)
+        status = data_generation.main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"not a regular file but a {'FIFO' if kind == 'fifo' else 'device'}" in err
+    assert not (tmp_path / "dataset.lst").exists()

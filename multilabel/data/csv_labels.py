@@ -27,9 +27,10 @@ No TensorFlow here.
 
 import csv
 import dataclasses
+import io
 
-from multilabel.base import label_sets
-from multilabel.base.errors import UserError, file_error
+from multilabel.base import label_sets, storage
+from multilabel.base.errors import UserError
 
 _PRESENT = "1"
 _ABSENT = ("0", "-1")
@@ -57,14 +58,10 @@ class LabelTable:
 
 
 def read_csv_labels(path, delimiter=None, class_names=()):
-    """The `LabelTable` of the CSV file at `path` (see `parse_csv_labels`)."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return parse_csv_labels(f, path, delimiter, class_names)
-    except OSError as e:
-        raise file_error(e, path, "labels file") from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"not UTF-8 text: {e}", path) from e
+    """The `LabelTable` of the CSV file at `path` (see `parse_csv_labels`), read through
+    the one regular-file check (a FIFO or /dev/zero is refused, not read)."""
+    text = storage.read_text(path, "labels file").removeprefix("\ufeff")
+    return parse_csv_labels(io.StringIO(text, newline=""), path, delimiter, class_names)
 
 
 def parse_csv_labels(lines, source="<stream>", delimiter=None, class_names=()):

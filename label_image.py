@@ -33,13 +33,12 @@ import os
 import sys
 import time
 
-import numpy as np
-
-
 from multilabel.base import environment
 
 # Before any import of a package: from a Python without them, one line says which to use.
 environment.require("label_image.py")
+
+import numpy as np
 
 from multilabel.base.arguments import names, positive_int
 from multilabel.base.command import run_command

@@ -1,6 +1,9 @@
 """The model card says what the run measured, on what terms, with which limits."""
 
+import os
+
 import numpy as np
+import pytest
 
 from multilabel.evaluation import bootstrap, label_issues, metrics
 from multilabel.export import model_card
@@ -56,3 +59,11 @@ def test_the_user_states_the_terms_of_their_own_data(tmp_path):
 def test_the_card_is_written_where_asked(tmp_path):
     model_card.write(tmp_path / "model_card.md", _card(tmp_path))
     assert (tmp_path / "model_card.md").read_text().count("## ") == 6
+
+
+@pytest.mark.timeout(30)
+def test_a_data_folder_readme_that_is_a_fifo_is_not_waited_on(tmp_path):
+    """The card reads the data folder's README.md for its terms: a FIFO there (no writer)
+    blocked the end of the run forever; through the regular-file check it is skipped."""
+    os.mkfifo(tmp_path / "README.md")
+    assert "state them here" in model_card.render(_card(tmp_path))

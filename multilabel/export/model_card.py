@@ -11,10 +11,10 @@ so editing it never makes the run folder "mixed".
 
 import dataclasses
 import datetime
-import json
 import os
 
-from multilabel.base import atomic
+from multilabel.base import atomic, storage
+from multilabel.base.errors import UserError
 from multilabel.features.backbones import module_builder
 
 # A class with fewer training positives than this is named among the known limits: its
@@ -55,12 +55,9 @@ class Card:
 def module_entry(handle, path):
     """`(handle, description, weights licence)` of a module, from the provenance file the
     project writes beside the modules it builds (None where it has none)."""
-    try:
-        with open(os.path.join(path, module_builder.PROVENANCE_FILE), encoding="utf-8") as f:
-            description = json.load(f).get("description")
-    except (OSError, ValueError, AttributeError):
-        description = None
-    return handle, description, module_builder.weights_licence(path)
+    provenance = module_builder.read_provenance(path)
+    return (handle, provenance.get("description"),
+            module_builder.weights_licence(path, provenance))
 
 
 def write(path, card):
@@ -126,11 +123,9 @@ def _data(card):
 
 
 def _data_terms(image_dir):
-    readme = os.path.join(image_dir, "README.md")
-    try:
-        with open(readme, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError):
+    try:  # through the one regular-file check: a FIFO there would hang the run's end
+        text = storage.read_text(os.path.join(image_dir, "README.md"))
+    except UserError:
         text = ""
     if "lamda.nju.edu.cn" in text:
         return LAMDA_TERMS

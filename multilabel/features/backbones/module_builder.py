@@ -20,7 +20,7 @@ from typing import Callable
 import tensorflow as tf
 
 from multilabel.features.backbones import efficientnet_lite, mobilenet_v2, places365_resnet, torch_state_dict
-from multilabel.base import atomic
+from multilabel.base import atomic, storage
 from multilabel.base.errors import UserError
 from multilabel.features.backbones.saved_feature_module import (is_saved_model,
                                                                 keras_feature_module,
@@ -132,11 +132,19 @@ def _provenance(name, recipe, data):
     }
 
 
-def weights_licence(module_path):
-    """The licence of the weights `module_path` was built from, as its provenance file says;
-    None for a module this project did not build (a TF Hub or user SavedModel)."""
+def read_provenance(module_path):
+    """The provenance file the project wrote beside a module it built, as a dict; {} for a
+    module it did not build (a TF Hub or user SavedModel) or a file it cannot read. Read
+    through the one regular-file check (a FIFO there is refused, not waited on)."""
     try:
-        with open(os.path.join(module_path, PROVENANCE_FILE), encoding="utf-8") as f:
-            return json.load(f)["weights"]["license"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        provenance = json.loads(storage.read_text(os.path.join(module_path, PROVENANCE_FILE)))
+    except (UserError, ValueError):
+        return {}
+    return provenance if isinstance(provenance, dict) else {}
+
+
+def weights_licence(module_path, provenance=None):
+    """The licence of the weights `module_path` was built from, as its provenance file
+    (or the `provenance` already read from it) says; None where none is recorded."""
+    weights = (read_provenance(module_path) if provenance is None else provenance).get("weights")
+    return weights.get("license") if isinstance(weights, dict) else None

@@ -66,9 +66,12 @@ def test_the_label_file_names_images_inside_their_folder_and_guesses_the_layout(
     found = review_page.label_file_of(str(tmp_path), (train, test))
     assert found.names == ("1.jpg", "2.jpg", "10.jpg", "3.jpg")
     assert found.layout == "tags"
-    (tmp_path / "labels.csv").write_text("image,sea,sunset,trees\n")
+    # The CSV's layout is told as data_generation.py tells it: by its cells.
+    (tmp_path / "labels.csv").write_text("image,sea,sunset,trees\n1.jpg,1,0,0\n")
     assert review_page.label_file_of(str(tmp_path), (train,)).layout == "one-hot"
-    (tmp_path / "labels.csv").write_text("image,tags\n")
+    (tmp_path / "labels.csv").write_text("image,sea\n1.jpg,1\n2.jpg,0\n")  # one class
+    assert review_page.label_file_of(str(tmp_path), (train,)).layout == "one-hot"
+    (tmp_path / "labels.csv").write_text("image,tags\n1.jpg,sea sunset\n")
     assert review_page.label_file_of(str(tmp_path), (train,)).layout == "tags"
     (tmp_path / "labels.json").write_text("[1, -1, -1]")
     assert review_page.label_file_of(str(tmp_path), (train,)).layout == "json"

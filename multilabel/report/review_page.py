@@ -27,6 +27,8 @@ import os
 import numpy as np
 
 from multilabel.base import atomic
+from multilabel.base.errors import UserError
+from multilabel.data import csv_labels
 from multilabel.data.image_sources import natural_key
 from multilabel.evaluation import label_issues
 from multilabel.report.page import thumbnail_uri
@@ -80,16 +82,18 @@ def label_file_of(image_dir, parts):
 
 
 def _layout(image_dir):
+    """The layout the data folder's labels are in: labels.json, or its one CSV told apart
+    as data_generation.py tells it (by the cells: `image,sea` with 1/0 is one-hot);
+    label_image.py's CSV is saved one-hot, the layout any class name survives."""
     if os.path.exists(os.path.join(image_dir, "labels.json")):
         return "json"
     csvs = glob.glob(os.path.join(glob.escape(image_dir), "*.csv"))
     if len(csvs) == 1:
         try:
-            with open(csvs[0], encoding="utf-8-sig") as f:
-                header = f.readline()
-        except (OSError, UnicodeDecodeError):
+            layout = csv_labels.read_csv_labels(csvs[0]).layout
+        except UserError:
             return "tags"
-        return "one-hot" if header.count(",") > 1 else "tags"
+        return "tags" if layout == "tags" else "one-hot"
     return "tags"
 
 

@@ -266,9 +266,9 @@ def _derived(options, trained):
     if not (options.tflite_output_file and trained.module_tflite):
         return None
     try:
-        with open(trained.module_tflite, "rb") as f:
-            content = derived_tflite.with_final_layer(f.read(), trained.weights,
-                                                      trained.biases)
+        content = derived_tflite.with_final_layer(
+            storage.read_regular(trained.module_tflite, storage.MODEL_LIMIT), trained.weights,
+            trained.biases)
         logger.info("The TFLite model: the trained layer appended to %s, no conversion",
                     trained.module_tflite)
         return content

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from multilabel.base import project
+from multilabel.base import project, storage
 from multilabel.base.errors import UserError
 from multilabel.base.options import module_handles
 from multilabel.features import module_set
@@ -24,9 +24,8 @@ def run_module(folder, cache):
     """The feature module set the run in `folder` trained on (its metrics.json)."""
     path = os.path.join(folder, "metrics.json")
     try:
-        with open(path, encoding="utf-8") as f:
-            handles = module_handles(json.load(f)["module"])
-    except (OSError, ValueError, KeyError) as e:
+        handles = module_handles(json.loads(storage.read_text(path, "metrics file"))["module"])
+    except (UserError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"--rank needs the run's metrics.json, which names its feature "
                         f"module ({type(e).__name__}: {e})", path) from e
     return module_set.load_module_set(handles, project.default_path(project.MODELS), cache,

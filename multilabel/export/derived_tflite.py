@@ -12,14 +12,14 @@ the frozen graph like a converted one (export.stage), so a wrong derivation is c
 not shipped.
 
 The flatbuffer is edited with LiteRT's generated schema (`ai_edge_litert.schema_py_generated`),
-as tflite_metadata does.
+and packed by tflite_metadata.pack, as the metadata is.
 """
 
-import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as tflite_schema
 
-MODEL_IDENTIFIER = b"TFL3"
+from multilabel.export import tflite_metadata
+
 # The classifier's signature, as formats._ServingModel's SavedModel names it.
 INPUT_NAME, OUTPUT_NAME = b"image", b"prediction"
 
@@ -61,9 +61,7 @@ def with_final_layer(module_tflite, weights, biases):
     for signature in model.signatureDefs or ():
         signature.inputs[0].name = INPUT_NAME
         signature.outputs = [_tensor_map(OUTPUT_NAME, probs)]
-    builder = flatbuffers.Builder(len(module_tflite) + weights.nbytes + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=MODEL_IDENTIFIER)
-    return bytes(builder.Output())
+    return tflite_metadata.pack(model, len(module_tflite) + weights.nbytes)
 
 
 def _batch_signature(tensor):

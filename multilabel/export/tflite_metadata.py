@@ -93,9 +93,14 @@ def with_metadata(model_bytes, info):
     entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
     model.metadata = [m for m in model.metadata or () if m.name != METADATA_NAME.encode()]
     model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(model_bytes) + 4096)
+    return _append_files(pack(model, len(model_bytes)), _associated_files(info))
+
+
+def pack(model, size_hint):
+    """The TFLite flatbuffer of `model` (a schema `ModelT`), about `size_hint` bytes."""
+    builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=MODEL_IDENTIFIER)
-    return _append_files(bytes(builder.Output()), _associated_files(info))
+    return bytes(builder.Output())
 
 
 def _output_size(model):

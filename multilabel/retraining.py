@@ -94,12 +94,13 @@ def run(options, changed=()):
     clock.lap("export: label issues")
     _write_near_duplicates(options.near_duplicates, found)
     outputs.add("near_duplicates", options.near_duplicates)
-    if options.model_card:
-        _write_model_card(options, module, data, report, issues, changed, found)
-        outputs.add("model_card", options.model_card)
     reviewed = _write_review_page(options, data, issues, found, final)
     if reviewed is not None:
         outputs.add("review_page", options.review_page)
+    if options.model_card:
+        _write_model_card(options, module, data, report, issues, changed, found,
+                          outputs.paths())
+        outputs.add("model_card", options.model_card)
     clock.lap("export: near-duplicates, model card, review page")
     if options.report_page:
         if _write_report_page(options, changed, module, data, result, report, final,
@@ -437,13 +438,12 @@ def _model_info(options, module, data, thresholds):
         thresholds=tuple(float(t) for t in thresholds), licence=licences)
 
 
-def _write_model_card(options, module, data, report, issues, changed, found):
-    """The run's model card (export.model_card), beside its other outputs."""
+def _write_model_card(options, module, data, report, issues, changed, found, written):
+    """The run's model card (export.model_card), beside its other outputs: `written`
+    (RunSet.paths()) and the report page and SavedModel folder, which are not in it yet."""
     parts = (data.train, data.validation, data.test)
-    outputs = [os.path.basename(getattr(options, name)) for name in
-               ("output_graph", "tflite_output_file", "output_labels", "output_thresholds",
-                "metrics_file", "label_issues", "report_page", "saved_model_dir")
-               if getattr(options, name) and os.path.exists(getattr(options, name))]
+    outputs = [os.path.basename(path) for path in (*written.values(), options.report_page,
+                                                   options.saved_model_dir) if path]
     card = model_card.Card(
         options.image_dir, tuple(data.class_names),
         {part.name: [int(n) for n in np.asarray(part.labels).sum(axis=0)] if len(part)
